@@ -1,0 +1,177 @@
+"""``guanhuai bench store``: append and replay through the event log, against plain sqlite3.
+
+Both sides start from the same events in memory and end with the same rows committed in a table
+of the same shape (same indexes and triggers, WAL, ``synchronous=FULL``, one transaction per
+batch). The log's side includes what the system of record must do: serialise payloads, check
+stream versions and duplicate ids, assign positions and chain hashes. Replay: the log decodes
+every row into validated event models; plain sqlite3 selects and ``json.loads`` the payload.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from guanhuai.perf import bulk_gc, peak_rss_mb, reset_peak_rss
+from guanhuai.simulate import Area, registration_messages
+from shared.events.base import EventMessage
+from shared.events.claims import ClaimKind, ClaimReported
+from shared.events.enrollment import HouseholdRegistered
+from shared.events.store import EventStore, StreamAppend
+from shared.events.subsidy import SubsidyApproved
+
+TOWNSHIPS = [Area(f"town{i:02d}", f"3504{i:02d}") for i in range(1, 11)]
+
+
+@dataclass
+class StoreFigures:
+    events: int
+    append_per_s: float
+    plain_append_per_s: float
+    replay_per_s: float
+    plain_replay_per_s: float
+    replay_peak_mb: float
+    plain_replay_peak_mb: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": "store",
+            "events": self.events,
+            "append_events_per_s": round(self.append_per_s),
+            "plain_sqlite_append_per_s": round(self.plain_append_per_s),
+            "append_ratio": round(self.append_per_s / self.plain_append_per_s, 3),
+            "replay_events_per_s": round(self.replay_per_s),
+            "plain_sqlite_replay_per_s": round(self.plain_replay_per_s),
+            "replay_ratio": round(self.replay_per_s / self.plain_replay_per_s, 3),
+            "replay_peak_rss_mb": round(self.replay_peak_mb, 1),
+            "plain_replay_peak_rss_mb": round(self.plain_replay_peak_mb, 1),
+            "targets": {"append_ratio": 0.5, "replay_ratio": 0.6, "replay_peak_rss_mb": 200},
+        }
+
+
+def household_streams(rng: random.Random, year: int) -> Iterator[tuple[str, list[EventMessage]]]:
+    """A household's stream as the pipeline writes it: the registration, a subsidy approval per
+    member for priority households, and a claim report now and then."""
+    for reg in registration_messages(rng, 10**9, year=year, townships=TOWNSHIPS):
+        payload = reg.payload
+        assert isinstance(payload, HouseholdRegistered)
+        out = [reg]
+        if payload.payer == "government":
+            for m in payload.members:
+                sub = SubsidyApproved(
+                    plan_id=f"plan-{year}", programme_year=year, line="special", policy_number=f"P{payload.household_id}",
+                    township=payload.township, resident_id=m.resident_id, amount_fen=4000,
+                )
+                out.append(EventMessage.new(sub, source="subsidy", correlation_id=reg.correlation_id, causation_id=reg.event_id))
+        if rng.random() < 0.1:
+            claim = ClaimReported(
+                claim_id=f"C{payload.household_id}", policy_number=f"P{payload.household_id}",
+                resident_id=payload.members[0].resident_id, accident_date=date(year, 6, 1), reported_on=date(year, 6, 3),
+                kind=ClaimKind.medical, expenses_fen=500_000, social_insurance_paid_fen=200_000, deductible_fen=10_000,
+                payment_ratio="0.8",
+            )
+            out.append(EventMessage.new(claim, source="insurer"))
+        yield f"household-{payload.household_id}", out
+
+
+def batches(total: int, batch_size: int, seed: int = 7) -> Iterator[list[StreamAppend]]:
+    rng = random.Random(seed)
+    streams = household_streams(rng, 2023)
+    made = 0
+    while made < total:
+        batch, size = [], 0
+        while size < batch_size and made + size < total:
+            stream_id, evs = next(streams)
+            evs = evs[: total - made - size]
+            batch.append(StreamAppend(stream_id, evs, 0))
+            size += len(evs)
+        made += size
+        yield batch
+
+
+def _plain_rows(batch: list[StreamAppend], start: int) -> list[tuple[Any, ...]]:
+    rows = []
+    position = start
+    for item in batch:
+        for version, ev in enumerate(item.events, start=1):
+            position += 1
+            stamp = ev.occurred_at.isoformat()
+            rows.append((
+                position, str(ev.event_id), item.stream_id, version, ev.event_type, ev.schema_version, stamp, stamp,
+                ev.source, str(ev.correlation_id), None, json.dumps(ev.payload.model_dump(mode="json"), ensure_ascii=False),
+                "0" * 64, "0" * 64,
+            ))
+    return rows
+
+
+async def run(total: int, batch_size: int, workdir: Path | None, progress: Callable[[str, int, int], None]) -> StoreFigures:
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        db = Path(tmp) / "log.db"
+        store = await EventStore.open(f"sqlite+aiosqlite:///{db}")
+        append_s = 0.0
+        done = 0
+        for batch in batches(total, batch_size):
+            t0 = time.perf_counter()
+            await store.append_streams(batch)
+            append_s += time.perf_counter() - t0
+            done += sum(len(b.events) for b in batch)
+            progress("append (guanhuai)", done, total)
+
+        replay_n, replay_s, replay_peak = await _replay(store, total, progress)
+        await store.close()
+
+        # The same table, indexes and triggers, copied from the log's own schema.
+        ddl = [r[0] for r in sqlite3.connect(db).execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
+        plain_db = Path(tmp) / "plain.db"
+        conn = sqlite3.connect(plain_db, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        for sql in ddl:
+            conn.execute(sql)
+        insert = "INSERT INTO events VALUES (" + ",".join("?" * 14) + ")"
+        plain_s, done = 0.0, 0
+        for batch in batches(total, batch_size):
+            rows = _plain_rows(batch, done)
+            t0 = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(insert, rows)
+            conn.execute("COMMIT")
+            plain_s += time.perf_counter() - t0
+            done += len(rows)
+            progress("append (plain sqlite3)", done, total)
+
+        reset_peak_rss()
+        t0 = time.perf_counter()
+        plain_n = 0
+        for row in conn.execute("SELECT * FROM events ORDER BY position"):
+            json.loads(row[11])
+            plain_n += 1
+            if plain_n % 10000 == 0:
+                progress("replay (plain sqlite3)", plain_n, total)
+        plain_replay_s = time.perf_counter() - t0
+        plain_peak = peak_rss_mb()
+        conn.close()
+        if replay_n != total or plain_n != total:
+            raise RuntimeError(f"replayed {replay_n} and {plain_n} events, expected {total}")
+        return StoreFigures(total, total / append_s, total / plain_s, replay_n / replay_s, plain_n / plain_replay_s,
+                            replay_peak, plain_peak)
+
+
+async def _replay(store: EventStore, total: int, progress: Callable[[str, int, int], None]) -> tuple[int, float, float]:
+    reset_peak_rss()
+    n = 0
+    with bulk_gc():
+        t0 = time.perf_counter()
+        async for batch in store.read_all(batch_size=2000):
+            n += len(batch)
+            progress("replay (guanhuai, decoded)", n, total)
+        elapsed = time.perf_counter() - t0
+    return n, elapsed, peak_rss_mb()

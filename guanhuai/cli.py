@@ -1,0 +1,121 @@
+"""The ``guanhuai`` command: run, feed, inspect and audit the system of record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from guanhuai.settings import Settings
+
+app = typer.Typer(
+    help="guanhuai 关怀: the system of record for family-planning household accident insurance "
+    "(计划生育家庭意外伤害保险).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+schema_app = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
+audit_app = typer.Typer(help="Auditors' tools: verify the tamper-evident event log.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: figures with the raw reference measured in the same run.", no_args_is_help=True)
+targets_app = typer.Typer(help="Yearly township targets (指导性任务).", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+app.add_typer(audit_app, name="audit")
+app.add_typer(bench_app, name="bench")
+app.add_typer(targets_app, name="targets")
+
+err = Console(stderr=True)
+out = Console()
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option("--db-url", help="Event log database URL (sqlite:///FILE or postgresql://...). Default: GUANHUAI_DB_URL, else SQLite under data/."),
+]
+
+
+def _db_url(db_url: str | None) -> str:
+    return db_url or Settings().database_url
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=False, disable=not err.is_terminal,
+    )
+
+
+@schema_app.command("export")
+def schema_export(directory: Annotated[Path, typer.Argument(help="Folder to write <EventType>.json files into.")]) -> None:
+    """Write one JSON Schema file per event type, generated from the event models."""
+    from shared.events import registry
+
+    directory.mkdir(parents=True, exist_ok=True)
+    schemas = registry.json_schemas()
+    for name, schema in schemas.items():
+        (directory / f"{name}.json").write_text(json.dumps(schema, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    out.print(f"wrote {len(schemas)} schemas to {directory}")
+
+
+@audit_app.command("verify")
+def audit_verify(db_url: DbUrl = None) -> None:
+    """Recompute the hash chain over the whole log. Exit 0 and print the count when it holds;
+    exit 1 naming the first bad position when a row was altered, removed or reordered."""
+    from shared.events.audit import verify_chain
+
+    async def main() -> int:
+        from shared.events.store import EventStore
+
+        store = await EventStore.open(_db_url(db_url), create=False)
+        try:
+            with _progress() as bar:
+                task = bar.add_task("verifying", total=await store.head_position())
+                result = await verify_chain(store, on_progress=lambda n: bar.update(task, completed=n))
+        finally:
+            await store.close()
+        if result.ok:
+            out.print(f"audit ok: {result.checked} events, hash chain intact (head {result.head_hash[:16]}…)")
+            return 0
+        err.print(f"[bold red]audit FAILED[/] at position {result.first_bad_position}: {result.problem}")
+        out.print(json.dumps({"ok": False, "first_bad_position": result.first_bad_position, "problem": result.problem}))
+        return 1
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@bench_app.command("store")
+def bench_store(
+    events: Annotated[int, typer.Option(help="How many events to append and replay.")] = 1_000_000,
+    batch: Annotated[int, typer.Option(help="Events per append transaction.")] = 1000,
+    workdir: Annotated[Path | None, typer.Option(help="Where to put the temporary databases.")] = None,
+) -> None:
+    """Append EVENTS in batches and replay them through the event log, then do the same with plain
+    sqlite3 (executemany; select and json.loads). Prints events/s, ratios and replay peak memory;
+    the last line is JSON."""
+    from guanhuai.bench.store import run
+
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done)
+
+        figures = asyncio.run(run(events, batch, workdir, progress))
+    d = figures.as_dict()
+    out.print(f"append:  guanhuai {d['append_events_per_s']:>9,} ev/s   plain sqlite3 {d['plain_sqlite_append_per_s']:>9,} ev/s   ratio {d['append_ratio']:.2f} (target ≥ 0.50)")
+    out.print(f"replay:  guanhuai {d['replay_events_per_s']:>9,} ev/s   plain sqlite3 {d['plain_sqlite_replay_per_s']:>9,} ev/s   ratio {d['replay_ratio']:.2f} (target ≥ 0.60)")
+    out.print(f"replay peak RSS: guanhuai {d['replay_peak_rss_mb']} MB, plain {d['plain_replay_peak_rss_mb']} MB (target < 200 MB)")
+    print(json.dumps(d), flush=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

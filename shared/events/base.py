@@ -1,0 +1,86 @@
+"""The envelope every event travels in, and the base class of every event payload.
+
+An event has two parts: the *payload* (a :class:`DomainEvent` subclass: what happened, in domain
+words) and the *envelope* (who said it, when, which stream and position). Producers and services
+send an :class:`EventMessage`; the event log returns :class:`RecordedEvent`, which adds the stream,
+its version, the global position and when the log recorded it.
+
+Event types are stable strings (``"HouseholdRegistered"``), never Python import paths: renaming
+a module must not break history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
+
+# Identifiers that end up in subjects, stream ids and hashes: printable, no spaces or controls.
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+Fen = Annotated[int, Field(ge=0, le=10**13, description="amount in integer fen (分); 100 fen = 1 yuan")]
+
+
+class FrozenModel(BaseModel):
+    """Immutable, strict about unknown fields: a contract, not a bag of values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+class DomainEvent(FrozenModel):
+    """Base of every event payload. Subclasses set ``event_type`` and ``schema_version``."""
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+class EventMessage(FrozenModel):
+    """An event as a producer or a service sends it (before the log gives it a place).
+
+    Build one with :meth:`new`, or parse received bytes with ``registry.parse_message``, which
+    also checks that the payload is the type the envelope names (a plain constructor does not).
+    """
+
+    event_id: uuid.UUID = Field(description="unique id; also sent as the NATS Nats-Msg-Id header")
+    event_type: Name
+    schema_version: int = Field(ge=1)
+    occurred_at: AwareDatetime = Field(description="when it happened in the world (timezone-aware)")
+    source: Name = Field(description="who said it: the producing system or service")
+    correlation_id: uuid.UUID = Field(description="the conversation this event belongs to")
+    causation_id: uuid.UUID | None = Field(default=None, description="the event that caused this one")
+    payload: SerializeAsAny[DomainEvent] = Field(description="the event itself; its schema depends on event_type")
+
+    @classmethod
+    def new(
+        cls,
+        payload: DomainEvent,
+        *,
+        source: str,
+        occurred_at: datetime | None = None,
+        event_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        causation_id: uuid.UUID | None = None,
+    ) -> EventMessage:
+        """Wrap a payload in a fresh envelope (or a given ``event_id`` for deterministic ids)."""
+        eid = event_id or uuid.uuid4()
+        return EventMessage(
+            event_id=eid,
+            event_type=payload.event_type,
+            schema_version=payload.schema_version,
+            occurred_at=occurred_at or datetime.now(timezone.utc),
+            source=source,
+            correlation_id=correlation_id or eid,
+            causation_id=causation_id,
+            payload=payload,
+        )
+
+
+class RecordedEvent(EventMessage):
+    """An event as the log holds it: its stream, version in that stream, global position and
+    the time the log recorded it."""
+
+    stream_id: Name
+    stream_version: int = Field(ge=1)
+    position: int = Field(ge=1, description="global, gap-free order of the whole log")
+    recorded_at: AwareDatetime

@@ -1,0 +1,89 @@
+"""Events of claims: what the insurer reports, and what the claims service pays or rejects."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from .base import DomainEvent, Fen, Name
+from .enrollment import IdNumber
+
+Ratio = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4)]
+
+
+class ClaimKind(StrEnum):
+    death = "death"  # 意外身故
+    disability = "disability"  # 意外伤残
+    medical = "medical"  # 意外医疗
+
+
+class ClaimReported(DomainEvent):
+    """A claim as the insurer reports it. Medical claims carry the figures the payment needs."""
+
+    event_type = "ClaimReported"
+
+    claim_id: Name
+    policy_number: Name
+    resident_id: IdNumber
+    accident_date: date
+    reported_on: date
+    kind: ClaimKind
+    disability_grade: int | None = Field(default=None, ge=1, le=10, description="JR/T 0083-2013 grade, 1 = 100%")
+    expenses_fen: Fen | None = Field(default=None, description="eligible inpatient expenses")
+    social_insurance_paid_fen: Fen | None = None
+    deductible_fen: Fen | None = None
+    payment_ratio: Ratio | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> ClaimReported:
+        medical = (self.expenses_fen, self.social_insurance_paid_fen, self.deductible_fen, self.payment_ratio)
+        if self.kind is ClaimKind.disability and self.disability_grade is None:
+            raise ValueError("a disability claim needs disability_grade")
+        if self.kind is not ClaimKind.disability and self.disability_grade is not None:
+            raise ValueError("disability_grade belongs to disability claims only")
+        if self.kind is ClaimKind.medical and any(v is None for v in medical):
+            raise ValueError("a medical claim needs expenses_fen, social_insurance_paid_fen, deductible_fen and payment_ratio")
+        if self.kind is not ClaimKind.medical and any(v is not None for v in medical):
+            raise ValueError("expense figures belong to medical claims only")
+        return self
+
+
+class ClaimPaid(DomainEvent):
+    event_type = "ClaimPaid"
+
+    claim_id: Name
+    policy_number: Name
+    programme_year: int
+    township: Name
+    resident_id: IdNumber
+    kind: ClaimKind
+    accident_date: date
+    paid_on: date
+    amount_fen: Fen
+    computed_fen: Fen = Field(description="what the rule gives before any remaining limit")
+    limited_by: str | None = Field(default=None, description="the limit that capped the payment, if any")
+
+
+class ClaimRejected(DomainEvent):
+    event_type = "ClaimRejected"
+
+    claim_id: Name
+    policy_number: Name
+    resident_id: IdNumber
+    kind: ClaimKind
+    reason: str = Field(description="unknown_policy, not_insured_on_policy, outside_cover, cover_ended, limit_exhausted, duplicate_claim")
+
+
+class CoverEnded(DomainEvent):
+    """A person's accident cover ends after death or after disability payments reach the share."""
+
+    event_type = "CoverEnded"
+
+    policy_number: Name
+    resident_id: IdNumber
+    reason: str = Field(description="death or disability_sum_exhausted")
+    claim_id: Name

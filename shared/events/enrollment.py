@@ -1,0 +1,125 @@
+"""Events about households and policies: what county systems send, and what enrollment records."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from .base import DomainEvent, Fen, FrozenModel, Name
+from .programme import Year
+
+# Shape only; the check character and birth date are business rules that enrollment applies,
+# so that one bad member is left out with a reason instead of failing the whole household.
+IdNumber = Annotated[str, Field(pattern=r"^\d{17}[\dXx]$", description="18-character resident ID number")]
+Units = Annotated[int, Field(ge=1, le=100, description="units (份) bought; 100 yuan each in the 100-yuan version")]
+
+
+class Payer(StrEnum):
+    government = "government"  # 政府投保: the township pays for priority groups
+    agency = "agency"  # 单位投保: an agency or unit pays for its staff
+    self_paid = "self"  # 自主投保: the family pays
+
+
+class HouseholdCategory(StrEnum):
+    two_daughters_sterilised = "two_daughters_sterilised"  # 二女结扎户
+    single_daughter_certified = "single_daughter_certified"  # 独女领证户
+    special_family = "special_family"  # 计生特殊家庭
+    lost_only_child = "lost_only_child"  # 失独家庭
+    only_child_disabled = "only_child_disabled"  # 独生子女伤残家庭
+    poor = "poor"  # 困难计生家庭
+    poverty_relief = "poverty_relief"  # 精准扶贫计生户
+    agency_staff = "agency_staff"  # 机关企事业单位在岗职工
+    general = "general"  # 其他计生家庭
+
+
+class Relation(StrEnum):
+    head = "head"  # 户主
+    spouse = "spouse"  # 配偶
+    child = "child"  # 子女
+
+
+class Member(FrozenModel):
+    name: str = Field(min_length=1, max_length=60)
+    resident_id: IdNumber
+    relation: Relation
+    birth_date: date
+
+
+class HouseholdRegistered(DomainEvent):
+    """A household agreed to cover and paid (or its payer did): the county's enrolment record.
+
+    Version 2 added ``units`` and ``village`` and renamed ``consent_date`` to ``paid_on``.
+    """
+
+    event_type = "HouseholdRegistered"
+    schema_version = 2
+
+    household_id: Name
+    programme_year: Year
+    township: Name = Field(description="area code of the township (or the agencies' pseudo-township)")
+    village: Name | None = None
+    category: HouseholdCategory
+    payer: Payer
+    payer_name: str | None = Field(default=None, max_length=100, description="the paying agency or township")
+    units: Units = 1
+    members: list[Member] = Field(min_length=1, max_length=30)
+    paid_on: date = Field(description="the day the family agreed and the premium was paid")
+    renewal: bool = False
+
+
+class InsuredPerson(FrozenModel):
+    resident_id: IdNumber
+    name: str
+    relation: Relation
+    birth_date: date
+    death_disability_sum_fen: Fen = Field(description="this person's equal share of the death/disability cover")
+
+
+class ExcludedMember(FrozenModel):
+    resident_id: str = Field(max_length=40)
+    reason: str = Field(description="reason code, e.g. too_old, too_young, id_bad_check_character, already_insured")
+
+
+class PolicyIssued(DomainEvent):
+    """A one-year policy for a household: who is insured, for how much, and from when to when."""
+
+    event_type = "PolicyIssued"
+
+    policy_number: Name
+    household_id: Name
+    programme_year: Year
+    township: Name
+    village: Name | None = None
+    category: HouseholdCategory
+    payer: Payer
+    units: Units
+    premium_fen: Fen
+    issued_on: date
+    cover_start: AwareDatetime = Field(description="00:00 CST the day after issue (inclusive)")
+    cover_end: AwareDatetime = Field(description="24:00 CST on the end date (exclusive)")
+    insured: list[InsuredPerson] = Field(min_length=1)
+    excluded: list[ExcludedMember] = []
+    medical_limit_fen: Fen = Field(description="accident medical limit shared by the household for the policy year")
+    renewal: bool = False
+
+    @model_validator(mode="after")
+    def _cover_is_ordered(self) -> PolicyIssued:
+        if self.cover_end <= self.cover_start:
+            raise ValueError("cover_end must be after cover_start")
+        return self
+
+
+class HouseholdRejected(DomainEvent):
+    """A registration that yields no policy, with every reason."""
+
+    event_type = "HouseholdRejected"
+
+    household_id: Name
+    programme_year: Year
+    township: Name
+    payer: Payer
+    reasons: list[str] = Field(min_length=1, description="reason codes, e.g. no_eligible_member, already_insured_this_year")
+    excluded: list[ExcludedMember] = []

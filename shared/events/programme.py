@@ -1,0 +1,54 @@
+"""Events of the county / district association: the area hierarchy and yearly targets."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from .base import DomainEvent, Name
+
+Year = Annotated[int, Field(ge=2000, le=2200, description="programme year (投保年度)")]
+Count = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class AreaLevel(StrEnum):
+    county = "county"  # 县/区
+    township = "township"  # 乡镇/街道, or the pseudo-township 机关 for agencies
+    village = "village"  # 村/社区
+
+
+class AreaRegistered(DomainEvent):
+    """An area of the association's hierarchy (village -> township -> county), kept as data."""
+
+    event_type = "AreaRegistered"
+
+    code: Name
+    name: str = Field(min_length=1, max_length=100)
+    level: AreaLevel
+    parent_code: Name | None = None
+
+    @model_validator(mode="after")
+    def _only_county_has_no_parent(self) -> AreaRegistered:
+        if (self.parent_code is None) != (self.level is AreaLevel.county):
+            raise ValueError("a county has no parent; every other area names one")
+        return self
+
+
+class TownshipTargetSet(DomainEvent):
+    """The guiding target (指导性任务) of a township for a year, counted in policies (households)."""
+
+    event_type = "TownshipTargetSet"
+
+    programme_year: Year
+    township: Name = Field(description="area code of the township")
+    target_total: Count
+    target_government: Count = Field(description="policies paid by the government (政府投保)")
+    target_self: Count = Field(description="self-paid policies (自主投保)")
+
+    @model_validator(mode="after")
+    def _parts_add_up(self) -> TownshipTargetSet:
+        if self.target_government + self.target_self != self.target_total:
+            raise ValueError("target_government + target_self must equal target_total")
+        return self

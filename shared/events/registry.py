@@ -1,0 +1,178 @@
+"""Parse any stored or received event by its type and schema version.
+
+Every event type is registered once with its current payload class; older schema versions are
+brought up to date by upcasters (plain functions from one version's payload dict to the next),
+so history written years ago is read with today's models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import ValidationError, create_model
+
+from .base import DomainEvent, EventMessage, RecordedEvent
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class EventContractError(ValueError):
+    """Input that does not fit the event contracts. ``code`` is a stable reason code and
+    ``fields`` the dotted paths of the offending fields (empty when the input is not even JSON)."""
+
+    def __init__(self, code: str, message: str, fields: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fields = tuple(fields)
+
+
+def _describe(exc: ValidationError, prefix: str) -> tuple[str, list[str]]:
+    fields, parts = [], []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        fields.append(path or "(root)")
+        parts.append(f"{path or '(root)'}: {err['msg']}")
+    return "; ".join(parts[:10]) + (f" (+{len(parts) - 10} more)" if len(parts) > 10 else ""), fields
+
+
+class EventRegistry:
+    def __init__(self) -> None:
+        self._types: dict[str, type[DomainEvent]] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._recorded: dict[str, type[RecordedEvent]] = {}
+
+    # -- registration ------------------------------------------------------------------------
+    def register(self, cls: type[DomainEvent]) -> type[DomainEvent]:
+        name = cls.event_type
+        if name in self._types and self._types[name] is not cls:
+            raise ValueError(f"event type {name!r} is registered twice")
+        self._types[name] = cls
+        return cls
+
+    def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a function taking a ``from_version`` payload to ``from_version + 1``."""
+
+        def decorate(fn: Upcaster) -> Upcaster:
+            self._upcasters[(event_type, from_version)] = fn
+            return fn
+
+        return decorate
+
+    @property
+    def types(self) -> dict[str, type[DomainEvent]]:
+        return dict(self._types)
+
+    def payload_class(self, event_type: str) -> type[DomainEvent]:
+        try:
+            return self._types[event_type]
+        except KeyError:
+            raise EventContractError(
+                "unknown_event_type", f"unknown event type {event_type!r}", ["event_type"]
+            ) from None
+
+    def recorded_class(self, event_type: str) -> type[RecordedEvent]:
+        """``RecordedEvent`` narrowed to one payload type, so that a whole stored event (envelope
+        and payload as one JSON document) is validated in a single pass."""
+        cls = self._recorded.get(event_type)
+        if cls is None:
+            payload_cls = self.payload_class(event_type)
+            cls = create_model(f"Recorded{event_type}", __base__=RecordedEvent, payload=(payload_cls, ...))
+            self._recorded[event_type] = cls
+        return cls
+
+    def parse_recorded(self, event_type: str, schema_version: int, document: str | bytes) -> RecordedEvent:
+        """A stored event as one JSON document (see ``EventStore.read_all``) to its model."""
+        cls = self.payload_class(event_type)
+        try:
+            if schema_version == cls.schema_version:
+                return self.recorded_class(event_type).model_validate_json(document)
+            obj = json.loads(document)
+            payload = self.parse_payload(event_type, schema_version, obj.pop("payload"))
+            return RecordedEvent.model_validate({**obj, "schema_version": payload.schema_version, "payload": payload})
+        except ValidationError as exc:
+            detail, fields = _describe(exc, "")
+            raise EventContractError("invalid_payload", f"stored {event_type} v{schema_version}: {detail}", fields) from None
+
+    # -- parsing -----------------------------------------------------------------------------
+    def parse_payload(self, event_type: str, schema_version: int, data: dict[str, Any] | str | bytes) -> DomainEvent:
+        cls = self.payload_class(event_type)
+        if not isinstance(schema_version, int) or isinstance(schema_version, bool) or schema_version < 1:
+            raise EventContractError("unsupported_schema_version", "schema_version must be a positive integer", ["schema_version"])
+        if schema_version > cls.schema_version:
+            raise EventContractError(
+                "unsupported_schema_version",
+                f"{event_type} v{schema_version} is newer than this system knows (v{cls.schema_version})",
+                ["schema_version"],
+            )
+        try:
+            if schema_version == cls.schema_version:
+                if isinstance(data, dict):
+                    return cls.model_validate(data)
+                return cls.model_validate_json(data)
+            payload = json.loads(data) if isinstance(data, (str, bytes)) else dict(data)
+            if not isinstance(payload, dict):
+                raise EventContractError("invalid_payload", "payload must be a JSON object", ["payload"])
+            for version in range(schema_version, cls.schema_version):
+                step = self._upcasters.get((event_type, version))
+                if step is None:
+                    raise EventContractError(
+                        "unsupported_schema_version", f"no upcaster for {event_type} v{version}", ["schema_version"]
+                    )
+                payload = step(payload)
+            return cls.model_validate(payload)
+        except ValidationError as exc:
+            detail, fields = _describe(exc, "payload")
+            raise EventContractError("invalid_payload", f"{event_type} v{schema_version}: {detail}", fields) from None
+        except json.JSONDecodeError as exc:
+            raise EventContractError("not_json", f"payload is not JSON: {exc}", ["payload"]) from None
+
+    def parse_message(self, data: bytes | str | dict[str, Any]) -> EventMessage:
+        """Parse an event as a producer sends it (JSON bytes or a dict) into an ``EventMessage``."""
+        if isinstance(data, (bytes, str)):
+            try:
+                obj = json.loads(data)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise EventContractError("not_json", f"message is not JSON: {exc}") from None
+        else:
+            obj = data
+        if not isinstance(obj, dict):
+            raise EventContractError("invalid_envelope", "an event is a JSON object", ["(root)"])
+        missing = [k for k in ("event_type", "schema_version", "payload") if k not in obj]
+        if missing:
+            raise EventContractError("invalid_envelope", f"missing field(s): {', '.join(missing)}", missing)
+        event_type = obj["event_type"]
+        if not isinstance(event_type, str):
+            raise EventContractError("invalid_envelope", "event_type must be a string", ["event_type"])
+        payload = obj["payload"]
+        if not isinstance(payload, dict):
+            raise EventContractError("invalid_payload", "payload must be a JSON object", ["payload"])
+        parsed = self.parse_payload(event_type, obj["schema_version"], payload)
+        fields = {**obj, "schema_version": parsed.schema_version, "payload": parsed}
+        if fields.get("correlation_id") is None and "event_id" in fields:
+            fields["correlation_id"] = fields["event_id"]  # a conversation starts with its first event
+        try:
+            return EventMessage.model_validate(fields)
+        except ValidationError as exc:
+            detail, fields = _describe(exc, "")
+            raise EventContractError("invalid_envelope", f"{event_type}: {detail}", fields) from None
+
+    def json_schemas(self) -> dict[str, dict[str, Any]]:
+        """One JSON Schema per event type: the envelope with that type's payload."""
+        out = {}
+        for name, cls in sorted(self._types.items()):
+            payload_schema = cls.model_json_schema(mode="serialization")
+            envelope = EventMessage.model_json_schema(mode="serialization")
+            defs = {**envelope.pop("$defs", {}), **payload_schema.pop("$defs", {})}
+            envelope["properties"]["payload"] = payload_schema
+            envelope["properties"]["event_type"] = {"const": name, "type": "string"}
+            envelope["properties"]["schema_version"] = {"const": cls.schema_version, "type": "integer"}
+            envelope["title"] = name
+            envelope["description"] = (cls.__doc__ or name).strip().splitlines()[0]
+            envelope["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+            envelope["$id"] = f"urn:guanhuai:event:{name}:v{cls.schema_version}"
+            if defs:
+                envelope["$defs"] = defs
+            out[name] = envelope
+        return out
