@@ -13,10 +13,11 @@ from datetime import date
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
-_SHAPE = re.compile(r"^\d{17}[\dX]$")
-# Anything that looks like an ID number inside free text: 17 digits and a digit or X, not part
-# of a longer run of digits.
-_IN_TEXT = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
+_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")  # ASCII digits only: no full-width look-alikes
+# Anything that looks like an ID number inside free text: 17 digits and a digit or X, wherever it
+# stands, also inside a longer run of digits (masking a bank card number too is harmless; leaking
+# an ID number is not).
+_IN_TEXT = re.compile(r"([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])")
 
 
 class ResidentIdError(ValueError):

@@ -17,7 +17,7 @@ class MoneyError(ValueError):
 
 def yuan(fen: int) -> str:
     """Format fen as yuan with two decimals: ``yuan(6666667) == '66666.67'``."""
-    if not isinstance(fen, int):
+    if not isinstance(fen, int) or isinstance(fen, bool):
         raise MoneyError(f"amounts are integer fen, got {type(fen).__name__}")
     sign = "-" if fen < 0 else ""
     whole, part = divmod(abs(fen), FEN_PER_YUAN)
@@ -62,6 +62,8 @@ def round_fen(amount: Decimal) -> int:
 
 def apply_ratio(fen: int, ratio: Decimal | str) -> int:
     """``fen * ratio`` rounded half up once; ratios such as a disability grade or a payment ratio."""
+    if isinstance(ratio, float):
+        raise MoneyError("ratios are never floats; pass a string or Decimal such as '0.8'")
     return round_fen(Decimal(fen) * Decimal(ratio))
 
 

@@ -13,7 +13,7 @@ from .programme import Year
 
 # Shape only; the check character and birth date are business rules that enrollment applies,
 # so that one bad member is left out with a reason instead of failing the whole household.
-IdNumber = Annotated[str, Field(pattern=r"^\d{17}[\dXx]$", description="18-character resident ID number")]
+IdNumber = Annotated[str, Field(pattern=r"^[0-9]{17}[0-9Xx]$", description="18-character resident ID number")]
 Units = Annotated[int, Field(ge=1, le=100, description="units (份) bought; 100 yuan each in the 100-yuan version")]
 
 

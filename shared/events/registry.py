@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pydantic import ValidationError, create_model
+from pydantic import Json, ValidationError, create_model
 
 from .base import DomainEvent, EventMessage, RecordedEvent
 
@@ -73,27 +73,30 @@ class EventRegistry:
             ) from None
 
     def recorded_class(self, event_type: str) -> type[RecordedEvent]:
-        """``RecordedEvent`` narrowed to one payload type, so that a whole stored event (envelope
-        and payload as one JSON document) is validated in a single pass."""
+        """``RecordedEvent`` narrowed to one payload type that it reads from JSON text, so that a
+        stored row (columns plus the payload's JSON) is validated by one call into pydantic-core."""
         cls = self._recorded.get(event_type)
         if cls is None:
             payload_cls = self.payload_class(event_type)
-            cls = create_model(f"Recorded{event_type}", __base__=RecordedEvent, payload=(payload_cls, ...))
+            cls = create_model(f"Recorded{event_type}", __base__=RecordedEvent, payload=(Json[payload_cls], ...))
             self._recorded[event_type] = cls
         return cls
 
-    def parse_recorded(self, event_type: str, schema_version: int, document: str | bytes) -> RecordedEvent:
-        """A stored event as one JSON document (see ``EventStore.read_all``) to its model."""
+    def parse_recorded(self, row: dict[str, Any]) -> RecordedEvent:
+        """A stored row (a mapping of the log's columns; ``payload`` as JSON text) to its model,
+        upcasting an older schema version to the current one."""
+        event_type, schema_version = row["event_type"], row["schema_version"]
         cls = self.payload_class(event_type)
         try:
             if schema_version == cls.schema_version:
-                return self.recorded_class(event_type).model_validate_json(document)
-            obj = json.loads(document)
-            payload = self.parse_payload(event_type, schema_version, obj.pop("payload"))
-            return RecordedEvent.model_validate({**obj, "schema_version": payload.schema_version, "payload": payload})
+                return self.recorded_class(event_type).model_validate(row)
+            payload = self.parse_payload(event_type, schema_version, row["payload"])
+            return RecordedEvent.model_validate({**row, "schema_version": payload.schema_version, "payload": payload})
         except ValidationError as exc:
             detail, fields = _describe(exc, "")
-            raise EventContractError("invalid_payload", f"stored {event_type} v{schema_version}: {detail}", fields) from None
+            raise EventContractError(
+                "invalid_payload", f"stored {event_type} v{schema_version} at {row.get('position')}: {detail}", fields
+            ) from None
 
     # -- parsing -----------------------------------------------------------------------------
     def parse_payload(self, event_type: str, schema_version: int, data: dict[str, Any] | str | bytes) -> DomainEvent:

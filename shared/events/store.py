@@ -13,13 +13,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, String, bindparam, cast, func, literal, select, text, type_coerce
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .base import EventMessage, RecordedEvent
@@ -46,6 +48,7 @@ _COLUMNS = [
     events.c.causation_id,
     events.c.payload,
 ]
+_NAMES = tuple(c.name for c in _COLUMNS)
 
 
 class ConcurrencyError(Exception):
@@ -111,33 +114,63 @@ class Transaction:
     async def append_streams(self, batch: Sequence[StreamAppend]) -> list[AppendResult]:
         head = await self._lock_head()
         conn = self.connection
-        ids = [str(e.event_id) for item in batch for e in item.events]
-        if len(ids) != len(set(ids)):
+        ids = [[str(e.event_id) for e in item.events] for item in batch]
+        if sum(map(len, ids)) != len({i for item_ids in ids for i in item_ids}):
             raise DuplicateEventError("the same event id appears twice in one append")
-        stored = await _stored_ids(conn, ids)
         stream_ids = list({item.stream_id for item in batch})
-        versions = dict(
-            (
-                await conn.execute(
-                    select(events.c.stream_id, func.max(events.c.stream_version))
-                    .where(events.c.stream_id.in_(stream_ids))
-                    .group_by(events.c.stream_id)
-                )
-            ).all()
-        ) if stream_ids else {}
+        versions = dict((await conn.execute(_VERSIONS, {"streams": stream_ids})).all()) if stream_ids else {}
+        # Optimistic: assume no event is stored yet, and let the unique index on event_id (or a
+        # version that moved) say otherwise. Only then look the ids up and plan again without the
+        # events already stored: a retried append is already done, not an error.
+        sqlite = conn.dialect.name == "sqlite"
+        try:
+            plan = _Plan(head, batch, ids, versions, {}, sqlite)
+            if plan.rows:
+                async with conn.begin_nested():
+                    await conn.exec_driver_sql(_insert_sql(conn), plan.rows)
+        except (IntegrityError, ConcurrencyError):
+            stored = await _stored_ids(conn, [i for item_ids in ids for i in item_ids])
+            if not stored:
+                raise
+            plan = _Plan(head, batch, ids, versions, stored, sqlite)
+            if plan.rows:
+                await conn.exec_driver_sql(_insert_sql(conn), plan.rows)
+        if plan.rows:
+            self._head = _Head(plan.position, plan.prev, plan.recorded_at)
+            self.appended.extend(r[0] for r in plan.rows)
+        return plan.results
 
+
+_VERSIONS = (
+    select(events.c.stream_id, func.max(events.c.stream_version))
+    .where(events.c.stream_id.in_(bindparam("streams", expanding=True)))
+    .group_by(events.c.stream_id)
+)
+
+
+class _Plan:
+    """The rows one append will insert: positions, stream versions and chained hashes."""
+
+    def __init__(
+        self,
+        head: _Head,
+        batch: Sequence[StreamAppend],
+        ids: list[list[str]],
+        versions: dict[str, int],
+        stored: dict[str, tuple[int, int]],
+        sqlite: bool,
+    ) -> None:
         now = datetime.now(timezone.utc)
-        recorded_at = max(now, head.recorded_at) if head.recorded_at else now
+        self.recorded_at = recorded_at = max(now, head.recorded_at) if head.recorded_at else now
         recorded_text = utc_text(recorded_at)
-        keep_text = conn.dialect.name == "sqlite"
-        rows: list[tuple[Any, ...]] = []
-        results: list[AppendResult] = []
+        versions = dict(versions)
+        self.rows: list[tuple[Any, ...]] = []
+        self.results: list[AppendResult] = []
         position, prev = head.position, head.hash
-        for item in batch:
-            item_ids = [str(e.event_id) for e in item.events]
+        for item, item_ids in zip(batch, ids, strict=True):
             known = [stored[i] for i in item_ids if i in stored]
             if known and len(known) == len(item_ids):
-                results.append(AppendResult(item.stream_id, [k[0] for k in known], max(k[1] for k in known), True))
+                self.results.append(AppendResult(item.stream_id, [k[0] for k in known], max(k[1] for k in known), True))
                 continue
             if known:
                 raise DuplicateEventError(f"stream {item.stream_id!r}: some of these events are stored already")
@@ -155,19 +188,15 @@ class Transaction:
                     prev, position, event_id, item.stream_id, version, ev.event_type, ev.schema_version,
                     occurred_text, recorded_text, ev.source, correlation, causation, payload,
                 )
-                rows.append((
+                self.rows.append((
                     position, event_id, item.stream_id, version, ev.event_type, ev.schema_version,
-                    occurred_text if keep_text else ev.occurred_at, recorded_text if keep_text else recorded_at,
+                    occurred_text if sqlite else ev.occurred_at, recorded_text if sqlite else recorded_at,
                     ev.source, correlation, causation, payload, prev, digest,
                 ))
                 prev = digest
             versions[item.stream_id] = current + len(item.events)
-            results.append(AppendResult(item.stream_id, list(range(first, position + 1)), versions[item.stream_id]))
-        if rows:
-            await conn.exec_driver_sql(_insert_sql(conn), rows)
-            self._head = _Head(position, prev, recorded_at)
-            self.appended.extend(r[0] for r in rows)
-        return results
+            self.results.append(AppendResult(item.stream_id, list(range(first, position + 1)), versions[item.stream_id]))
+        self.position, self.prev = position, prev
 
 
 _INSERT_ORDER = (
@@ -189,29 +218,23 @@ def _insert_sql(conn: AsyncConnection) -> str:
     return _insert_cache[name]
 
 
+_STORED = select(events.c.event_id, events.c.position, events.c.stream_version).where(
+    events.c.event_id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def _stored_ids(conn: AsyncConnection, ids: list[str]) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
-        result = await conn.execute(
-            select(events.c.event_id, events.c.position, events.c.stream_version).where(events.c.event_id.in_(chunk))
-        )
+        result = await conn.execute(_STORED, {"ids": chunk})
         found.update({r[0]: (r[1], r[2]) for r in result})
     return found
 
 
-def _document(dialect: str) -> Any:
-    """A SQL expression rendering a whole row as the JSON of a ``RecordedEvent``."""
-    names = ("position", "event_id", "event_type", "schema_version", "occurred_at", "recorded_at", "source",
-             "correlation_id", "causation_id", "stream_id", "stream_version")
-    if dialect == "postgresql":
-        build, payload = func.json_build_object, cast(events.c.payload, JSON)
-    else:
-        build, payload = func.json_object, func.json(events.c.payload)
-    args: list[Any] = []
-    for name in names:
-        args += [literal(name), type_coerce(events.c[name], String)]
-    return type_coerce(build(*args, literal("payload"), payload), String)
+def _bind_value(compiled: Any, name: str, value: Any) -> Any:
+    processor = (compiled._bind_processors or {}).get(name)
+    return processor(value) if processor else value
 
 
 class EventStore:
@@ -284,15 +307,13 @@ class EventStore:
         """Every event after position ``after``, in order, in batches; optionally only up to a
         position or up to a recorded time (what the log knew then).
 
-        The database renders each row as one JSON document and pydantic validates it in one pass:
-        full decoding into event models at close to the cost of a plain ``json.loads``."""
-        columns = (events.c.position, events.c.event_type, events.c.schema_version, _document(self.dialect))
+        Each row becomes one validated model in a single call into pydantic-core."""
         parse = self.registry.parse_recorded
         async for rows in self.read_rows(
             after, batch_size=batch_size, until_position=until_position, until_recorded=until_recorded,
-            event_types=event_types, columns=columns,
+            event_types=event_types,
         ):
-            yield [parse(event_type, version, doc) for _, event_type, version, doc in rows]
+            yield [parse(dict(zip(_NAMES, row))) for row in rows]
 
     async def read_rows(
         self,
@@ -304,46 +325,44 @@ class EventStore:
         event_types: Sequence[str] | None = None,
         columns: Sequence[Any] = tuple(_COLUMNS),
     ) -> AsyncIterator[list[Any]]:
-        """Raw rows in position order (keyset pages: memory stays flat however long the log)."""
+        """Raw rows in position order, in keyset pages so memory stays flat however long the log.
+
+        The next page is fetched while the caller works on this one: the database driver runs in
+        its own thread, so fetching and decoding overlap."""
         if until_recorded is not None and until_recorded.tzinfo is None:
             raise ValueError("until_recorded must be timezone-aware")
-        cursor = after
-        while True:
-            query = select(*columns).where(events.c.position > cursor)
-            if until_position is not None:
-                query = query.where(events.c.position <= until_position)
-            if until_recorded is not None:
-                query = query.where(events.c.recorded_at <= until_recorded)
-            if event_types:
-                query = query.where(events.c.event_type.in_(list(event_types)))
-            query = query.order_by(events.c.position).limit(batch_size)
+        query = select(*columns).where(events.c.position > bindparam("after", value=after))
+        if until_position is not None:
+            query = query.where(events.c.position <= until_position)
+        if until_recorded is not None:
+            query = query.where(events.c.recorded_at <= until_recorded)
+        if event_types:
+            query = query.where(events.c.event_type.in_(list(event_types)))
+        query = query.order_by(events.c.position).limit(batch_size)
+        # Compiled once, then run through the driver directly: the rows are read as the database
+        # gives them (no per-row result processing), which is most of the cost of a long replay.
+        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+        sql, names = str(compiled), list(compiled.positiontup or ())
+        after_index = names.index("after")
+        bound = compiled.construct_params()
+        values = [_bind_value(compiled, name, bound[name]) for name in names]
+
+        async def page(cursor: int) -> list[Any]:
+            values[after_index] = cursor
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-            if not rows:
-                return
-            yield rows
-            cursor = rows[-1][0]
-            if len(rows) < batch_size:
-                return
+                return list((await conn.exec_driver_sql(sql, tuple(values))).all())
+
+        rows = await page(after)
+        while rows:
+            following = asyncio.ensure_future(page(rows[-1][0])) if len(rows) == batch_size else None
+            try:
+                yield rows
+            except BaseException:
+                if following:
+                    following.cancel()
+                raise
+            rows = await following if following else []
 
     def decode(self, row: Sequence[Any]) -> RecordedEvent:
-        """A stored row to a :class:`RecordedEvent`, upcasting older schema versions."""
-        (position, event_id, stream_id, version, event_type, schema_version, occurred_at, recorded_at, source,
-         correlation_id, causation_id, payload_text) = row
-        payload = self.registry.parse_payload(event_type, schema_version, payload_text)
-        return RecordedEvent.model_validate(
-            {
-                "event_id": event_id,
-                "event_type": event_type,
-                "schema_version": payload.schema_version,
-                "occurred_at": occurred_at,
-                "source": source,
-                "correlation_id": correlation_id,
-                "causation_id": causation_id,
-                "payload": payload,
-                "stream_id": stream_id,
-                "stream_version": version,
-                "position": position,
-                "recorded_at": recorded_at,
-            }
-        )
+        """A stored row (columns in ``_COLUMNS`` order) to a :class:`RecordedEvent`."""
+        return self.registry.parse_recorded(dict(zip(_NAMES, row)))
