@@ -81,7 +81,7 @@ def audit_verify(db_url: DbUrl = None) -> None:
             out.print(f"audit ok: {result.checked} events, hash chain intact (head {result.head_hash[:16]}…)")
             return 0
         err.print(f"[bold red]audit FAILED[/] at position {result.first_bad_position}: {result.problem}")
-        out.print(json.dumps({"ok": False, "first_bad_position": result.first_bad_position, "problem": result.problem}))
+        print(json.dumps({"ok": False, "first_bad_position": result.first_bad_position, "problem": result.problem}), flush=True)
         return 1
 
     raise typer.Exit(asyncio.run(main()))
@@ -112,6 +112,66 @@ def bench_store(
     out.print(f"replay:  guanhuai {d['replay_events_per_s']:>9,} ev/s   plain sqlite3 {d['plain_sqlite_replay_per_s']:>9,} ev/s   ratio {d['replay_ratio']:.2f} (target ≥ 0.60)")
     out.print(f"replay peak RSS: guanhuai {d['replay_peak_rss_mb']} MB, plain {d['plain_replay_peak_rss_mb']} MB (target < 200 MB)")
     print(json.dumps(d), flush=True)
+
+
+@targets_app.command("load")
+def targets_load(
+    table: Annotated[str, typer.Argument(help="A target table JSON file, or a built-in name: mingxi-2020.")] = "mingxi-2020",
+    source: Annotated[str, typer.Option(help="Who says so (recorded as the events' source).")] = "county-association",
+    db_url: DbUrl = None,
+) -> None:
+    """Record a county's yearly township targets (and its townships) in the event log.
+    Loading the same table again records nothing new."""
+    from guanhuai.targets import load, read_table
+    from shared.events.store import EventStore
+
+    parsed = read_table(table)
+
+    async def main() -> int:
+        store = await EventStore.open(_db_url(db_url))
+        try:
+            return await load(store, parsed, source)
+        finally:
+            await store.close()
+
+    new = asyncio.run(main())
+    out.print(f"{parsed.county.name} {parsed.programme_year}: {len(parsed.townships)} townships, {new} new events recorded")
+
+
+@targets_app.command("show")
+def targets_show(
+    year: Annotated[int, typer.Option(help="Programme year (投保年度).")],
+    fmt: Annotated[str, typer.Option("--format", help="table (Chinese headings) or json.")] = "table",
+    db_url: DbUrl = None,
+) -> None:
+    """Print a year's township targets as recorded in the event log (指导性任务表)."""
+    from rich.table import Table
+
+    from guanhuai.targets import targets_for_year
+    from shared.events.store import EventStore
+
+    async def main():  # type: ignore[no-untyped-def]
+        store = await EventStore.open(_db_url(db_url), create=False)
+        try:
+            return await targets_for_year(store, year)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(main())
+    if fmt == "json":
+        print(json.dumps([r.__dict__ for r in rows], ensure_ascii=False))
+        return
+    table = Table(title=f"{year}年计生家庭意外伤害保险指导性任务表")
+    for heading in ("乡镇", "指导任务数", "政府投保任务数", "自主投保任务数"):
+        table.add_column(heading, justify="left" if heading == "乡镇" else "right")
+    for r in rows:
+        table.add_row(r.name, str(r.target_total), str(r.target_government), str(r.target_self))
+    table.add_section()
+    table.add_row("合计", *(str(sum(getattr(r, f) for r in rows)) for f in ("target_total", "target_government", "target_self")))
+    out.print(table)
+    if not rows:
+        err.print(f"no targets recorded for {year}")
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from .hashing import GENESIS, chain_hash
 from .store import EventStore
@@ -22,6 +23,11 @@ class VerifyResult:
         return self.first_bad_position is None
 
 
+def _stamp(value: str | datetime) -> str:
+    """Timestamps as hashed: SQLite rows hold the canonical text itself, PostgreSQL an instant."""
+    return value if isinstance(value, str) else utc_text(value)
+
+
 async def verify_chain(store: EventStore, on_progress: Callable[[int], None] | None = None) -> VerifyResult:
     """Walk the log in position order: positions must run 1, 2, 3, ...; each row's ``prev_hash``
     must be the previous row's ``hash``; each ``hash`` must match the row's fields."""
@@ -37,7 +43,7 @@ async def verify_chain(store: EventStore, on_progress: Callable[[int], None] | N
                 return VerifyResult(checked, prev, position, "prev_hash does not match the previous row's hash")
             digest = chain_hash(
                 prev, position, r["event_id"], r["stream_id"], r["stream_version"], r["event_type"], r["schema_version"],
-                utc_text(r["occurred_at"]), utc_text(r["recorded_at"]), r["source"], r["correlation_id"],
+                _stamp(r["occurred_at"]), _stamp(r["recorded_at"]), r["source"], r["correlation_id"],
                 r["causation_id"], r["payload"],
             )
             if digest != r["hash"]:

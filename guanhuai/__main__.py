@@ -1,0 +1,3 @@
+from guanhuai.cli import main
+
+main()

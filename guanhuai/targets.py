@@ -1,0 +1,113 @@
+"""Yearly township targets (指导性任务表): load a county's table into the log, read it back.
+
+A target table file names the county, its townships (the hierarchy is data: each township becomes
+an ``AreaRegistered`` event) and each township's target for the year (``TownshipTargetSet``).
+Event ids are derived from the county, year and township, so loading the same table twice
+records nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.domain.calendar import CST
+from shared.events import EventMessage
+from shared.events.programme import AreaLevel, AreaRegistered, TownshipTargetSet
+from shared.events.store import EventStore, StreamAppend
+
+NAMESPACE = uuid.UUID("6c1e3f7e-0d1b-4f7a-9a57-6775616e6875")  # guanhuai's namespace for derived ids
+BUILTIN = {"mingxi-2020": "mingxi-2020.json"}
+
+
+class TownshipRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    name: str
+    target_total: int = Field(ge=0)
+    target_government: int = Field(ge=0)
+    target_self: int = Field(ge=0)
+
+
+class CountyRef(BaseModel):
+    code: str
+    name: str
+
+
+class TargetTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    programme_year: int
+    county: CountyRef
+    townships: list[TownshipRow]
+
+
+def read_table(name_or_path: str) -> TargetTable:
+    if name_or_path in BUILTIN:
+        text = resources.files("guanhuai.data").joinpath(BUILTIN[name_or_path]).read_text(encoding="utf-8")
+    else:
+        text = Path(name_or_path).read_text(encoding="utf-8")
+    return TargetTable.model_validate(json.loads(text))
+
+
+def derived_id(*parts: object) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts))
+
+
+def table_events(table: TargetTable, source: str) -> list[StreamAppend]:
+    year, county = table.programme_year, table.county
+    when = datetime(year, 1, 1, tzinfo=CST)
+    areas = [EventMessage.new(AreaRegistered(code=county.code, name=county.name, level=AreaLevel.county),
+                              source=source, occurred_at=when, event_id=derived_id("area", county.code))]
+    targets = []
+    for row in table.townships:
+        areas.append(EventMessage.new(
+            AreaRegistered(code=row.code, name=row.name, level=AreaLevel.township, parent_code=county.code),
+            source=source, occurred_at=when, event_id=derived_id("area", row.code),
+        ))
+        targets.append(EventMessage.new(
+            TownshipTargetSet(programme_year=year, township=row.code, target_total=row.target_total,
+                              target_government=row.target_government, target_self=row.target_self),
+            source=source, occurred_at=when, event_id=derived_id("target", county.code, year, row.code),
+        ))
+    return [StreamAppend(f"area-{e.payload.code}", [e]) for e in areas] + [
+        StreamAppend(f"targets-{county.code}-{year}", targets)
+    ]
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    township: str
+    name: str
+    target_total: int
+    target_government: int
+    target_self: int
+
+
+async def load(store: EventStore, table: TargetTable, source: str) -> int:
+    """Append the table's events; returns how many were new."""
+    results = await store.append_streams(table_events(table, source))
+    return sum(len(r.positions) for r in results if not r.already_stored)
+
+
+async def targets_for_year(store: EventStore, year: int) -> list[TargetRow]:
+    """The targets of a year as the log has them (the latest setting per township wins)."""
+    names: dict[str, str] = {}
+    latest: dict[str, TownshipTargetSet] = {}
+    async for batch in store.read_all(event_types=["AreaRegistered", "TownshipTargetSet"]):
+        for event in batch:
+            p = event.payload
+            if isinstance(p, AreaRegistered):
+                names[p.code] = p.name
+            elif isinstance(p, TownshipTargetSet) and p.programme_year == year:
+                latest[p.township] = p
+    return [
+        TargetRow(code, names.get(code, code), t.target_total, t.target_government, t.target_self)
+        for code, t in latest.items()
+    ]
