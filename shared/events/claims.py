@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from .base import DomainEvent, Fen, Name
 from .enrollment import IdNumber
+from .programme import Year
 
 Ratio = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4)]
 
@@ -57,7 +58,7 @@ class ClaimPaid(DomainEvent):
 
     claim_id: Name
     policy_number: Name
-    programme_year: int
+    programme_year: Year
     township: Name
     resident_id: IdNumber
     kind: ClaimKind

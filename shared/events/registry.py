@@ -28,9 +28,15 @@ class EventContractError(ValueError):
         self.fields = tuple(fields)
 
 
-def _describe(exc: ValidationError, prefix: str) -> tuple[str, list[str]]:
+def _not_json(exc: ValidationError) -> bool:
+    return any(err["type"] == "json_invalid" for err in exc.errors(include_url=False))
+
+
+def _describe(exc: ValidationError, prefix: str, skip: frozenset[str] = frozenset()) -> tuple[str, list[str]]:
     fields, parts = [], []
     for err in exc.errors(include_url=False, include_input=False):
+        if err["loc"] and err["loc"][0] in skip:
+            continue
         path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
         fields.append(path or "(root)")
         parts.append(f"{path or '(root)'}: {err['msg']}")
@@ -94,8 +100,11 @@ class EventRegistry:
             return RecordedEvent.model_validate({**row, "schema_version": payload.schema_version, "payload": payload})
         except ValidationError as exc:
             detail, fields = _describe(exc, "")
+            in_payload = all(f.startswith("payload") for f in fields)
             raise EventContractError(
-                "invalid_payload", f"stored {event_type} v{schema_version} at {row.get('position')}: {detail}", fields
+                "invalid_payload" if in_payload else "invalid_stored_event",
+                f"stored {event_type} v{schema_version} at position {row.get('position')}: {detail}",
+                fields,
             ) from None
 
     # -- parsing -----------------------------------------------------------------------------
@@ -126,9 +135,11 @@ class EventRegistry:
                 payload = step(payload)
             return cls.model_validate(payload)
         except ValidationError as exc:
+            if _not_json(exc):
+                raise EventContractError("not_json", f"{event_type} v{schema_version}: payload is not JSON", ["payload"]) from None
             detail, fields = _describe(exc, "payload")
             raise EventContractError("invalid_payload", f"{event_type} v{schema_version}: {detail}", fields) from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EventContractError("not_json", f"payload is not JSON: {exc}", ["payload"]) from None
 
     def parse_message(self, data: bytes | str | dict[str, Any]) -> EventMessage:
@@ -152,13 +163,15 @@ class EventRegistry:
         if not isinstance(payload, dict):
             raise EventContractError("invalid_payload", "payload must be a JSON object", ["payload"])
         parsed = self.parse_payload(event_type, obj["schema_version"], payload)
-        fields = {**obj, "schema_version": parsed.schema_version, "payload": parsed}
-        if fields.get("correlation_id") is None and "event_id" in fields:
-            fields["correlation_id"] = fields["event_id"]  # a conversation starts with its first event
+        envelope = {**obj, "schema_version": parsed.schema_version, "payload": parsed}
+        defaulted = envelope.get("correlation_id") is None
+        if defaulted:
+            envelope["correlation_id"] = obj.get("event_id")  # a conversation starts with its first event
         try:
-            return EventMessage.model_validate(fields)
+            return EventMessage.model_validate(envelope)
         except ValidationError as exc:
-            detail, fields = _describe(exc, "")
+            # A correlation id the sender did not send is not theirs to fix: report event_id only.
+            detail, fields = _describe(exc, "", frozenset({"correlation_id"}) if defaulted else frozenset())
             raise EventContractError("invalid_envelope", f"{event_type}: {detail}", fields) from None
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:

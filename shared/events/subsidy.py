@@ -63,6 +63,28 @@ class SubsidyRejected(DomainEvent):
     reason: str = Field(description="not_in_plan, no_plan, head_cap_reached, budget_exhausted, already_subsidised, plan_closed")
 
 
+class SubsidyDeferred(DomainEvent):
+    """A policy with subsidy candidates arrived before any plan for its year: it will be decided
+    when the plan is published (subsidy work runs January to April, once finance approves)."""
+
+    event_type = "SubsidyDeferred"
+
+    policy_number: Name
+    programme_year: Year
+    township: Name
+    persons: Count
+
+
+class SubsidyPlanRequestRefused(DomainEvent):
+    """A plan that cannot be published (its year has one already) or closed (no such plan)."""
+
+    event_type = "SubsidyPlanRequestRefused"
+
+    plan_id: Name
+    request: str = Field(description="publish or close")
+    reason: str = Field(description="year_has_plan, plan_exists, unknown_plan")
+
+
 class SubsidyPlanCloseRequested(DomainEvent):
     """The county closes a plan once finance approves payment; what follows is the disbursement."""
 

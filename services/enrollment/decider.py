@@ -1,0 +1,125 @@
+"""The enrolment rules, as pure functions (no I/O).
+
+``decide(registration, state)`` returns the events a registration leads to: one ``PolicyIssued``
+(with every member left out named and explained) or one ``HouseholdRejected``. ``state`` is what
+enrollment knows of the programme year: which households and which persons are insured already.
+
+Rules (DOMAIN.md, Mingxi 2020 plan section 三):
+- the unit of cover is the household; a household is insured once per programme year;
+- each member needs a valid resident ID number whose birth date matches the stated one;
+- ages 28 days to 65 years (周岁) on the first day of cover, renewals to 70;
+- a person is insured once per programme year (a member already insured is left out);
+- 100 yuan per unit buys 200,000 yuan of death/disability cover split equally among the insured
+  members (leftover fen to the first members in the order listed) and a 14,000-yuan medical limit
+  shared by the household for the policy year;
+- cover runs from 00:00 the day after issue to 24:00 on the end date one year on (CST).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.domain.calendar import age_refusal, cover_period
+from shared.domain.identity import ResidentIdError, parse_resident_id
+from shared.domain.money import split_equally
+from shared.events.enrollment import (
+    ExcludedMember,
+    HouseholdRegistered,
+    HouseholdRejected,
+    InsuredPerson,
+    PolicyIssued,
+)
+
+PREMIUM_PER_UNIT_FEN = 100_00  # 100 yuan (100元版)
+DEATH_DISABILITY_PER_UNIT_FEN = 200_000_00  # 200,000 yuan, divided equally
+MEDICAL_PER_UNIT_FEN = 14_000_00  # 14,000 yuan, shared by the household
+
+
+@dataclass
+class EnrollmentState:
+    """What enrollment knows when it decides: households and persons insured, per year."""
+
+    insured_households: set[tuple[int, str]] = field(default_factory=set)  # (year, household_id)
+    insured_persons: dict[tuple[int, str], str] = field(default_factory=dict)  # (year, id number) -> policy
+
+
+def policy_number(registration: HouseholdRegistered) -> str:
+    """Policy numbers are derived from the registration so that a replay issues the same one."""
+    return f"P{registration.programme_year}-{registration.township}-{registration.household_id}"
+
+
+def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | HouseholdRejected:
+    year = reg.programme_year
+    if (year, reg.household_id) in state.insured_households:
+        return _rejected(reg, ["household_already_insured"], [])
+
+    period = cover_period(reg.paid_on)
+    eligible, excluded = [], []
+    seen: set[str] = set()
+    for member in reg.members:
+        number = member.resident_id.upper()
+        reason = _member_refusal(member.resident_id, member.birth_date, period.first_day, reg.renewal)
+        if reason is None and number in seen:
+            reason = "duplicate_member"
+        if reason is None and (year, number) in state.insured_persons:
+            reason = "already_insured"
+        if reason is None:
+            eligible.append(member)
+            seen.add(number)
+        else:
+            excluded.append(ExcludedMember(resident_id=number, reason=reason))
+
+    if not eligible:
+        return _rejected(reg, ["no_eligible_member"], excluded)
+
+    shares = split_equally(DEATH_DISABILITY_PER_UNIT_FEN * reg.units, len(eligible))
+    insured = [
+        InsuredPerson(resident_id=m.resident_id.upper(), name=m.name, relation=m.relation, birth_date=m.birth_date,
+                      death_disability_sum_fen=share)
+        for m, share in zip(eligible, shares, strict=True)
+    ]
+    return PolicyIssued(
+        policy_number=policy_number(reg),
+        household_id=reg.household_id,
+        programme_year=year,
+        township=reg.township,
+        village=reg.village,
+        category=reg.category,
+        payer=reg.payer,
+        units=reg.units,
+        premium_fen=PREMIUM_PER_UNIT_FEN * reg.units,
+        issued_on=reg.paid_on,
+        cover_start=period.start,
+        cover_end=period.end,
+        insured=insured,
+        excluded=excluded,
+        medical_limit_fen=MEDICAL_PER_UNIT_FEN * reg.units,
+        renewal=reg.renewal,
+    )
+
+
+def _member_refusal(resident_id: str, stated_birth, first_day, renewal: bool) -> str | None:  # type: ignore[no-untyped-def]
+    try:
+        parsed = parse_resident_id(resident_id)
+    except ResidentIdError as exc:
+        return exc.code
+    if parsed.birth_date != stated_birth:
+        return "birth_date_mismatch"
+    return age_refusal(stated_birth, first_day, renewal)
+
+
+def _rejected(reg: HouseholdRegistered, reasons: list[str], excluded: list[ExcludedMember]) -> HouseholdRejected:
+    return HouseholdRejected(
+        household_id=reg.household_id, programme_year=reg.programme_year, township=reg.township, payer=reg.payer,
+        reasons=reasons, excluded=excluded,
+    )
+
+
+def evolve(state: EnrollmentState, event: PolicyIssued | HouseholdRejected) -> EnrollmentState:
+    """Fold an outcome into the state (rejections change nothing). Updates ``state`` in place
+    and returns it: the state is the service's working copy, not shared."""
+    if isinstance(event, PolicyIssued):
+        state.insured_households.add((event.programme_year, event.household_id))
+        for person in event.insured:
+            state.insured_persons[(event.programme_year, person.resident_id)] = event.policy_number
+    return state
