@@ -33,6 +33,9 @@ class ClaimReported(DomainEvent):
     accident_date: date
     reported_on: date
     kind: ClaimKind
+    outcome_date: date | None = Field(
+        default=None, description="death: date of death; disability: date the grade was assessed (must be within 180 days)"
+    )
     disability_grade: int | None = Field(default=None, ge=1, le=10, description="JR/T 0083-2013 grade, 1 = 100%")
     expenses_fen: Fen | None = Field(default=None, description="eligible inpatient expenses")
     social_insurance_paid_fen: Fen | None = None

@@ -108,6 +108,12 @@ class Transaction:
             self._head = _Head(row[0], row[1], row[2]) if row else _Head(0, GENESIS, None)
         return self._head
 
+    async def lock(self) -> None:
+        """Take the log's write lock now (it is taken at the first append otherwise): a handler
+        that reads its own state before appending must read it under the lock, so that two
+        instances of a service never decide on the same stale state."""
+        await self._lock_head()
+
     async def append(self, stream_id: str, new: Sequence[EventMessage], expected_version: int | None = ANY) -> AppendResult:
         return (await self.append_streams([StreamAppend(stream_id, new, expected_version)]))[0]
 

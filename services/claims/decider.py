@@ -1,0 +1,153 @@
+"""The claim rules, as pure functions (no I/O).
+
+From the insurer's product terms (国寿计划生育家庭意外伤害保险(A款)(2013版), see DOMAIN.md):
+- the accident date must fall within the policy term (00:00 the day after issue to 24:00 on the
+  end date, CST) and the person must be insured on that policy with cover not yet ended;
+- death (within 180 days of the accident) pays the person's share of the death/disability sum
+  minus disability benefit already paid to them; their cover then ends;
+- disability (within 180 days) pays the share times the grade's ratio (grade 1 = 100%, ...,
+  grade 10 = 10%); disability payments to one person add up to at most the share, and when they
+  reach it that person's cover ends;
+- accident medical pays (expenses - social insurance - deductible) x ratio, rounded half up once;
+  all medical payments of one policy year add up to at most the household's shared limit.
+A claim over a remaining limit is paid up to the limit, with the limit named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from shared.domain.calendar import cst_date
+from shared.domain.money import apply_ratio
+from shared.events.claims import ClaimKind, ClaimPaid, ClaimRejected, ClaimReported, CoverEnded
+from shared.events.enrollment import PolicyIssued
+
+OUTCOME_WINDOW = timedelta(days=180)
+
+ClaimEvent = ClaimPaid | ClaimRejected | CoverEnded
+
+
+def disability_ratio(grade: int) -> Decimal:
+    """JR/T 0083-2013: grade 1 = 100%, 2 = 90%, ... 10 = 10%."""
+    if not 1 <= grade <= 10:
+        raise ValueError("disability grades run from 1 to 10")
+    return Decimal(11 - grade) / 10
+
+
+@dataclass
+class PersonCover:
+    sum_fen: int
+    disability_paid_fen: int = 0
+    ended: bool = False
+
+
+@dataclass
+class PolicyCover:
+    policy_number: str
+    programme_year: int
+    township: str
+    first_day: date
+    last_day: date
+    medical_remaining_fen: int
+    persons: dict[str, PersonCover] = field(default_factory=dict)
+
+
+@dataclass
+class ClaimsState:
+    policies: dict[str, PolicyCover] = field(default_factory=dict)
+    claims_seen: set[str] = field(default_factory=set)
+
+
+def cover_from_policy(policy: PolicyIssued) -> PolicyCover:
+    # cover_end is 24:00 on the last day, i.e. 00:00 the next day (exclusive)
+    return PolicyCover(
+        policy_number=policy.policy_number,
+        programme_year=policy.programme_year,
+        township=policy.township,
+        first_day=cst_date(policy.cover_start),
+        last_day=cst_date(policy.cover_end) - timedelta(days=1),
+        medical_remaining_fen=policy.medical_limit_fen,
+        persons={p.resident_id: PersonCover(p.death_disability_sum_fen) for p in policy.insured},
+    )
+
+
+def decide(claim: ClaimReported, state: ClaimsState, paid_on: date) -> list[ClaimEvent]:
+    """``paid_on`` is the day the decision is made (China Standard Time)."""
+    resident_id = claim.resident_id.upper()
+
+    def reject(reason: str) -> list[ClaimEvent]:
+        return [ClaimRejected(claim_id=claim.claim_id, policy_number=claim.policy_number, resident_id=resident_id,
+                              kind=claim.kind, reason=reason)]
+
+    if claim.claim_id in state.claims_seen:
+        return reject("duplicate_claim")
+    policy = state.policies.get(claim.policy_number)
+    if policy is None:
+        return reject("unknown_policy")
+    person = policy.persons.get(resident_id)
+    if person is None:
+        return reject("not_insured_on_policy")
+    if not policy.first_day <= claim.accident_date <= policy.last_day:
+        return reject("outside_cover")
+    if person.ended:
+        return reject("cover_ended")
+    if claim.reported_on < claim.accident_date:
+        return reject("reported_before_accident")
+    if claim.outcome_date is not None and claim.kind is not ClaimKind.medical:
+        if not claim.accident_date <= claim.outcome_date <= claim.accident_date + OUTCOME_WINDOW:
+            return reject("outcome_not_within_180_days")
+
+    def paid(amount: int, computed: int, limited_by: str | None) -> ClaimPaid:
+        return ClaimPaid(claim_id=claim.claim_id, policy_number=policy.policy_number,
+                         programme_year=policy.programme_year, township=policy.township, resident_id=resident_id,
+                         kind=claim.kind, accident_date=claim.accident_date, paid_on=paid_on, amount_fen=amount,
+                         computed_fen=computed, limited_by=limited_by)
+
+    def cover_ended(reason: str) -> CoverEnded:
+        return CoverEnded(policy_number=policy.policy_number, resident_id=resident_id, reason=reason,
+                          claim_id=claim.claim_id)
+
+    match claim.kind:
+        case ClaimKind.death:
+            amount = person.sum_fen - person.disability_paid_fen
+            return [paid(amount, amount, None), cover_ended("death")]
+        case ClaimKind.disability:
+            assert claim.disability_grade is not None  # the contract requires it
+            computed = apply_ratio(person.sum_fen, disability_ratio(claim.disability_grade))
+            remaining = person.sum_fen - person.disability_paid_fen
+            amount = min(computed, remaining)
+            out: list[ClaimEvent] = [paid(amount, computed, "person_sum" if amount < computed else None)]
+            if amount == remaining:
+                out.append(cover_ended("disability_sum_exhausted"))
+            return out
+        case ClaimKind.medical:
+            assert claim.expenses_fen is not None and claim.payment_ratio is not None  # by contract
+            base = claim.expenses_fen - (claim.social_insurance_paid_fen or 0) - (claim.deductible_fen or 0)
+            computed = apply_ratio(max(base, 0), claim.payment_ratio)
+            if computed > 0 and policy.medical_remaining_fen == 0:
+                return reject("limit_exhausted")
+            amount = min(computed, policy.medical_remaining_fen)
+            return [paid(amount, computed, "household_medical_limit" if amount < computed else None)]
+    raise AssertionError(f"unhandled claim kind {claim.kind}")
+
+
+def evolve(state: ClaimsState, event: ClaimEvent | PolicyIssued | ClaimReported) -> ClaimsState:
+    """Fold an event into the state (in place; the state is the service's working copy)."""
+    match event:
+        case PolicyIssued():
+            state.policies.setdefault(event.policy_number, cover_from_policy(event))
+        case ClaimReported():
+            state.claims_seen.add(event.claim_id)
+        case ClaimPaid():
+            policy = state.policies[event.policy_number]
+            if event.kind is ClaimKind.disability:
+                policy.persons[event.resident_id].disability_paid_fen += event.amount_fen
+            elif event.kind is ClaimKind.medical:
+                policy.medical_remaining_fen -= event.amount_fen
+        case CoverEnded():
+            state.policies[event.policy_number].persons[event.resident_id].ended = True
+        case ClaimRejected():
+            pass
+    return state

@@ -1,0 +1,173 @@
+"""The transport-neutral core of every consuming service: parse a batch of messages, dead-letter
+what cannot be taken, and hand the rest to the service's handler inside one log transaction that
+also records which inputs were handled.
+
+The NATS side (``shared/events/nats.py``) only moves bytes in and acks out; everything that
+decides whether an input has an effect lives here, against the database, so it is testable
+without a broker and exactly-once whatever the broker redelivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .base import EventMessage
+from .inbox import DeadLetter, already_processed, mark_processed, record_dead_letters
+from .logs import get_logger
+from .registry import EventContractError
+from .store import EventStore, Transaction
+from .subjects import MAX_MESSAGE_BYTES
+
+OUTCOME_NAMESPACE = uuid.UUID("0b6f2f5e-8d4e-4a53-9c1d-6775616e6875")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message as the broker delivered it."""
+
+    subject: str
+    body: bytes
+    headers: dict[str, str]
+    stream: str
+    sequence: int
+    delivered: int = 1
+
+
+@dataclass
+class BatchResult:
+    handled: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    failed: list[Incoming] = field(default_factory=list)  # to be redelivered (nak)
+
+
+class Rejected(Exception):
+    """Input that fits the contract but not this consumer (wrong subject for its type...)."""
+
+    def __init__(self, code: str, detail: str, event_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.event_id = code, detail, event_id
+
+
+class Handler(Protocol):
+    consumer: str
+
+    def parse(self, message: Incoming) -> EventMessage:
+        """Bytes to an event, or :class:`EventContractError` / :class:`Rejected`."""
+        ...
+
+    async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
+        """Decide and append what ``events`` lead to (and update the service's own tables)."""
+        ...
+
+
+def outcome_id(cause: EventMessage | uuid.UUID, index: int = 0) -> uuid.UUID:
+    """Event ids of what an input leads to are derived from the input: a replay or a redelivery
+    produces the same ids, which the log then treats as already stored."""
+    cause_id = cause if isinstance(cause, uuid.UUID) else cause.event_id
+    return uuid.uuid5(OUTCOME_NAMESPACE, f"{cause_id}/{index}")
+
+
+def transient(exc: BaseException) -> bool:
+    """Database busy or away: worth retrying as it is."""
+    if isinstance(exc, OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (ConnectionError, asyncio.TimeoutError, TimeoutError))
+
+
+async def with_retries(
+    action: Callable[[], Awaitable[Any]], *, attempts: int = 8, first_delay: float = 0.05, what: str = "database"
+) -> Any:
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return await action()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not transient(exc) or attempt == attempts:
+                raise
+            get_logger().warning("transient_fault_retrying", what=what, attempt=attempt, error=type(exc).__name__,
+                                 detail=str(exc)[:200], delay_s=round(delay, 3))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+def _dead_letter(handler: Handler, message: Incoming, code: str, detail: str, event_id: str | None) -> DeadLetter:
+    return DeadLetter(
+        consumer=handler.consumer, nats_stream=message.stream, nats_sequence=message.sequence, subject=message.subject,
+        headers=message.headers, body=message.body, reason=code, detail=detail[:2000], event_id=event_id,
+    )
+
+
+async def process_batch(
+    store: EventStore, handler: Handler, messages: Sequence[Incoming], *, max_deliver: int = 5
+) -> BatchResult:
+    """Handle a batch; everything in it is either handled (or a known duplicate), dead-lettered, or
+    returned in ``failed`` for redelivery. A message whose handler keeps failing is dead-lettered
+    on its last delivery rather than lost or retried forever."""
+    log = get_logger(consumer=handler.consumer)
+    result = BatchResult()
+    good: list[tuple[Incoming, EventMessage]] = []
+    letters: list[DeadLetter] = []
+    for message in messages:
+        try:
+            if len(message.body) > MAX_MESSAGE_BYTES:
+                raise Rejected("oversized", f"{len(message.body)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+            good.append((message, handler.parse(message)))
+        except EventContractError as exc:
+            letters.append(_dead_letter(handler, message, exc.code, str(exc), message.headers.get("Nats-Msg-Id")))
+        except Rejected as exc:
+            letters.append(_dead_letter(handler, message, exc.code, exc.detail, exc.event_id or message.headers.get("Nats-Msg-Id")))
+
+    async def commit(batch: list[tuple[Incoming, EventMessage]], dead: list[DeadLetter]) -> tuple[int, int, int]:
+        async with store.transaction() as tx:
+            await tx.lock()
+            ids = [str(e.event_id) for _, e in batch]
+            seen = await already_processed(tx.connection, handler.consumer, ids)
+            fresh, fresh_ids = [], set()
+            for _, event in batch:
+                key = str(event.event_id)
+                if key not in seen and key not in fresh_ids:
+                    fresh.append(event)
+                    fresh_ids.add(key)
+            if fresh:
+                await handler.handle(tx, fresh)
+                await mark_processed(tx.connection, handler.consumer, [str(e.event_id) for e in fresh])
+            stored = await record_dead_letters(tx.connection, dead)
+        return len(fresh), len(batch) - len(fresh), stored
+
+    try:
+        handled, duplicates, stored = await with_retries(lambda: commit(good, letters))
+        result.handled, result.duplicates, result.dead_lettered = handled, duplicates, stored
+    except Exception as exc:  # noqa: BLE001 - isolate the message that fails
+        if transient(exc):
+            log.error("batch_failed_transient", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
+            result.failed = list(messages)
+            return result
+        log.warning("batch_failed_isolating", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
+        for message, event in good:
+            try:
+                h, d, _ = await with_retries(lambda m=message, e=event: commit([(m, e)], []))
+                result.handled += h
+                result.duplicates += d
+            except Exception as one:  # noqa: BLE001 - a poison input
+                if message.delivered >= max_deliver:
+                    letters.append(_dead_letter(handler, message, "handler_error", f"{type(one).__name__}: {one}", str(event.event_id)))
+                    log.error("handler_failed_dead_lettering", event_id=str(event.event_id), error=type(one).__name__, detail=str(one)[:300])
+                else:
+                    log.warning("handler_failed_will_retry", event_id=str(event.event_id), delivered=message.delivered,
+                                error=type(one).__name__, detail=str(one)[:300])
+                    result.failed.append(message)
+        result.dead_lettered = await with_retries(lambda: commit([], letters))
+    for letter in letters:
+        log.warning("dead_lettered", reason=letter.reason, detail=letter.detail[:300], subject=letter.subject,
+                    nats_sequence=letter.nats_sequence, event_id=letter.event_id)
+    return result

@@ -1,0 +1,120 @@
+"""What every consuming service keeps beside the log: which inputs it has handled, and the
+dead letters (inputs it could not take, with the original bytes and the reason).
+
+Both are written in the same transaction as the events an input leads to, so an input is handled
+exactly once in effect, whatever NATS redelivers and whatever the JetStream duplicate window.
+Neither table is ever updated or deleted from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    insert,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .tables import UtcDateTime
+
+metadata = MetaData()
+
+processed_messages = Table(
+    "processed_messages",
+    metadata,
+    Column("consumer", String(100), nullable=False),
+    Column("message_id", String(64), nullable=False, comment="the input's event id"),
+    Column("processed_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("consumer", "message_id"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("consumer", String(100), nullable=False),
+    Column("nats_stream", String(100), nullable=False),
+    Column("nats_sequence", BigInteger, nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("headers", Text, nullable=False, comment="JSON object of the message headers"),
+    Column("body", LargeBinary, nullable=False, comment="the original bytes, exactly as received"),
+    Column("reason", String(100), nullable=False, comment="reason code"),
+    Column("detail", Text, nullable=False),
+    Column("event_id", String(64), nullable=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("consumer", "nats_stream", "nats_sequence", name="uq_dead_letter_message"),
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    consumer: str
+    nats_stream: str
+    nats_sequence: int
+    subject: str
+    headers: dict[str, str]
+    body: bytes
+    reason: str
+    detail: str
+    event_id: str | None = None
+
+
+_SEEN = select(processed_messages.c.message_id).where(
+    processed_messages.c.consumer == bindparam("consumer"),
+    processed_messages.c.message_id.in_(bindparam("ids", expanding=True)),
+)
+
+
+async def already_processed(conn: AsyncConnection, consumer: str, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    rows = await conn.execute(_SEEN, {"consumer": consumer, "ids": ids})
+    return {r[0] for r in rows}
+
+
+async def mark_processed(conn: AsyncConnection, consumer: str, ids: list[str]) -> None:
+    if ids:
+        now = datetime.now(timezone.utc)
+        await conn.execute(insert(processed_messages), [{"consumer": consumer, "message_id": i, "processed_at": now} for i in ids])
+
+
+async def record_dead_letters(conn: AsyncConnection, letters: list[DeadLetter]) -> int:
+    """Insert dead letters not stored yet (a redelivered poison message is stored once)."""
+    if not letters:
+        return 0
+    keys = {(d.nats_stream, d.nats_sequence) for d in letters}
+    seen_rows = await conn.execute(
+        select(dead_letters.c.nats_stream, dead_letters.c.nats_sequence).where(
+            dead_letters.c.consumer == letters[0].consumer,
+            dead_letters.c.nats_sequence.in_([k[1] for k in keys]),
+        )
+    )
+    seen = {(r[0], r[1]) for r in seen_rows}
+    now = datetime.now(timezone.utc)
+    rows: list[dict[str, Any]] = [
+        {
+            "consumer": d.consumer, "nats_stream": d.nats_stream, "nats_sequence": d.nats_sequence, "subject": d.subject,
+            "headers": json.dumps(d.headers, ensure_ascii=False), "body": d.body, "reason": d.reason,
+            "detail": d.detail, "event_id": d.event_id, "received_at": now,
+        }
+        for d in letters
+        if (d.nats_stream, d.nats_sequence) not in seen
+    ]
+    if rows:
+        await conn.execute(insert(dead_letters), rows)
+    return len(rows)
