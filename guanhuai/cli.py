@@ -174,6 +174,22 @@ def targets_show(
         raise typer.Exit(1)
 
 
+@app.command("serve")
+def serve_command(
+    component: Annotated[str, typer.Argument(help="enrollment, subsidy, claims or relay.")],
+    nats_url: Annotated[str | None, typer.Option("--nats-url", help="NATS server(s), comma-separated. Default: GUANHUAI_NATS_URL.")] = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Run one service (or the relay that publishes the log to NATS) until SIGTERM or Ctrl-C."""
+    from guanhuai.serve import COMPONENTS, serve
+
+    if component not in COMPONENTS:
+        err.print(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
+        raise typer.Exit(2)
+    overrides = {k: v for k, v in {"nats_url": nats_url, "db_url": db_url}.items() if v}
+    asyncio.run(serve(component, Settings(**overrides)))
+
+
 def main() -> None:
     try:
         app()

@@ -13,6 +13,13 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("data"), description="where embedded parts keep their files")
     db_url: str | None = Field(default=None, description="event log database; default: SQLite in data_dir")
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server(s), comma-separated for a cluster")
+    log_level: str = Field(default="INFO")
+    log_json: bool | None = Field(default=None, description="JSON log lines; default: JSON unless writing to a terminal")
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
 
     @property
     def database_url(self) -> str:

@@ -33,43 +33,44 @@ def mask_resident_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) ->
 
 
 def configure_logging(service: str, *, json_lines: bool | None = None, level: str = "INFO", stream: Any = None) -> None:
-    """Set up structlog (and route the standard library's logging through it).
+    """Set up structlog, and route the standard library's logging (FastStream, nats, SQLAlchemy)
+    through the same processors, so every line has the same shape and the same masking.
 
     ``json_lines=None`` picks JSON when the output is not a terminal."""
     out = stream or sys.stderr
     if json_lines is None:
         json_lines = not (hasattr(out, "isatty") and out.isatty())
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-    ]
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if json_lines
         else structlog.dev.ConsoleRenderer(colors=hasattr(out, "isatty") and out.isatty())
     )
+    pre_chain: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[*shared, mask_resident_ids, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        processors=[*pre_chain, structlog.processors.format_exc_info, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(service=service)
-    # Libraries (FastStream, nats, SQLAlchemy) log through the standard library: same masking.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*pre_chain, structlog.processors.format_exc_info],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, mask_resident_ids, renderer],
+    )
     handler = logging.StreamHandler(out)
-    handler.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-
-
-class _MaskingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return mask_in_text(super().format(record))
+    root.setLevel(logging.getLevelName(level.upper()))
+    for noisy in ("faststream", "nats", "sqlalchemy", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
 
 
 def get_logger(**bound: Any) -> Any:
-    return structlog.get_logger().bind(**bound)
+    return structlog.get_logger("guanhuai").bind(**bound)

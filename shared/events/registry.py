@@ -48,6 +48,7 @@ class EventRegistry:
         self._types: dict[str, type[DomainEvent]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         self._recorded: dict[str, type[RecordedEvent]] = {}
+        self._published: dict[str, type[RecordedEvent]] = {}
 
     # -- registration ------------------------------------------------------------------------
     def register(self, cls: type[DomainEvent]) -> type[DomainEvent]:
@@ -87,6 +88,25 @@ class EventRegistry:
             cls = create_model(f"Recorded{event_type}", __base__=RecordedEvent, payload=(Json[payload_cls], ...))
             self._recorded[event_type] = cls
         return cls
+
+    def parse_published(self, subject: str, body: bytes | str) -> RecordedEvent:
+        """A recorded event as the relay publishes it on ``guanhuai.events.<EventType>``."""
+        event_type = subject.rsplit(".", 1)[-1]
+        cls = self._published.get(event_type)
+        if cls is None:
+            payload_cls = self.payload_class(event_type)
+            cls = create_model(f"Published{event_type}", __base__=RecordedEvent, payload=(payload_cls, ...))
+            self._published[event_type] = cls
+        try:
+            event = cls.model_validate_json(body)
+        except ValidationError as exc:
+            if _not_json(exc):
+                raise EventContractError("not_json", f"{subject}: message is not JSON") from None
+            detail, fields = _describe(exc, "")
+            raise EventContractError("invalid_payload", f"{subject}: {detail}", fields) from None
+        if event.event_type != event_type:
+            raise EventContractError("subject_mismatch", f"{event.event_type} published on {subject}", ["event_type"])
+        return event
 
     def parse_recorded(self, row: dict[str, Any]) -> RecordedEvent:
         """A stored row (a mapping of the log's columns; ``payload`` as JSON text) to its model,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import MetaData, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -260,9 +260,11 @@ class EventStore:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def create_schema(self) -> None:
+    async def create_schema(self, *more: MetaData) -> None:
+        """Create the log's tables (and a service's own, passed as ``more``) if missing."""
         async with write_connection(self.engine) as conn, conn.begin():
-            await conn.run_sync(metadata.create_all)
+            for meta in (metadata, *more):
+                await conn.run_sync(meta.create_all)
 
     @property
     def dialect(self) -> str:

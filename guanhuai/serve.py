@@ -1,0 +1,57 @@
+"""Running one service (or the relay) as a process until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from importlib import import_module
+
+import nats
+
+from guanhuai.settings import Settings
+from shared.events.broker import ensure_streams
+from shared.events.logs import configure_logging, get_logger
+from shared.events.relay import Relay
+from shared.events.store import EventStore
+
+SERVICES = {
+    "enrollment": "services.enrollment.bootstrap",
+    "subsidy": "services.subsidy.bootstrap",
+    "claims": "services.claims.bootstrap",
+}
+COMPONENTS = (*SERVICES, "relay")
+
+
+async def serve(name: str, settings: Settings) -> None:
+    configure_logging(name, json_lines=settings.log_json, level=settings.log_level)
+    if name == "relay":
+        await run_relay(settings)
+        return
+    app = import_module(SERVICES[name]).create_app(settings)
+    get_logger().info("service_starting", nats=settings.nats_servers)
+    await app.run()
+
+
+async def run_relay(settings: Settings) -> None:
+    log = get_logger()
+    store = await EventStore.open(settings.database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def on_disconnect() -> None:
+        log.warning("nats_disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats_reconnected")
+
+    nc = await nats.connect(settings.nats_servers, name="guanhuai-relay", max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
+    try:
+        js = nc.jetstream(timeout=10.0, publish_async_max_pending=4000)
+        await ensure_streams(js)
+        await Relay(store, js).run(stop)
+    finally:
+        await nc.drain()
+        await store.close()

@@ -1,0 +1,24 @@
+"""Builds the claims service from settings (nothing connects at import time)."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+
+from guanhuai.settings import Settings
+from services.claims.handlers import CONSUMES, ClaimsHandler, ClaimsIntakeHandler
+from services.claims.tables import metadata
+from shared.events.broker import ConsumerSpec
+from shared.events.service import create_service_app
+from shared.events.subjects import EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, event_subject
+
+
+def consumer_specs() -> list[ConsumerSpec]:
+    return [
+        ConsumerSpec(ClaimsIntakeHandler(), INBOUND_STREAM, (f"{INBOUND_PREFIX}.insurer.>",)),
+        ConsumerSpec(ClaimsHandler(), EVENTS_STREAM, tuple(event_subject(t) for t in CONSUMES)),
+    ]
+
+
+def create_app(settings: Settings) -> FastStream:
+    app, _ = create_service_app("claims", settings.database_url, settings.nats_servers, consumer_specs(), [metadata])
+    return app

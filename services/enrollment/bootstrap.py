@@ -1,0 +1,21 @@
+"""Builds the enrollment service from settings (nothing connects at import time)."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+
+from guanhuai.settings import Settings
+from services.enrollment.handlers import EnrollmentHandler
+from services.enrollment.tables import metadata
+from shared.events.broker import ConsumerSpec
+from shared.events.service import create_service_app
+from shared.events.subjects import INBOUND_PREFIX, INBOUND_STREAM
+
+
+def consumer_specs() -> list[ConsumerSpec]:
+    return [ConsumerSpec(EnrollmentHandler(), INBOUND_STREAM, (f"{INBOUND_PREFIX}.county.>",))]
+
+
+def create_app(settings: Settings) -> FastStream:
+    app, _ = create_service_app("enrollment", settings.database_url, settings.nats_servers, consumer_specs(), [metadata])
+    return app

@@ -1,0 +1,98 @@
+"""Enrollment's handler: load the state a batch needs, decide, append, save the state.
+
+Inbound county events are recorded in the log as they arrive (the county's word, with its own
+event id and source); a registration is followed in its household's stream by the policy or the
+rejection it led to, with an id derived from the registration's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import insert, select, tuple_
+
+from services.enrollment.decider import EnrollmentState, decide, evolve
+from services.enrollment.tables import insured_households, insured_persons
+from shared.events import EventMessage, registry
+from shared.events.consumer import Incoming, Rejected, outcome_id
+from shared.events.enrollment import HouseholdRegistered, PolicyIssued
+from shared.events.programme import AreaRegistered, TownshipTargetSet
+from shared.events.store import StreamAppend, Transaction
+from shared.events.subjects import PRODUCER_EVENTS, split_inbound
+from shared.events.subsidy import SubsidyPlanCloseRequested, SubsidyPlanPublished
+
+SERVICE = "enrollment"
+
+
+def stream_of(event: EventMessage) -> str:
+    """Where the log keeps a county event: by the thing it is about."""
+    match event.payload:
+        case HouseholdRegistered(programme_year=year, household_id=hid):
+            return f"household-{year}-{hid}"
+        case TownshipTargetSet(programme_year=year, township=township):
+            return f"targets-{year}-{township}"
+        case AreaRegistered(code=code):
+            return f"area-{code}"
+        case SubsidyPlanPublished(plan_id=plan) | SubsidyPlanCloseRequested(plan_id=plan):
+            return f"plan-{plan}"
+    raise Rejected("unexpected_event_type", f"enrollment does not record {event.event_type}", str(event.event_id))
+
+
+class EnrollmentHandler:
+    consumer = "enrollment-county-v1"
+
+    def parse(self, message: Incoming) -> EventMessage:
+        event = registry.parse_message(message.body)
+        where = split_inbound(message.subject)
+        if where is None or where[1] != event.event_type or event.event_type not in PRODUCER_EVENTS.get(where[0], ()):
+            raise Rejected("subject_mismatch", f"{event.event_type} may not be sent on {message.subject}", str(event.event_id))
+        return event
+
+    async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
+        conn = tx.connection
+        registrations = [e.payload for e in events if isinstance(e.payload, HouseholdRegistered)]
+        state = await load_state(conn, registrations)
+        appends: list[StreamAppend] = []
+        new_households, new_persons = [], []
+        for event in events:
+            recorded = [event]
+            if isinstance(event.payload, HouseholdRegistered):
+                outcome = decide(event.payload, state)
+                evolve(state, outcome)
+                recorded.append(EventMessage.new(
+                    outcome, source=SERVICE, occurred_at=event.occurred_at, event_id=outcome_id(event),
+                    correlation_id=event.correlation_id, causation_id=event.event_id,
+                ))
+                if isinstance(outcome, PolicyIssued):
+                    new_households.append({"programme_year": outcome.programme_year, "household_id": outcome.household_id,
+                                           "policy_number": outcome.policy_number})
+                    new_persons += [{"programme_year": outcome.programme_year, "resident_id": p.resident_id,
+                                     "policy_number": outcome.policy_number} for p in outcome.insured]
+            appends.append(StreamAppend(stream_of(event), recorded))
+        await tx.append_streams(appends)
+        if new_households:
+            await conn.execute(insert(insured_households), new_households)
+            await conn.execute(insert(insured_persons), new_persons)
+
+
+async def load_state(conn, registrations: Sequence[HouseholdRegistered]) -> EnrollmentState:  # type: ignore[no-untyped-def]
+    state = EnrollmentState()
+    if not registrations:
+        return state
+    households = {(r.programme_year, r.household_id) for r in registrations}
+    persons = {(r.programme_year, m.resident_id.upper()) for r in registrations for m in r.members}
+    for chunk in _chunks(sorted(households)):
+        rows = await conn.execute(select(insured_households.c.programme_year, insured_households.c.household_id)
+                                  .where(tuple_(insured_households.c.programme_year, insured_households.c.household_id).in_(chunk)))
+        state.insured_households.update((r[0], r[1]) for r in rows)
+    for chunk in _chunks(sorted(persons)):
+        rows = await conn.execute(select(insured_persons.c.programme_year, insured_persons.c.resident_id,
+                                         insured_persons.c.policy_number)
+                                  .where(tuple_(insured_persons.c.programme_year, insured_persons.c.resident_id).in_(chunk)))
+        state.insured_persons.update({(r[0], r[1]): r[2] for r in rows})
+    return state
+
+
+def _chunks(items: list, size: int = 400):  # type: ignore[no-untyped-def]
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,25 @@
+"""Enrollment's own tables: who is insured in which programme year (its decision state)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table
+
+metadata = MetaData()
+
+insured_households = Table(
+    "enrollment_households",
+    metadata,
+    Column("programme_year", Integer, nullable=False),
+    Column("household_id", String(200), nullable=False),
+    Column("policy_number", String(200), nullable=False),
+    PrimaryKeyConstraint("programme_year", "household_id"),
+)
+
+insured_persons = Table(
+    "enrollment_persons",
+    metadata,
+    Column("programme_year", Integer, nullable=False),
+    Column("resident_id", String(18), nullable=False),
+    Column("policy_number", String(200), nullable=False),
+    PrimaryKeyConstraint("programme_year", "resident_id"),
+)

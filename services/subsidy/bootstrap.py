@@ -1,0 +1,21 @@
+"""Builds the subsidy service from settings (nothing connects at import time)."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+
+from guanhuai.settings import Settings
+from services.subsidy.handlers import CONSUMES, SubsidyHandler
+from services.subsidy.tables import metadata
+from shared.events.broker import ConsumerSpec
+from shared.events.service import create_service_app
+from shared.events.subjects import EVENTS_STREAM, event_subject
+
+
+def consumer_specs() -> list[ConsumerSpec]:
+    return [ConsumerSpec(SubsidyHandler(), EVENTS_STREAM, tuple(event_subject(t) for t in CONSUMES))]
+
+
+def create_app(settings: Settings) -> FastStream:
+    app, _ = create_service_app("subsidy", settings.database_url, settings.nats_servers, consumer_specs(), [metadata])
+    return app

@@ -1,0 +1,122 @@
+"""Subsidy's handler: recorded events in log order (plans, policies, closings) -> decisions.
+
+It consumes the recorded-event stream, so a plan and the policies around it arrive in the order
+the log has them. State comes from subsidy's own tables, read under the log's write lock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import insert, select, tuple_, update
+
+from services.subsidy.decider import LineUsage, PlanState, SubsidyState, decide_close, decide_plan, decide_policy, evolve
+from services.subsidy.tables import deferred, line_usage, plans, subsidised
+from shared.events import EventMessage, registry
+from shared.events.consumer import Incoming, outcome_id
+from shared.events.enrollment import PolicyIssued
+from shared.events.store import StreamAppend, Transaction
+from shared.events.subsidy import (
+    SubsidyApproved,
+    SubsidyDeferred,
+    SubsidyDisbursed,
+    SubsidyPlanCloseRequested,
+    SubsidyPlanPublished,
+    SubsidyPlanRequestRefused,
+)
+
+SERVICE = "subsidy"
+CONSUMES = ("PolicyIssued", "SubsidyPlanPublished", "SubsidyPlanCloseRequested")
+
+
+class SubsidyHandler:
+    consumer = "subsidy-v1"
+
+    def parse(self, message: Incoming) -> EventMessage:
+        return registry.parse_published(message.subject, message.body)
+
+    async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
+        conn = tx.connection
+        state = await load_state(conn, events)
+        before = {(p, line): (u.persons, u.amount_fen) for p, ps in state.plans.items() for line, u in ps.usage.items()}
+        appends: list[StreamAppend] = []
+        new_people: list[dict] = []
+        for event in events:
+            payload = event.payload
+            if isinstance(payload, PolicyIssued):
+                decided = decide_policy(payload, state)
+                if any(isinstance(d, SubsidyDeferred) for d in decided):
+                    await conn.execute(insert(deferred), {"programme_year": payload.programme_year,
+                                                          "policy": payload.model_dump_json(), "decided": False})
+                stream = f"subsidy-{payload.policy_number}"
+            elif isinstance(payload, SubsidyPlanPublished):
+                decided = decide_plan(payload, state)
+                refused = any(isinstance(d, SubsidyPlanRequestRefused) for d in decided)
+                if not refused:
+                    evolve(state, payload)
+                    await conn.execute(insert(plans), {"plan_id": payload.plan_id, "programme_year": payload.programme_year,
+                                                       "plan": payload.model_dump_json(), "closed": False})
+                    await conn.execute(update(deferred).where(deferred.c.programme_year == payload.programme_year)
+                                       .values(decided=True))
+                stream = f"subsidy-plan-{payload.plan_id}"
+            elif isinstance(payload, SubsidyPlanCloseRequested):
+                decided = decide_close(payload, state)
+                stream = f"subsidy-plan-{payload.plan_id}"
+            else:
+                continue
+            for d in decided:
+                evolve(state, d)
+                if isinstance(d, SubsidyApproved):
+                    new_people.append({"programme_year": d.programme_year, "resident_id": d.resident_id, "plan_id": d.plan_id})
+                if isinstance(d, SubsidyDisbursed):
+                    await conn.execute(update(plans).where(plans.c.plan_id == d.plan_id).values(closed=True))
+            if decided:
+                appends.append(StreamAppend(stream, [
+                    EventMessage.new(d, source=SERVICE, occurred_at=event.occurred_at, event_id=outcome_id(event, i),
+                                     correlation_id=event.correlation_id, causation_id=event.event_id)
+                    for i, d in enumerate(decided)
+                ]))
+        if appends:
+            await tx.append_streams(appends)
+        if new_people:
+            await conn.execute(insert(subsidised), new_people)
+        await save_usage(conn, state, before)
+
+
+async def load_state(conn, events: Sequence[EventMessage]) -> SubsidyState:  # type: ignore[no-untyped-def]
+    state = SubsidyState()
+    for row in await conn.execute(select(plans.c.plan, plans.c.closed)):
+        plan = SubsidyPlanPublished.model_validate_json(row[0])
+        state.plans[plan.plan_id] = PlanState(plan, closed=bool(row[1]))
+        state.plan_of_year[plan.programme_year] = plan.plan_id
+    for row in await conn.execute(select(line_usage)):
+        if row.plan_id in state.plans:
+            state.plans[row.plan_id].usage[row.line] = LineUsage(row.persons, row.amount_fen)
+    people = {(e.payload.programme_year, p.resident_id) for e in events if isinstance(e.payload, PolicyIssued)
+              for p in e.payload.insured}
+    years = {e.payload.programme_year for e in events if isinstance(e.payload, SubsidyPlanPublished)}
+    if years:
+        rows = await conn.execute(select(deferred.c.programme_year, deferred.c.policy)
+                                  .where(deferred.c.programme_year.in_(years), deferred.c.decided.is_(False))
+                                  .order_by(deferred.c.seq))
+        for year, policy in rows:
+            state.deferred.setdefault(year, []).append(PolicyIssued.model_validate_json(policy))
+            people.update((year, p.resident_id) for p in state.deferred[year][-1].insured)
+    people_list = sorted(people)
+    for start in range(0, len(people_list), 400):
+        chunk = people_list[start : start + 400]
+        rows = await conn.execute(select(subsidised.c.programme_year, subsidised.c.resident_id)
+                                  .where(tuple_(subsidised.c.programme_year, subsidised.c.resident_id).in_(chunk)))
+        state.subsidised.update((r[0], r[1]) for r in rows)
+    return state
+
+
+async def save_usage(conn, state: SubsidyState, before: dict) -> None:  # type: ignore[no-untyped-def]
+    for plan_id, plan in state.plans.items():
+        for line, usage in plan.usage.items():
+            old = before.get((plan_id, line))
+            if old is None:
+                await conn.execute(insert(line_usage), {"plan_id": plan_id, "line": line, "persons": usage.persons,
+                                                        "amount_fen": usage.amount_fen})
+            elif old != (usage.persons, usage.amount_fen):
+                await conn.execute(update(line_usage).where(line_usage.c.plan_id == plan_id, line_usage.c.line == line)
+                                   .values(persons=usage.persons, amount_fen=usage.amount_fen))

@@ -1,0 +1,162 @@
+"""NATS JetStream wiring shared by the services: streams, durable consumers, and a FastStream
+application that feeds batches of raw messages to :func:`shared.events.consumer.process_batch`.
+
+Choices made on purpose (see DESIGN.md, "FastStream and NATS: known traps"):
+* Streams and consumers are created or updated here with nats-py (``add_consumer`` updates an
+  existing durable's settings, which FastStream would silently keep); FastStream only binds.
+* Batches of raw bytes (``decoder`` returns the body untouched): bad input is ours to explain.
+* ``AckPolicy.MANUAL``: a message is acked only after its effect (or its dead letter) is
+  committed; what failed is nak'ed with a delay and comes back, up to ``max_deliver`` times,
+  and on its last delivery it is dead-lettered instead of dropped.
+* nats-py 2.16 raises a bare ``asyncio.TimeoutError`` inside ``fetch`` that FastStream's batch
+  loop does not catch, dropping partly collected batches until ``ack_wait``; :func:`fix_nats_fetch`
+  turns it into nats' own TimeoutError (upstream: nats-io/nats.py PR #1008).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import nats.errors
+from faststream import AckPolicy, Context, FastStream
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsRouter, PullSub
+from faststream.nats.message import NatsBatchMessage
+from nats.js.api import DeliverPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+
+from .consumer import Handler, Incoming, process_batch
+from .logs import get_logger
+from .store import EventStore
+from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM
+
+STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
+DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
+
+_fetch_fixed = False
+
+
+def fix_nats_fetch() -> None:
+    global _fetch_fixed
+    if _fetch_fixed:
+        return
+    original = JetStreamContext.PullSubscription.fetch
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
+        try:
+            return await original(self, *args, **kwargs)
+        except nats.errors.TimeoutError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise nats.errors.TimeoutError from exc
+
+    JetStreamContext.PullSubscription.fetch = fetch  # type: ignore[method-assign]
+    _fetch_fixed = True
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    common = dict(storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=STREAM_MAX_MSG_BYTES,
+                  num_replicas=replicas)
+    return [
+        StreamConfig(name=INBOUND_STREAM, subjects=[f"{INBOUND_PREFIX}.>"],
+                     description="what county and insurer systems send", **common),
+        StreamConfig(name=EVENTS_STREAM, subjects=[f"{EVENTS_PREFIX}.>"],
+                     description="every recorded event, in log order", **common),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    for config in stream_configs(replicas):
+        try:
+            await js.stream_info(config.name)  # type: ignore[arg-type]
+            await js.update_stream(config)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(config)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    handler: Handler
+    stream: str
+    filter_subjects: tuple[str, ...]
+    batch_size: int = 200
+    batch_timeout_s: float = 0.05
+    ack_wait_s: float = 60.0
+    max_deliver: int = 5
+    retry_delay_s: float = 2.0
+
+    @property
+    def durable(self) -> str:
+        return self.handler.consumer
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    """Create the durable, or update the settings of an existing one (delivery policy aside)."""
+    await js.add_consumer(spec.stream, ConsumerConfig(
+        durable_name=spec.durable, name=spec.durable, filter_subjects=list(spec.filter_subjects),
+        deliver_policy=DeliverPolicy.ALL, ack_wait=spec.ack_wait_s, max_deliver=spec.max_deliver,
+        max_ack_pending=max(1000, spec.batch_size * 4),
+    ))
+
+
+def _raw_body(message: Any) -> Any:
+    return message.body
+
+
+def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[ConsumerSpec], *, name: str) -> tuple[FastStream, NatsBroker]:
+    """The FastStream application of one service. Nothing connects until it starts."""
+    fix_nats_fetch()
+    broker = NatsBroker(list(nats_url) if not isinstance(nats_url, str) else nats_url, graceful_timeout=30.0,
+                        logger=logging.getLogger("faststream.guanhuai"), log_level=logging.DEBUG,
+                        name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                        js_options={"timeout": 10.0, "publish_async_max_pending": 4000})
+    router = NatsRouter()
+    for spec in specs:
+        _subscribe(router, store, spec)
+    broker.include_router(router)
+    app = FastStream(broker)
+
+    @app.on_startup
+    async def declare() -> None:
+        await broker.connect()
+        js = broker.connection.jetstream()
+        await ensure_streams(js)
+        for spec in specs:
+            await ensure_consumer(js, spec)
+
+    return app, broker
+
+
+def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> None:
+    log = get_logger(consumer=spec.durable)
+
+    @router.subscriber(
+        spec.filter_subjects[0],
+        stream=JStream(spec.stream, declare=False),
+        durable=spec.durable,
+        pull_sub=PullSub(batch_size=spec.batch_size, batch=True, timeout=spec.batch_timeout_s),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_body,
+        title=spec.durable,
+    )
+    async def consume(body: list[bytes], msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
+        raws = msg.raw_message
+        incoming = [
+            Incoming(subject=m.subject, body=m.data, headers=dict(m.headers or {}), stream=m.metadata.stream,
+                     sequence=m.metadata.sequence.stream, delivered=m.metadata.num_delivered)
+            for m in raws
+        ]
+        result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)
+        failed = {id(m) for m in result.failed}
+        for raw, inc in zip(raws, incoming, strict=True):
+            if id(inc) in failed:
+                await raw.nak(delay=spec.retry_delay_s)
+            else:
+                await raw.ack()
+        if result.handled or result.dead_lettered or result.failed:
+            log.info("batch_done", size=len(raws), handled=result.handled, duplicates=result.duplicates,
+                     dead_lettered=result.dead_lettered, redeliver=len(result.failed),
+                     first_seq=incoming[0].sequence, last_seq=incoming[-1].sequence)

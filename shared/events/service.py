@@ -1,0 +1,32 @@
+"""What every consuming service's bootstrap does: one store, its tables, its consumers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from faststream import FastStream
+from sqlalchemy import MetaData
+
+from .broker import ConsumerSpec, build_app
+from .database import create_engine
+from .inbox import metadata as inbox_metadata
+from .store import EventStore
+
+
+def create_service_app(
+    name: str, db_url: str, nats_servers: Sequence[str], specs: Sequence[ConsumerSpec], tables: Sequence[MetaData]
+) -> tuple[FastStream, EventStore]:
+    """Build (without connecting) a service's FastStream app; it creates its tables on start-up
+    and closes its database on shutdown."""
+    store = EventStore(create_engine(db_url))
+    app, _broker = build_app(nats_servers, store, specs, name=name)
+
+    @app.on_startup
+    async def create_tables() -> None:
+        await store.create_schema(inbox_metadata, *tables)
+
+    @app.after_shutdown
+    async def close_store() -> None:
+        await store.close()
+
+    return app, store
