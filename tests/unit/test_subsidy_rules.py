@@ -290,14 +290,15 @@ def test_publishing_a_plan_does_not_change_the_state():
     assert state.deferred == {2024: [family]}
 
 
-def test_after_its_plan_is_recorded_a_deferred_policy_is_not_decided_again():
+def test_once_its_plan_is_recorded_a_deferred_policy_is_counted_once():
     family = policy(*persons(2))
-    history = given(family, *decide_policy(family, given()), SMALL, *decide_plan(SMALL, given(family, SubsidyDeferred(
-        policy_number=family.policy_number, programme_year=2024, township="chengguan", persons=2))))
+    waiting = (family, *decide_policy(family, given()))
+    history = given(*waiting, SMALL, *decide_plan(SMALL, given(*waiting)))
+
+    (event,) = decide_close(close(), history)
 
     assert history.deferred == {}
-    assert decide_plan(plan(plan_id="HT-2024-bis"), history) == [
-        SubsidyPlanRequestRefused(plan_id="HT-2024-bis", request="publish", reason="year_has_plan")]
+    assert (event.persons, event.amount_fen) == (2, 2 * 40_00)
 
 
 # --- publishing and closing plans ------------------------------------------------------------------

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.pipeline import Pipeline
+
+
+@pytest.fixture
+async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
+    """A fresh pipeline on SQLite with its own nats-server (one per test: tests may kill parts)."""
+    running = Pipeline(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    try:
+        await running.start()
+        yield running
+    finally:
+        await running.stop()

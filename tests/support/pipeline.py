@@ -1,0 +1,153 @@
+"""A running pipeline for end-to-end tests: an own nats-server on a free port with a temporary
+store, and the four components (relay, enrollment, subsidy, claims) as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from guanhuai.embedded import NatsServer
+from shared.events import EventMessage
+from shared.events.store import EventStore
+from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, inbound_subject
+
+COMPONENTS = ("relay", "enrollment", "subsidy", "claims")
+CONSUMERS = ((INBOUND_STREAM, "enrollment-county-v1"), (EVENTS_STREAM, "subsidy-v1"), (INBOUND_STREAM, "claims-insurer-v1"),
+             (EVENTS_STREAM, "claims-v1"))
+
+
+class Pipeline:
+    def __init__(self, workdir: Path, db_url: str) -> None:
+        self.workdir = workdir
+        self.db_url = db_url
+        self.nats = NatsServer(workdir / "nats")
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: list[Path] = []
+        self.nc: Any = None
+        self.js: Any = None
+
+    # -- processes ---------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.nats.url, GUANHUAI_LOG_JSON="true",
+                    GUANHUAI_LOG_LEVEL="INFO")
+
+    def start_component(self, name: str) -> None:
+        log = self.workdir / f"{name}-{len(self.logs)}.log"
+        self.logs.append(log)
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "guanhuai", "serve", name], env=self.env(), stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self, name: str) -> None:
+        """kill -9: no chance to finish, ack or commit anything."""
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    async def start(self) -> Pipeline:
+        self.nats.start()
+        for name in COMPONENTS:
+            self.start_component(name)
+        await self.connect()
+        await self.wait_ready()
+        return self
+
+    async def connect(self) -> None:
+        self.nc = await nats.connect(self.nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        self.js = self.nc.jetstream(timeout=10)
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                for stream, durable in CONSUMERS:
+                    await self.js.consumer_info(stream, durable)
+                return
+            except Exception:  # noqa: BLE001 - not there yet
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"consumers not ready; logs: {self.tail_logs()}") from None
+                for name, p in self.processes.items():
+                    if p.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {p.returncode}: {self.tail_logs()}")
+                await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self.nc is not None:
+            await self.nc.close()
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
+        self.nats.stop()
+
+    def all_output(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def tail_logs(self, chars: int = 3000) -> str:
+        return self.all_output()[-chars:]
+
+    # -- producers ---------------------------------------------------------------------------
+    async def publish(self, kind: str, messages: Iterable[EventMessage]) -> int:
+        count = 0
+        for message in messages:
+            await self.js.publish(inbound_subject(kind, message.event_type), message.model_dump_json().encode(),
+                                  headers={"Nats-Msg-Id": str(message.event_id)})
+            count += 1
+        return count
+
+    async def publish_raw(self, subject: str, body: bytes, msg_id: str) -> None:
+        await self.js.publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+
+    # -- observing ---------------------------------------------------------------------------
+    async def counts(self) -> Counter[str]:
+        store = await EventStore.open(self.db_url, create=False)
+        try:
+            counter: Counter[str] = Counter()
+            async for batch in store.read_rows(0, batch_size=5000):
+                counter.update(row[4] for row in batch)
+            return counter
+        finally:
+            await store.close()
+
+    async def wait_for(self, predicate: Callable[[Counter[str]], bool], timeout: float = 90) -> Counter[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                counts = await self.counts()
+            except Exception:  # noqa: BLE001 - the log may not exist yet
+                counts = Counter()
+            if predicate(counts):
+                return counts
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up waiting; log has {dict(counts)}\n{self.tail_logs()}")
+            await asyncio.sleep(0.25)
+
+    async def settled(self, quiet_s: float = 1.5, timeout: float = 90) -> Counter[str]:
+        """Wait until the log stops growing and the relay has published all of it."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            counts = await self.counts()
+            total = sum(counts.values())
+            info = await self.js.stream_info(EVENTS_STREAM)
+            if total != last or info.state.messages < total:
+                last, since = total, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return counts
+            await asyncio.sleep(0.25)
+        raise TimeoutError(f"pipeline did not settle\n{self.tail_logs()}")
