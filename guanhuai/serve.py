@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from importlib import import_module
 
@@ -24,6 +25,22 @@ COMPONENTS = (*SERVICES, "relay")
 
 async def serve(name: str, settings: Settings) -> None:
     configure_logging(name, json_lines=settings.log_json, level=settings.log_level)
+    profile_dir = os.environ.get("GUANHUAI_PROFILE_DIR")
+    if profile_dir:  # for developers: where does a service spend its time?
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            await _serve(name, settings)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(profile_dir, f"{name}.prof"))
+        return
+    await _serve(name, settings)
+
+
+async def _serve(name: str, settings: Settings) -> None:
     if name == "relay":
         await run_relay(settings)
         return

@@ -95,8 +95,9 @@ def decide(claim: ClaimReported, state: ClaimsState, paid_on: date) -> list[Clai
         return reject("cover_ended")
     if claim.reported_on < claim.accident_date:
         return reject("reported_before_accident")
-    if claim.outcome_date is not None and claim.kind is not ClaimKind.medical:
-        if not claim.accident_date <= claim.outcome_date <= claim.accident_date + OUTCOME_WINDOW:
+    if claim.kind is not ClaimKind.medical:
+        # The contract requires outcome_date for death and disability claims.
+        if claim.outcome_date is None or not claim.accident_date <= claim.outcome_date <= claim.accident_date + OUTCOME_WINDOW:
             return reject("outcome_not_within_180_days")
 
     def paid(amount: int, computed: int, limited_by: str | None) -> ClaimPaid:

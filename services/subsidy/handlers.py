@@ -9,7 +9,16 @@ from collections.abc import Sequence
 
 from sqlalchemy import insert, select, tuple_, update
 
-from services.subsidy.decider import LineUsage, PlanState, SubsidyState, decide_close, decide_plan, decide_policy, evolve
+from services.subsidy.decider import (
+    LineUsage,
+    PlanState,
+    SubsidyState,
+    decide_close,
+    decide_plan,
+    decide_policy,
+    defer,
+    evolve,
+)
 from services.subsidy.tables import deferred, line_usage, plans, subsidised
 from shared.events import EventMessage, registry
 from shared.events.consumer import Incoming, outcome_id
@@ -45,6 +54,7 @@ class SubsidyHandler:
             if isinstance(payload, PolicyIssued):
                 decided = decide_policy(payload, state)
                 if any(isinstance(d, SubsidyDeferred) for d in decided):
+                    defer(state, payload)  # a plan later in this same batch must see it
                     await conn.execute(insert(deferred), {"programme_year": payload.programme_year,
                                                           "policy": payload.model_dump_json(), "decided": False})
                 stream = f"subsidy-{payload.policy_number}"

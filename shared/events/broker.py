@@ -82,9 +82,9 @@ class ConsumerSpec:
     handler: Handler
     stream: str
     filter_subjects: tuple[str, ...]
-    batch_size: int = 200
+    batch_size: int = 500
     batch_timeout_s: float = 0.05
-    ack_wait_s: float = 60.0
+    ack_wait_s: float = 10.0  # in-flight messages of a killed instance come back after this
     max_deliver: int = 5
     retry_delay_s: float = 2.0
 

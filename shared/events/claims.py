@@ -45,6 +45,8 @@ class ClaimReported(DomainEvent):
     @model_validator(mode="after")
     def _fields_for_kind(self) -> ClaimReported:
         medical = (self.expenses_fen, self.social_insurance_paid_fen, self.deductible_fen, self.payment_ratio)
+        if self.kind is not ClaimKind.medical and self.outcome_date is None:
+            raise ValueError("a death or disability claim needs outcome_date (date of death or of the assessment)")
         if self.kind is ClaimKind.disability and self.disability_grade is None:
             raise ValueError("a disability claim needs disability_grade")
         if self.kind is not ClaimKind.disability and self.disability_grade is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -66,22 +67,39 @@ async def save_checkpoint(store: EventStore, name: str, position: int) -> None:
 
 class Relay:
     def __init__(self, store: EventStore, js: Any, *, name: str = "relay", batch_size: int = 1000,
-                 idle_s: float = 0.05) -> None:
+                 idle_s: float = 0.05, checkpoint_every_s: float = 2.0) -> None:
         self.store, self.js, self.name = store, js, name
         self.batch_size, self.idle_s = batch_size, idle_s
         self.position = 0
+        # The checkpoint is written at most this often (and on stop): after a crash the relay
+        # republishes a little, which JetStream and the consumers drop as duplicates, instead of
+        # taking the database's write lock after every batch.
+        self.checkpoint_every_s = checkpoint_every_s
+        self.saved_position = 0
+        self.saved_at = 0.0
         self.log = get_logger(component="relay")
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.position = await with_retries(lambda: load_checkpoint(self.store, self.name))
+        self.position = self.saved_position = await with_retries(lambda: load_checkpoint(self.store, self.name))
         self.log.info("relay_started", position=self.position)
-        while not stop.is_set():
-            published = await self.publish_available()
-            if not published:
-                try:
-                    await asyncio.wait_for(stop.wait(), self.idle_s)
-                except asyncio.TimeoutError:
-                    pass
+        try:
+            while not stop.is_set():
+                published = await self.publish_available()
+                if not published:
+                    await self.save(force=True)
+                    try:
+                        await asyncio.wait_for(stop.wait(), self.idle_s)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            await self.save(force=True)
+
+    async def save(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.position != self.saved_position and (force or now - self.saved_at >= self.checkpoint_every_s):
+            position = self.position
+            await with_retries(lambda: save_checkpoint(self.store, self.name, position))
+            self.saved_position, self.saved_at = position, now
 
     async def publish_available(self) -> int:
         """Publish everything after the checkpoint; returns how many events were published."""
@@ -89,7 +107,7 @@ class Relay:
         async for rows in self.store.read_rows(self.position, batch_size=self.batch_size):  # noqa: SIM117
             await self._publish(rows)
             self.position = rows[-1][0]
-            await with_retries(lambda: save_checkpoint(self.store, self.name, self.position))
+            await self.save()
             total += len(rows)
         return total
 

@@ -48,3 +48,10 @@ def split_inbound(subject: str) -> tuple[str, str] | None:
     if len(parts) != 4 or ".".join(parts[:2]) != INBOUND_PREFIX:
         return None
     return parts[2], parts[3]
+
+
+# The durable consumers of the pipeline services (stream, durable): present once they have started.
+CONSUMER_READY: tuple[tuple[str, str], ...] = (
+    (INBOUND_STREAM, "enrollment-county-v1"),
+    (EVENTS_STREAM, "subsidy-v1"),
+)

@@ -35,7 +35,8 @@ def claim(registration: EventMessage, kind: ClaimKind, claim_id: str, **figures:
     accident = reg.paid_on + timedelta(days=30)
     payload = ClaimReported(
         claim_id=claim_id, policy_number=policy_number(reg), resident_id=reg.members[0].resident_id,
-        accident_date=accident, reported_on=accident + timedelta(days=2), kind=kind, **figures,  # type: ignore[arg-type]
+        accident_date=accident, reported_on=accident + timedelta(days=2), kind=kind,
+        outcome_date=None if kind is ClaimKind.medical else accident + timedelta(days=1), **figures,  # type: ignore[arg-type]
     )
     return EventMessage.new(payload, source="insurer-test",
                             occurred_at=datetime.combine(accident + timedelta(days=2), datetime.min.time(), CST))
@@ -48,5 +49,6 @@ def medical(registration: EventMessage, claim_id: str, expenses_fen: int = 500_0
 
 def unknown_policy_claim(claim_id: str, year: int = 2024) -> EventMessage:
     payload = ClaimReported(claim_id=claim_id, policy_number=f"P{year}-nowhere-0", resident_id="11010519491231002X",
-                            accident_date=date(year, 5, 1), reported_on=date(year, 5, 2), kind=ClaimKind.death)
+                            accident_date=date(year, 5, 1), reported_on=date(year, 5, 2), kind=ClaimKind.death,
+                            outcome_date=date(year, 5, 1))
     return EventMessage.new(payload, source="insurer-test")

@@ -118,7 +118,8 @@ def issued_on_for_first_day(first_day: date) -> date:
 # --- policies (as enrolment records them) -------------------------------------------------------
 
 
-def insured(number: str, share_fen: int, relation: Relation = Relation.head, birth: date | None = None) -> InsuredPerson:
+def insured(number: str, share_fen: int, relation: Relation = Relation.head,
+            birth: date | None = None) -> InsuredPerson:
     return InsuredPerson(resident_id=number, name="被保险人", relation=relation,
                          birth_date=birth or date(int(number[6:10]), int(number[10:12]), int(number[12:14])),
                          death_disability_sum_fen=share_fen)
@@ -203,7 +204,8 @@ def claim(number: str, kind: ClaimKind, *, claim_id: str = "C1", policy_number: 
     )
 
 
-def death(number: str, *, died: date | None = None, accident: date = ACCIDENT, **kwargs) -> ClaimReported:  # type: ignore[no-untyped-def]
+def death(number: str, *, died: date | None = None, accident: date = ACCIDENT,
+          **kwargs) -> ClaimReported:  # type: ignore[no-untyped-def]
     return claim(number, ClaimKind.death, accident=accident, outcome=died or accident + timedelta(days=1), **kwargs)
 
 

@@ -11,11 +11,12 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
 from services.claims.decider import ClaimsState, PersonCover, cover_from_policy, decide, disability_ratio, evolve
 from services.enrollment.decider import EnrollmentState
 from services.enrollment.decider import decide as enrol
-from shared.events.claims import ClaimKind, ClaimPaid, ClaimRejected, CoverEnded
+from shared.events.claims import ClaimKind, ClaimPaid, ClaimRejected, ClaimReported, CoverEnded
 from tests.unit.builders import (
     ACCIDENT,
     FIRST_DAY,
@@ -82,7 +83,8 @@ def test_death_pays_the_persons_whole_share():
 def test_death_ends_that_persons_cover():
     events = when(death(CHILD, claim_id="C7"), given(POLICY))
 
-    assert events[1:] == [CoverEnded(policy_number=POLICY.policy_number, resident_id=CHILD, reason="death", claim_id="C7")]
+    assert events[1:] == [CoverEnded(policy_number=POLICY.policy_number, resident_id=CHILD, reason="death",
+                                     claim_id="C7")]
 
 
 def test_death_pays_the_share_minus_disability_already_paid():
@@ -118,7 +120,8 @@ def test_the_death_of_one_member_leaves_the_others_covered():
 
 
 @pytest.mark.parametrize(("grade", "ratio"), [
-    (1, "1"), (2, "0.9"), (3, "0.8"), (4, "0.7"), (5, "0.6"), (6, "0.5"), (7, "0.4"), (8, "0.3"), (9, "0.2"), (10, "0.1"),
+    (1, "1"), (2, "0.9"), (3, "0.8"), (4, "0.7"), (5, "0.6"),
+    (6, "0.5"), (7, "0.4"), (8, "0.3"), (9, "0.2"), (10, "0.1"),
 ])
 def test_disability_grades_pay_the_ratios_of_jr_t_0083_2013(grade, ratio):
     assert disability_ratio(grade) == Decimal(ratio)
@@ -197,7 +200,8 @@ def test_disability_exactly_reaching_the_share_ends_cover_without_naming_a_limit
 
 
 def test_rejects_claims_after_disability_payments_used_up_the_share():
-    history = given(POLICY, *settled(disability(HEAD, 1, claim_id="C1"), 6666667, ends_cover="disability_sum_exhausted"))
+    used_up = settled(disability(HEAD, 1, claim_id="C1"), 6666667, ends_cover="disability_sum_exhausted")
+    history = given(POLICY, *used_up)
 
     assert rejection(when(death(HEAD, claim_id="C2", accident=date(2024, 11, 1)), history)) == "cover_ended"
 
@@ -413,6 +417,20 @@ def test_rejects_disability_assessed_more_than_180_days_after_the_accident():
     claim = disability(HEAD, 3, assessed=ACCIDENT + timedelta(days=181))
 
     assert rejection(when(claim, given(POLICY))) == "outcome_not_within_180_days"
+
+
+@pytest.mark.parametrize("kind", [ClaimKind.death, ClaimKind.disability])
+def test_a_death_or_disability_claim_without_an_outcome_date_is_not_paid_unchecked(kind):
+    try:
+        undated = ClaimReported(claim_id="C1", policy_number=POLICY.policy_number, resident_id=HEAD,
+                                accident_date=ACCIDENT, reported_on=ACCIDENT + timedelta(days=300), kind=kind,
+                                disability_grade=1 if kind is ClaimKind.disability else None)
+    except ValidationError:
+        return  # equally good: the contract requires the date, so the rule cannot be skipped
+
+    events = when(undated, given(POLICY))
+
+    assert not any(isinstance(e, ClaimPaid) for e in events)
 
 
 def test_rejects_an_outcome_dated_before_the_accident():

@@ -876,6 +876,7 @@ def claim_of_kind(kind: str, **overrides: Any) -> dict[str, Any]:
     if kind != "medical":
         for name in MEDICAL_FIGURES:
             del data[name]
+        data["outcome_date"] = "2024-06-20"
     if kind == "disability":
         data["disability_grade"] = 5
     return {**data, **overrides}

@@ -74,7 +74,8 @@ def reasons(events: list) -> list:  # type: ignore[type-arg]
     return [e.reason if isinstance(e, SubsidyRejected) else "approved" for e in events]
 
 
-SMALL = plan(line("priority", PRIORITY, rate_fen=40_00, head_cap=3), line("special", SPECIAL, rate_fen=50_00, head_cap=2))
+SMALL = plan(line("priority", PRIORITY, rate_fen=40_00, head_cap=3),
+             line("special", SPECIAL, rate_fen=50_00, head_cap=2))
 
 
 # --- approvals at the line rate ------------------------------------------------------------------
@@ -319,15 +320,16 @@ def test_refuses_to_publish_a_plan_again():
 def test_closing_a_plan_disburses_the_lump_sum_to_the_insurer_with_totals_per_line():
     ordinary = policy(*persons(3), household_id="H1")
     bereaved = policy(*persons(2, first=10), household_id="H2", category=HouseholdCategory.only_child_disabled)
-    history = given(SMALL, ordinary, *(approved(ordinary, n) for n in persons(2)),
-                    bereaved, *(approved(bereaved, n, line_code="special", amount_fen=50_00) for n in persons(1, first=10)))
+    history = given(SMALL, ordinary, *(approved(ordinary, n) for n in persons(2)), bereaved,
+                    approved(bereaved, persons(1, first=10)[0], line_code="special", amount_fen=50_00))
 
     events = decide_close(close(), history)
 
     assert events == [SubsidyDisbursed(
         plan_id="HT-2024", programme_year=2024, insurer=SMALL.insurer, disbursed_on=CLOSED_ON, persons=3,
         amount_fen=2 * 40_00 + 50_00,
-        lines=[LineTotal(line="priority", persons=2, amount_fen=80_00), LineTotal(line="special", persons=1, amount_fen=50_00)],
+        lines=[LineTotal(line="priority", persons=2, amount_fen=80_00),
+               LineTotal(line="special", persons=1, amount_fen=50_00)],
     )]
 
 
