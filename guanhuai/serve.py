@@ -19,6 +19,7 @@ SERVICES = {
     "enrollment": "services.enrollment.bootstrap",
     "subsidy": "services.subsidy.bootstrap",
     "claims": "services.claims.bootstrap",
+    "reporting": "services.reporting.bootstrap",
 }
 COMPONENTS = (*SERVICES, "relay")
 

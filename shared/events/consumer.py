@@ -56,6 +56,9 @@ class Rejected(Exception):
 
 
 class Handler(Protocol):
+    """A consumer's logic. A handler that keeps its own checkpoint in its transaction (the
+    reporting projection) sets ``tracks_inputs = False`` and is then given every input."""
+
     consumer: str
 
     def parse(self, message: Incoming) -> EventMessage:
@@ -130,6 +133,10 @@ async def process_batch(
     async def commit(batch: list[tuple[Incoming, EventMessage]], dead: list[DeadLetter]) -> tuple[int, int, int]:
         async with store.transaction() as tx:
             await tx.lock()
+            if not getattr(handler, "tracks_inputs", True):  # it keeps its own checkpoint instead
+                if batch:
+                    await handler.handle(tx, [e for _, e in batch])
+                return len(batch), 0, await record_dead_letters(tx.connection, dead)
             ids = [str(e.event_id) for _, e in batch]
             seen = await already_processed(tx.connection, handler.consumer, ids)
             fresh, fresh_ids = [], set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from faststream import FastStream
 from sqlalchemy import MetaData
@@ -14,12 +14,17 @@ from .store import EventStore
 
 
 def create_service_app(
-    name: str, db_url: str, nats_servers: Sequence[str], specs: Sequence[ConsumerSpec], tables: Sequence[MetaData]
+    name: str,
+    db_url: str,
+    nats_servers: Sequence[str],
+    specs: Sequence[ConsumerSpec] | Callable[[EventStore], Sequence[ConsumerSpec]],
+    tables: Sequence[MetaData],
 ) -> tuple[FastStream, EventStore]:
     """Build (without connecting) a service's FastStream app; it creates its tables on start-up
-    and closes its database on shutdown."""
+    and closes its database on shutdown. ``specs`` may be a function of the store, for handlers
+    that read it."""
     store = EventStore(create_engine(db_url))
-    app, _broker = build_app(nats_servers, store, specs, name=name)
+    app, _broker = build_app(nats_servers, store, specs(store) if callable(specs) else specs, name=name)
 
     @app.on_startup
     async def create_tables() -> None:

@@ -1,0 +1,128 @@
+"""Saving the projection's changed rows (with its checkpoint, in the caller's transaction) and
+loading it back; rebuilding it from the log alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.reporting import tables as t
+from services.reporting.projection import PolicyRef, ReportState, TownshipYear, apply
+from shared.events.store import EventStore
+
+PROJECTION = "township-year-v1"
+
+
+async def upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    keys = [c.name for c in table.primary_key.columns]
+    for start in range(0, len(rows), 500):
+        stmt = dialect_insert(table).values(rows[start : start + 500])
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={
+            c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys
+        })
+        await conn.execute(stmt)
+
+
+def _changed_rows(state: ReportState) -> dict[Table, list[dict[str, Any]]]:
+    out: dict[Table, list[dict[str, Any]]] = {tbl: [] for tbl in t.READ_MODEL_TABLES}
+    for kind, key in state.touched:
+        if kind == "township":
+            out[t.township_year].append(asdict(state.townships[key]))
+        elif kind == "rejection":
+            out[t.rejections].append(dict(zip(("programme_year", "township", "reason"), key), registrations=state.rejections[key]))
+        elif kind == "subsidy_line":
+            persons, fen = state.subsidy_lines[key]
+            out[t.subsidy_lines].append(dict(zip(("programme_year", "township", "line"), key), persons=persons, amount_fen=fen))
+        elif kind == "disbursed":
+            persons, fen = state.disbursed[key]
+            out[t.disbursements].append({"programme_year": key[0], "plan_id": key[1], "persons": persons, "amount_fen": fen})
+        elif kind == "monthly":
+            pol, premium, paid = state.monthly[key]
+            out[t.monthly].append(dict(zip(("programme_year", "township", "month"), key), policies=pol,
+                                       premium_fen=premium, claims_paid_fen=paid))
+        elif kind == "area":
+            name, level, parent, position = state.areas[key[0]]
+            out[t.areas].append({"code": key[0], "name": name, "level": level, "parent_code": parent,
+                                 "registered_position": position})
+        elif kind == "policy":
+            ref = state.policies[key[0]]
+            out[t.policies].append({"policy_number": key[0], "programme_year": ref.programme_year, "township": ref.township})
+        elif kind == "claim":
+            year, town = state.claims[key[0]]
+            out[t.claims].append({"claim_id": key[0], "programme_year": year, "township": town})
+    return out
+
+
+async def save(conn: AsyncConnection, state: ReportState) -> None:
+    """Write what changed and the checkpoint (the caller commits both together)."""
+    for table, rows in _changed_rows(state).items():
+        await upsert(conn, table, sorted(rows, key=lambda r: tuple(str(r[c.name]) for c in table.primary_key.columns)))
+    await upsert(conn, t.checkpoint, [{"name": PROJECTION, "position": state.position}])
+    state.touched.clear()
+
+
+async def load(conn: AsyncConnection) -> ReportState:
+    state = ReportState()
+    row = (await conn.execute(select(t.checkpoint.c.position).where(t.checkpoint.c.name == PROJECTION))).first()
+    state.position = int(row[0]) if row else 0
+    for r in await conn.execute(select(t.township_year)):
+        data = dict(r._mapping)
+        state.townships[(data["programme_year"], data["township"])] = TownshipYear(**data)
+    for r in await conn.execute(select(t.rejections)):
+        state.rejections[(r.programme_year, r.township, r.reason)] = r.registrations
+    for r in await conn.execute(select(t.subsidy_lines)):
+        state.subsidy_lines[(r.programme_year, r.township, r.line)] = [r.persons, r.amount_fen]
+    for r in await conn.execute(select(t.disbursements)):
+        state.disbursed[(r.programme_year, r.plan_id)] = [r.persons, r.amount_fen]
+    for r in await conn.execute(select(t.monthly)):
+        state.monthly[(r.programme_year, r.township, r.month)] = [r.policies, r.premium_fen, r.claims_paid_fen]
+    for r in await conn.execute(select(t.areas).order_by(t.areas.c.registered_position)):
+        state.areas[r.code] = (r.name, r.level, r.parent_code, r.registered_position)
+    for r in await conn.execute(select(t.policies)):
+        state.policies[r.policy_number] = PolicyRef(r.programme_year, r.township)
+    for r in await conn.execute(select(t.claims)):
+        state.claims[r.claim_id] = (r.programme_year, r.township)
+    return state
+
+
+async def project(
+    store: EventStore,
+    *,
+    until_position: int | None = None,
+    until_recorded: datetime | None = None,
+    occurred_before: datetime | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    batch_size: int = 2000,
+) -> ReportState:
+    """The projection computed from the log: everything, or what the log knew at a position or a
+    recorded time, or only what had happened before an instant (``occurred_at``)."""
+    state = ReportState()
+    async for batch in store.read_all(batch_size=batch_size, until_position=until_position, until_recorded=until_recorded):
+        for event in batch:
+            if occurred_before is not None and event.occurred_at >= occurred_before:
+                state.position = event.position  # seen, not counted: it happened later
+                continue
+            apply(state, event)
+        if on_progress:
+            on_progress(state.position)
+    return state
+
+
+async def rebuild(store: EventStore, on_progress: Callable[[int], None] | None = None) -> ReportState:
+    """Throw the read models away and build them again from the log alone, in one transaction."""
+    await store.create_schema(t.metadata)
+    state = await project(store, on_progress=on_progress)
+    async with store.transaction() as tx:
+        for table in t.READ_MODEL_TABLES:
+            await tx.connection.execute(delete(table))
+        await save(tx.connection, state)
+    return state
