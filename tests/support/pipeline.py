@@ -21,9 +21,9 @@ from shared.events import EventMessage
 from shared.events.store import EventStore
 from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, inbound_subject
 
-COMPONENTS = ("relay", "enrollment", "subsidy", "claims")
+COMPONENTS = ("relay", "enrollment", "subsidy", "claims", "reporting")
 CONSUMERS = ((INBOUND_STREAM, "enrollment-county-v1"), (EVENTS_STREAM, "subsidy-v1"), (INBOUND_STREAM, "claims-insurer-v1"),
-             (EVENTS_STREAM, "claims-v1"))
+             (EVENTS_STREAM, "claims-v1"), (EVENTS_STREAM, "reporting-v1"))
 
 
 class Pipeline:
@@ -138,14 +138,20 @@ class Pipeline:
             await asyncio.sleep(0.25)
 
     async def settled(self, quiet_s: float = 1.5, timeout: float = 90) -> Counter[str]:
-        """Wait until the log stops growing and the relay has published all of it."""
+        """Wait until the log stops growing, the relay has published all of it and every
+        consumer of the recorded events has handled all it was sent."""
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
         while time.monotonic() < deadline:
             counts = await self.counts()
             total = sum(counts.values())
             info = await self.js.stream_info(EVENTS_STREAM)
-            if total != last or info.state.messages < total:
+            busy = False
+            for stream, durable in CONSUMERS:
+                if durable.split("-")[0] in self.processes or durable.startswith("claims"):
+                    ci = await self.js.consumer_info(stream, durable)
+                    busy = busy or ci.num_pending > 0 or ci.num_ack_pending > 0
+            if total != last or info.state.messages < total or busy:
                 last, since = total, time.monotonic()
             elif time.monotonic() - since >= quiet_s:
                 return counts

@@ -1,0 +1,232 @@
+"""Programme years generated to match published figures, written straight to the log through
+the services' own deciders (no broker): for acceptance tests, the demo and benchmarks.
+
+* :func:`mingxi_2020` - the Mingxi 2020 targets and households that meet them (or a share of them);
+* :func:`hongta_2023` - a district year matching the published Hongta 2023 figures.
+
+Every event is what the live services would record for the same inputs (same deciders, same
+derived ids); only the transport is skipped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from guanhuai.simulate import Area, household
+from guanhuai.targets import load as load_targets
+from guanhuai.targets import read_table
+from services.claims.decider import ClaimsState
+from services.claims.decider import decide as decide_claim
+from services.claims.decider import evolve as evolve_claims
+from services.enrollment.decider import EnrollmentState
+from services.enrollment.decider import decide as decide_household
+from services.enrollment.decider import evolve as evolve_enrollment
+from services.enrollment.handlers import stream_of
+from services.subsidy.decider import SubsidyState, decide_policy
+from services.subsidy.decider import evolve as evolve_subsidy
+from shared.domain.calendar import CST, cst_date
+from shared.events import EventMessage
+from shared.events.claims import ClaimKind, ClaimReported
+from shared.events.consumer import outcome_id
+from shared.events.enrollment import HouseholdCategory, Payer, PolicyIssued
+from shared.events.store import EventStore, StreamAppend
+from shared.events.subsidy import SubsidyLine, SubsidyPlanPublished
+
+
+@dataclass
+class Writer:
+    """Appends events in batches through the services' deciders."""
+
+    store: EventStore
+    batch: list[StreamAppend]
+    enrollment: EnrollmentState
+    subsidy: SubsidyState
+    claims: ClaimsState
+    written: int = 0
+
+    @classmethod
+    def on(cls, store: EventStore) -> Writer:
+        return cls(store, [], EnrollmentState(), SubsidyState(), ClaimsState())
+
+    async def add(self, stream: str, events: list[EventMessage]) -> None:
+        self.batch.append(StreamAppend(stream, events))
+        if sum(len(b.events) for b in self.batch) >= 2000:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.batch:
+            await self.store.append_streams(self.batch)
+            self.written += sum(len(b.events) for b in self.batch)
+            self.batch = []
+
+    def outcome(self, cause: EventMessage, payload, index: int, source: str) -> EventMessage:  # type: ignore[no-untyped-def]
+        return EventMessage.new(payload, source=source, occurred_at=cause.occurred_at, event_id=outcome_id(cause, index),
+                                correlation_id=cause.correlation_id, causation_id=cause.event_id)
+
+    async def register(self, registration: EventMessage) -> PolicyIssued | None:
+        outcome = decide_household(registration.payload, self.enrollment)  # type: ignore[arg-type]
+        evolve_enrollment(self.enrollment, outcome)
+        policy_event = self.outcome(registration, outcome, 0, "enrollment")
+        await self.add(stream_of(registration), [registration, policy_event])
+        if not isinstance(outcome, PolicyIssued):
+            return None
+        decided = decide_policy(outcome, self.subsidy)
+        if decided:
+            for d in decided:
+                evolve_subsidy(self.subsidy, d)
+            await self.add(f"subsidy-{outcome.policy_number}",
+                           [self.outcome(policy_event, d, i, "subsidy") for i, d in enumerate(decided)])
+        evolve_claims(self.claims, outcome)
+        return outcome
+
+    async def publish_plan(self, plan: EventMessage) -> None:
+        evolve_subsidy(self.subsidy, plan.payload)  # type: ignore[arg-type]
+        await self.add(stream_of(plan), [plan])
+
+    async def claim(self, report: EventMessage) -> None:
+        claim = report.payload
+        assert isinstance(claim, ClaimReported)
+        decided = decide_claim(claim, self.claims, paid_on=cst_date(report.occurred_at))
+        evolve_claims(self.claims, claim)
+        for d in decided:
+            evolve_claims(self.claims, d)
+        await self.add(f"claim-{claim.claim_id}", [report, *(self.outcome(report, d, i, "claims") for i, d in enumerate(decided))])
+
+
+def _at(day: date, rng: random.Random) -> datetime:
+    return datetime.combine(day, time(9), CST) + timedelta(seconds=rng.randrange(8 * 3600))
+
+
+def _registration(rng: random.Random, n: int, year: int, town: Area, payer: Payer, category: HouseholdCategory,
+                  day: date, members: int | None = None, source: str = "county-sim",
+                  taken: set[str] | None = None) -> EventMessage:
+    while True:  # reroll the rare household whose generated ID number is taken already
+        payload = household(rng, household_id=f"{town.code}-{year}-{n:06d}", year=year, township=town, payer=payer,
+                            category=category, paid_on=day, members=members)
+        ids = {m.resident_id for m in payload.members}
+        if taken is None or (len(ids) == len(payload.members) and not ids & taken):
+            break
+    if taken is not None:
+        taken.update(ids)
+    return EventMessage.new(payload, source=source, occurred_at=_at(day, rng),
+                            event_id=_uuid(rng))
+
+
+def _uuid(rng: random.Random):  # type: ignore[no-untyped-def]
+    import uuid
+
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def campaign_days(year: int, count: int, rng: random.Random) -> Iterator[date]:
+    """Enrolment days spread from 2 January to 30 April (the deadline)."""
+    first, span = date(year, 1, 2), (date(year, 4, 30) - date(year, 1, 2)).days + 1
+    for _ in range(count):
+        yield first + timedelta(days=rng.randrange(span))
+
+
+async def mingxi_2020(store: EventStore, *, share: float = 1.0, seed: int = 2020) -> dict[str, dict[str, int]]:
+    """The Mingxi 2020 targets, then for every township ``share`` of its government-paid and of
+    its self-paid target as households (the 机关 row is paid by agencies). Returns, per township
+    code, how many government-paid and self-paid policies were written."""
+    rng = random.Random(seed)
+    table = read_table("mingxi-2020")
+    await load_targets(store, table, "mingxi-county")
+    writer = Writer.on(store)
+    written: dict[str, dict[str, int]] = {}
+    taken: set[str] = set()
+    n = 0
+    for i, row in enumerate(table.townships):
+        town = Area(row.code, f"3504{i + 21:02d}")
+        agency = row.code == "jiguan"
+        plan = [(Payer.agency if agency else Payer.government,
+                 HouseholdCategory.agency_staff if agency else HouseholdCategory.two_daughters_sterilised,
+                 round(row.target_government * share)),
+                (Payer.self_paid, HouseholdCategory.general, round(row.target_self * share))]
+        counts = written.setdefault(row.code, {"government": 0, "self": 0})
+        for payer, category, count in plan:
+            for day in campaign_days(2020, count, rng):
+                n += 1
+                reg = _registration(rng, n, 2020, town, payer, category, day, source="mingxi-county", taken=taken)
+                if await writer.register(reg):
+                    counts["self" if payer is Payer.self_paid else "government"] += 1
+    await writer.flush()
+    return written
+
+
+# Hongta 2023 as published (红塔区计生协会 2024 budget text, see DOMAIN.md).
+HONGTA_2023 = {
+    "insured_persons": 59_039,
+    "premium_fen": 318_900_000,
+    "subsidy_persons": 3_495,
+    "subsidy_fen": 14_280_000,
+    "claims_paid": 525,
+    "claims_paid_fen": 187_790_000,
+    "cut_off": date(2023, 9, 30),
+}
+HONGTA_TOWNS = [Area(f"ht{i:02d}", f"5304{i:02d}") for i in range(1, 12)]  # 11 townships/streets
+
+
+def hongta_plan() -> EventMessage:
+    payload = SubsidyPlanPublished(
+        plan_id="HT-2023", programme_year=2023, insurer="中国人寿保险股份有限公司玉溪市红塔区支公司",
+        lines=[
+            SubsidyLine(code="special-40", label="计生特殊家庭 40元/人", categories=[HouseholdCategory.special_family],
+                        rate_fen=4000, head_cap=3195, budget_fen=12_780_000),
+            SubsidyLine(code="lost-50", label="失独家庭 50元/人", categories=[HouseholdCategory.lost_only_child],
+                        rate_fen=5000, head_cap=300, budget_fen=1_500_000),
+        ],
+    )
+    return EventMessage.new(payload, source="hongta-district", occurred_at=datetime(2023, 1, 3, 9, tzinfo=CST))
+
+
+async def hongta_2023(store: EventStore, *, seed: int = 2023, late_claims: int = 12) -> None:
+    """31,890 one-unit policies covering 59,039 persons (27,149 of two, 4,741 of one); 3,195
+    special-family persons subsidised at 40 yuan and 300 lost-only-child persons at 50; 525 medical
+    claims paid by 30 September totalling 1,877,900 yuan, and ``late_claims`` more paid after."""
+    rng = random.Random(seed)
+    writer = Writer.on(store)
+    await writer.publish_plan(hongta_plan())
+    sizes = [2] * 27_149 + [1] * 4_741
+    rng.shuffle(sizes)
+    # Subsidised persons: special-family households of two members (1,597 x 2 + 1 of one = 3,195),
+    # lost-only-child households: 150 of two.
+    categories = [HouseholdCategory.general] * len(sizes)
+    twos = [i for i, s in enumerate(sizes) if s == 2]
+    ones = [i for i, s in enumerate(sizes) if s == 1]
+    for i in twos[:1597]:
+        categories[i] = HouseholdCategory.special_family
+    categories[ones[0]] = HouseholdCategory.special_family
+    for i in twos[1597:1747]:
+        categories[i] = HouseholdCategory.lost_only_child
+    policies: list[PolicyIssued] = []
+    taken: set[str] = set()
+    days = list(campaign_days(2023, len(sizes), rng))
+    for n, (size, category, day) in enumerate(zip(sizes, categories, days, strict=True)):
+        town = HONGTA_TOWNS[n % len(HONGTA_TOWNS)]
+        payer = Payer.government if category is not HouseholdCategory.general else Payer.self_paid
+        reg = _registration(rng, n, 2023, town, payer, category, day, members=size, source="hongta-district", taken=taken)
+        policy = await writer.register(reg)
+        if policy is None:
+            raise RuntimeError(f"generated household {n} was not insured")
+        policies.append(policy)
+    # 525 medical claims by 30 September (ratio 1, no deductible: the amount is the expense).
+    total, count = HONGTA_2023["claims_paid_fen"], HONGTA_2023["claims_paid"]
+    amounts = [total // count] * count
+    amounts[-1] += total - sum(amounts)
+    claimed = rng.sample(policies, count + late_claims)
+    for k, (policy, amount) in enumerate(zip(claimed, amounts + [200_000] * late_claims, strict=True)):
+        late = k >= count
+        report_day = date(2023, 10, 15) if late else policy.cover_start.astimezone(CST).date() + timedelta(days=rng.randrange(30, 100))
+        report_day = min(report_day, date(2023, 9, 30)) if not late else report_day
+        accident = max(policy.cover_start.astimezone(CST).date(), report_day - timedelta(days=3))
+        payload = ClaimReported(claim_id=f"HT-C{k:05d}", policy_number=policy.policy_number,
+                                resident_id=policy.insured[0].resident_id, accident_date=accident, reported_on=report_day,
+                                kind=ClaimKind.medical, expenses_fen=amount, social_insurance_paid_fen=0, deductible_fen=0,
+                                payment_ratio="1")
+        await writer.claim(EventMessage.new(payload, source="insurer-sim", occurred_at=_at(report_day, rng),
+                                            event_id=_uuid(rng)))
+    await writer.flush()
