@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench schemas clean
+.PHONY: demo test bench schemas clean system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ demo: $(STAMP)
 	$(BIN)/guanhuai targets show --year 2020
 	$(BIN)/guanhuai audit verify
 
-test: $(STAMP)
+# Debian's chromium (the dashboard is tested in it) and CJK fonts, when missing and we are root.
+system-packages:
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and fonts-noto-cjk (Debian packages)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	fi
+
+test: $(STAMP) system-packages
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -176,17 +176,19 @@ def targets_show(
 
 @app.command("serve")
 def serve_command(
-    component: Annotated[str, typer.Argument(help="enrollment, subsidy, claims or relay.")],
+    component: Annotated[str, typer.Argument(help="enrollment, subsidy, claims, reporting, relay, or api (the HTTP API and dashboard).")],
     nats_url: Annotated[str | None, typer.Option("--nats-url", help="NATS server(s), comma-separated. Default: GUANHUAI_NATS_URL.")] = None,
     db_url: DbUrl = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port of the api component (default GUANHUAI_API_PORT or 8640).")] = None,
 ) -> None:
-    """Run one service (or the relay that publishes the log to NATS) until SIGTERM or Ctrl-C."""
+    """Run one service (or the relay that publishes the log to NATS, or the reporting HTTP API)
+    until SIGTERM or Ctrl-C."""
     from guanhuai.serve import COMPONENTS, serve
 
     if component not in COMPONENTS:
         err.print(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
         raise typer.Exit(2)
-    overrides = {k: v for k, v in {"nats_url": nats_url, "db_url": db_url}.items() if v}
+    overrides = {k: v for k, v in {"nats_url": nats_url, "db_url": db_url, "api_port": port}.items() if v}
     asyncio.run(serve(component, Settings(**overrides)))
 
 

@@ -21,7 +21,7 @@ SERVICES = {
     "claims": "services.claims.bootstrap",
     "reporting": "services.reporting.bootstrap",
 }
-COMPONENTS = (*SERVICES, "relay")
+COMPONENTS = (*SERVICES, "relay", "api")
 
 
 async def serve(name: str, settings: Settings) -> None:
@@ -44,6 +44,9 @@ async def serve(name: str, settings: Settings) -> None:
 async def _serve(name: str, settings: Settings) -> None:
     if name == "relay":
         await run_relay(settings)
+        return
+    if name == "api":
+        await run_api(settings)
         return
     app = import_module(SERVICES[name]).create_app(settings)
     get_logger().info("service_starting", nats=settings.nats_servers)
@@ -73,3 +76,14 @@ async def run_relay(settings: Settings) -> None:
     finally:
         await nc.drain()
         await store.close()
+
+
+async def run_api(settings: Settings) -> None:
+    import uvicorn
+
+    from services.reporting.api import create_api
+
+    config = uvicorn.Config(create_api(settings.database_url), host=settings.api_host, port=settings.api_port,
+                            log_config=None, access_log=False)
+    get_logger().info("api_starting", url=f"http://{settings.api_host}:{settings.api_port}/dashboard")
+    await uvicorn.Server(config).serve()

@@ -15,6 +15,8 @@ class Settings(BaseSettings):
     db_url: str | None = Field(default=None, description="event log database; default: SQLite in data_dir")
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server(s), comma-separated for a cluster")
     log_level: str = Field(default="INFO")
+    api_host: str = Field(default="127.0.0.1", description="where the reporting HTTP API listens")
+    api_port: int = Field(default=8640)
     log_json: bool | None = Field(default=None, description="JSON log lines; default: JSON unless writing to a terminal")
 
     @property

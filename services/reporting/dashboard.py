@@ -1,0 +1,129 @@
+"""The dashboard page: completion against target per township, payer split, premium and claims by
+month, and the loss ratio with its numerator and denominator. Server-rendered HTML with inline SVG
+charts, so it needs nothing from the internet and reads the same in any browser."""
+
+from __future__ import annotations
+
+from html import escape
+
+from services.reporting.report import LOSS_RATIO_RULE_ZH, Report, percent
+from shared.domain.money import yuan_grouped
+
+BAR = "#2f6fb0"
+GOV = "#2f6fb0"
+SELF = "#e0892b"
+CLAIMS = "#c0392b"
+
+
+def _completion_chart(report: Report) -> str:
+    rows = report.rows
+    width, row_h, label_w = 640, 26, 90
+    height = row_h * len(rows) + 30
+    scale = (width - label_w - 70) / 1.2  # up to 120% of target fits
+    parts = [f'<svg class="chart" id="chart-completion" role="img" aria-label="各乡镇完成率" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}">']
+    x100 = label_w + scale
+    parts.append(f'<line x1="{x100:.1f}" y1="0" x2="{x100:.1f}" y2="{height - 20}" stroke="#999" stroke-dasharray="4"/>'
+                 f'<text x="{x100:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">100%</text>')
+    for i, row in enumerate(rows):
+        value = row.derived()["completion_rate"]
+        w = float(min(value or 0, 1.2)) * scale
+        y = i * row_h + 4
+        parts.append(f'<text x="{label_w - 6}" y="{y + 15}" font-size="13" text-anchor="end">{escape(row.township_name)}</text>'
+                     f'<rect class="bar" x="{label_w}" y="{y}" width="{w:.1f}" height="{row_h - 8}" fill="{BAR}">'
+                     f'<title>{escape(row.township_name)} {percent(value)}</title></rect>'
+                     f'<text x="{label_w + w + 4:.1f}" y="{y + 15}" font-size="12">{percent(value)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _payer_chart(report: Report) -> str:
+    rows = report.rows
+    width, row_h, label_w = 640, 26, 90
+    height = row_h * len(rows) + 10
+    biggest = max((r.figures.policies for r in rows), default=0) or 1
+    scale = (width - label_w - 90) / biggest
+    parts = [f'<svg class="chart" id="chart-payer" role="img" aria-label="投保方式" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}">']
+    for i, row in enumerate(rows):
+        gov, own = row.policies_government_all, row.figures.policies_self
+        y = i * row_h + 4
+        parts.append(f'<text x="{label_w - 6}" y="{y + 15}" font-size="13" text-anchor="end">{escape(row.township_name)}</text>'
+                     f'<rect class="bar" x="{label_w}" y="{y}" width="{gov * scale:.1f}" height="{row_h - 8}" fill="{GOV}">'
+                     f'<title>政府投保 {gov}</title></rect>'
+                     f'<rect class="bar" x="{label_w + gov * scale:.1f}" y="{y}" width="{own * scale:.1f}" height="{row_h - 8}" '
+                     f'fill="{SELF}"><title>自主投保 {own}</title></rect>'
+                     f'<text x="{label_w + (gov + own) * scale + 4:.1f}" y="{y + 15}" font-size="12">{gov} / {own}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _monthly_chart(report: Report) -> str:
+    months = report.monthly
+    width, height, bottom, left = 640, 220, 30, 10
+    biggest = max((max(m["premium_fen"], m["claims_paid_fen"]) for m in months), default=0) or 1
+    slot = (width - left) / max(len(months), 1)
+    bar_w = max(min(slot / 2 - 4, 30), 2)
+    parts = [f'<svg class="chart" id="chart-monthly" role="img" aria-label="按月保费与赔付" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}">']
+    for i, m in enumerate(months):
+        x = left + i * slot
+        for j, (key, colour, label) in enumerate((("premium_fen", BAR, "保费"), ("claims_paid_fen", CLAIMS, "赔付"))):
+            h = (height - bottom - 10) * m[key] / biggest
+            parts.append(f'<rect class="bar" x="{x + j * (bar_w + 2):.1f}" y="{height - bottom - h:.1f}" width="{bar_w:.1f}" '
+                         f'height="{h:.1f}" fill="{colour}"><title>{m["month"]}月 {label} {yuan_grouped(m[key])} 元</title></rect>')
+        parts.append(f'<text x="{x + bar_w:.1f}" y="{height - 10}" font-size="11" text-anchor="middle">{_month_label(m["month"])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _month_label(month: int) -> str:
+    return f"{month}月" if month <= 12 else f"次年{month - 12}月"
+
+
+def render(report: Report, years: list[int]) -> str:
+    total = report.total
+    loss = total.derived()["loss_ratio"]
+    rows_html = "".join(
+        f'<tr class="township-row"><td>{escape(r.township_name)}</td><td>{r.figures.target_total}</td>'
+        f"<td>{r.figures.policies}</td><td>{r.policies_government_all}</td><td>{r.figures.policies_self}</td>"
+        f'<td>{percent(r.derived()["completion_rate"])}</td><td>{r.figures.insured_persons}</td>'
+        f"<td>{yuan_grouped(r.figures.premium_fen)}</td><td>{r.figures.claims_paid}</td>"
+        f'<td>{yuan_grouped(r.figures.claims_paid_fen)}</td><td>{percent(r.derived()["loss_ratio"])}</td></tr>'
+        for r in report.rows
+    )
+    year_links = " ".join(f'<a href="?year={y}">{y}</a>' for y in years)
+    return f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>{report.programme_year}年计生家庭意外伤害保险 · 关怀</title>
+<style>
+body {{ font-family: "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", sans-serif; margin: 24px; color: #222; }}
+h1 {{ font-size: 22px; }} h2 {{ font-size: 17px; margin-top: 28px; }}
+table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }} .total td {{ font-weight: bold; background: #f3f3f3; }}
+.kpi {{ display: inline-block; margin-right: 32px; }} .kpi b {{ font-size: 24px; display: block; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }}
+.note {{ color: #666; font-size: 12px; }}
+</style></head><body>
+<h1>{report.programme_year}年计生家庭意外伤害保险工作完成情况</h1>
+<p class="note">年度：{year_links} · 数据口径：{escape(report.basis)}</p>
+<div>
+<div class="kpi">指导任务数<b id="kpi-target">{total.figures.target_total}</b></div>
+<div class="kpi">已投保户数<b id="kpi-policies">{total.figures.policies}</b></div>
+<div class="kpi">完成率<b id="kpi-completion">{percent(total.derived()["completion_rate"])}</b></div>
+<div class="kpi">参保人数<b>{total.figures.insured_persons}</b></div>
+<div class="kpi">保费（元）<b>{yuan_grouped(total.figures.premium_fen)}</b></div>
+<div class="kpi">赔付率<b id="kpi-loss-ratio">{percent(loss)}</b></div>
+</div>
+<p class="note" id="loss-ratio-rule">{LOSS_RATIO_RULE_ZH}：{yuan_grouped(total.figures.claims_paid_fen)} ÷ {yuan_grouped(total.figures.premium_fen)}</p>
+<h2>各乡镇完成率（对照指导任务数）</h2>{_completion_chart(report)}
+<h2>投保方式</h2><p class="legend"><span style="background:{GOV}"></span>政府投保<span style="background:{SELF}"></span>自主投保</p>{_payer_chart(report)}
+<h2>按月保费与赔付（元）</h2><p class="legend"><span style="background:{BAR}"></span>保费<span style="background:{CLAIMS}"></span>赔付</p>{_monthly_chart(report)}
+<h2>明细</h2>
+<table id="township-table"><thead><tr><th>乡镇</th><th>指导任务数</th><th>已投保户数</th><th>政府投保</th><th>自主投保</th><th>完成率</th>
+<th>参保人数</th><th>保费(元)</th><th>赔付件数</th><th>赔付金额(元)</th><th>赔付率</th></tr></thead>
+<tbody>{rows_html}<tr class="total"><td>合计</td><td>{total.figures.target_total}</td><td>{total.figures.policies}</td>
+<td>{total.policies_government_all}</td><td>{total.figures.policies_self}</td><td>{percent(total.derived()["completion_rate"])}</td>
+<td>{total.figures.insured_persons}</td><td>{yuan_grouped(total.figures.premium_fen)}</td><td>{total.figures.claims_paid}</td>
+<td>{yuan_grouped(total.figures.claims_paid_fen)}</td><td>{percent(loss)}</td></tr></tbody></table>
+<p class="note">接口：<a href="/api/report?year={report.programme_year}">JSON</a> · <a href="/api/report?year={report.programme_year}&amp;format=csv">CSV</a> · <a href="/openapi.json">OpenAPI</a></p>
+</body></html>"""
