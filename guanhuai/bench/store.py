@@ -25,6 +25,7 @@ from guanhuai.simulate import Area, registration_messages
 from shared.events.base import EventMessage
 from shared.events.claims import ClaimKind, ClaimReported
 from shared.events.enrollment import HouseholdRegistered
+from services.enrollment.decider import EnrollmentState, decide, evolve
 from shared.events.store import EventStore, StreamAppend
 from shared.events.subsidy import SubsidyApproved
 
@@ -58,12 +59,16 @@ class StoreFigures:
 
 
 def household_streams(rng: random.Random, year: int) -> Iterator[tuple[str, list[EventMessage]]]:
-    """A household's stream as the pipeline writes it: the registration, a subsidy approval per
-    member for priority households, and a claim report now and then."""
+    """A household's stream as the pipeline writes it: the registration, its policy (or
+    rejection), a subsidy approval per member for priority households, and a claim now and then."""
+    state = EnrollmentState()
     for reg in registration_messages(rng, 10**9, year=year, townships=TOWNSHIPS):
         payload = reg.payload
         assert isinstance(payload, HouseholdRegistered)
-        out = [reg]
+        outcome = decide(payload, state)
+        evolve(state, outcome)
+        out = [reg, EventMessage.new(outcome, source="enrollment", occurred_at=reg.occurred_at,
+                                     correlation_id=reg.correlation_id, causation_id=reg.event_id)]
         if payload.payer == "government":
             for m in payload.members:
                 sub = SubsidyApproved(

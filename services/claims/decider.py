@@ -77,13 +77,15 @@ def decide(claim: ClaimReported, state: ClaimsState, paid_on: date) -> list[Clai
     """``paid_on`` is the day the decision is made (China Standard Time)."""
     resident_id = claim.resident_id.upper()
 
+    policy = state.policies.get(claim.policy_number)
+
     def reject(reason: str) -> list[ClaimEvent]:
         return [ClaimRejected(claim_id=claim.claim_id, policy_number=claim.policy_number, resident_id=resident_id,
-                              kind=claim.kind, reason=reason)]
+                              programme_year=policy.programme_year if policy else None,
+                              township=policy.township if policy else None, kind=claim.kind, reason=reason)]
 
     if claim.claim_id in state.claims_seen:
         return reject("duplicate_claim")
-    policy = state.policies.get(claim.policy_number)
     if policy is None:
         return reject("unknown_policy")
     person = policy.persons.get(resident_id)

@@ -11,7 +11,8 @@ Definitions (stated, so that a reader can check them):
   self-paid policies (自主投保) are those the family paid;
 * loss ratio = claims paid (yuan) / premium (yuan) for the same programme year, township and
   cut-off; reported as the two figures and their ratio;
-* claims are counted in the programme year and township of the policy they are made on.
+* claims are counted when decided, in the programme year and township of the policy they are
+  made on (a claim on an unknown policy: the "(unknown)" row of the year it was decided).
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
+from services.reporting.views import (
+    AreaView,
+    ClaimPaidView,
+    ClaimRejectedView,
+    DisbursementView,
+    Fact,
+    PolicyView,
+    RegistrationView,
+    RejectionView,
+    SubsidyView,
+    TargetView,
+)
 from shared.domain.calendar import CST
-from shared.events import RecordedEvent
-from shared.events.claims import ClaimPaid, ClaimRejected, ClaimReported
-from shared.events.enrollment import HouseholdRegistered, HouseholdRejected, Payer, PolicyIssued
-from shared.events.programme import AreaRegistered, TownshipTargetSet
-from shared.events.subsidy import SubsidyApproved, SubsidyDisbursed
+from shared.events.enrollment import Payer
 
 UNKNOWN = "(unknown)"
 
@@ -65,12 +74,6 @@ COUNTERS = [f.name for f in fields(TownshipYear) if f.name not in ("programme_ye
 
 
 @dataclass
-class PolicyRef:
-    programme_year: int
-    township: str
-
-
-@dataclass
 class ReportState:
     townships: dict[tuple[int, str], TownshipYear] = field(default_factory=dict)
     rejections: dict[tuple[int, str, str], int] = field(default_factory=lambda: defaultdict(int))  # (year, town, reason)
@@ -78,8 +81,6 @@ class ReportState:
     monthly: dict[tuple[int, str, int], list[int]] = field(default_factory=dict)  # (year, town, month) -> [policies, premium, claims paid fen]
     disbursed: dict[tuple[int, str], list[int]] = field(default_factory=dict)  # (year, plan) -> [persons, fen]
     areas: dict[str, tuple[str, str, str | None, int]] = field(default_factory=dict)  # code -> (name, level, parent, position)
-    policies: dict[str, PolicyRef] = field(default_factory=dict)
-    claims: dict[str, tuple[int, str]] = field(default_factory=dict)  # claim id -> (year, township)
     position: int = 0
     touched: set[tuple[str, tuple]] = field(default_factory=set)  # rows changed since the last save
 
@@ -99,77 +100,68 @@ class ReportState:
         self.touched.add(("monthly", key))
         return self.monthly.setdefault(key, [0, 0, 0])
 
-    def claim_row(self, claim_id: str, policy_number: str, fallback_year: int) -> TownshipYear:
-        """Claims count where their policy is; a claim on an unknown policy counts in the
-        county's "(unknown)" row of the accident's year."""
-        where = self.claims.get(claim_id)
-        if where is None:
-            ref = self.policies.get(policy_number)
-            where = (ref.programme_year, ref.township) if ref else (fallback_year, UNKNOWN)
-            self.claims[claim_id] = where
-            self.touched.add(("claim", (claim_id,)))
-        return self.row(*where)
 
-
-def apply(state: ReportState, event: RecordedEvent) -> None:
-    """Fold one recorded event into the report (in place). Events are applied once each, in log
-    order; anything already applied (position <= state.position) is ignored."""
-    if event.position <= state.position:
+def apply(state: ReportState, fact: Fact) -> None:
+    """Fold one event into the report (in place). Events are applied once each, in log order;
+    anything already applied (position <= state.position) is ignored. Claims are counted when
+    decided (each reported claim is paid or rejected as it is recorded), in the programme year
+    and township of their policy; a claim on an unknown policy counts in the "(unknown)" row of
+    the year it was decided."""
+    if fact.position <= state.position:
         return
-    state.position = event.position
-    p = event.payload
-    match p:
-        case AreaRegistered():
-            state.areas[p.code] = (p.name, p.level.value, p.parent_code, event.position)
-            state.touched.add(("area", (p.code,)))
-        case TownshipTargetSet():
-            row = state.row(p.programme_year, p.township)
-            row.target_total, row.target_government, row.target_self = p.target_total, p.target_government, p.target_self
-        case HouseholdRegistered():
-            state.row(p.programme_year, p.township).registrations += 1
-        case HouseholdRejected():
-            state.row(p.programme_year, p.township).registrations_rejected += 1
-            for reason in p.reasons:
-                state.rejections[(p.programme_year, p.township, reason)] += 1
-                state.touched.add(("rejection", (p.programme_year, p.township, reason)))
-        case PolicyIssued():
-            row = state.row(p.programme_year, p.township)
+    state.position = fact.position
+    d = fact.data
+    match d:
+        case AreaView():
+            state.areas[d.code] = (d.name, d.level, d.parent_code, fact.position)
+            state.touched.add(("area", (d.code,)))
+        case TargetView():
+            row = state.row(d.programme_year, d.township)
+            row.target_total, row.target_government, row.target_self = d.target_total, d.target_government, d.target_self
+        case RegistrationView():
+            state.row(d.programme_year, d.township).registrations += 1
+        case RejectionView():
+            state.row(d.programme_year, d.township).registrations_rejected += 1
+            for reason in d.reasons:
+                state.rejections[(d.programme_year, d.township, reason)] += 1
+                state.touched.add(("rejection", (d.programme_year, d.township, reason)))
+        case PolicyView():
+            row = state.row(d.programme_year, d.township)
             row.policies += 1
-            if p.payer is Payer.government:
+            if d.payer == Payer.government:
                 row.policies_government += 1
-            elif p.payer is Payer.agency:
+            elif d.payer == Payer.agency:
                 row.policies_agency += 1
             else:
                 row.policies_self += 1
-            row.insured_persons += len(p.insured)
-            row.premium_fen += p.premium_fen
-            month = state.month(p.programme_year, p.township, event.occurred_at)
+            row.insured_persons += len(d.insured)
+            row.premium_fen += d.premium_fen
+            month = state.month(d.programme_year, d.township, fact.occurred_at)
             month[0] += 1
-            month[1] += p.premium_fen
-            state.policies[p.policy_number] = PolicyRef(p.programme_year, p.township)
-            state.touched.add(("policy", (p.policy_number,)))
-        case SubsidyApproved():
-            row = state.row(p.programme_year, p.township)
+            month[1] += d.premium_fen
+        case SubsidyView():
+            row = state.row(d.programme_year, d.township)
             row.subsidy_persons += 1
-            row.subsidy_fen += p.amount_fen
-            line = state.subsidy_lines.setdefault((p.programme_year, p.township, p.line), [0, 0])
+            row.subsidy_fen += d.amount_fen
+            line = state.subsidy_lines.setdefault((d.programme_year, d.township, d.line), [0, 0])
             line[0] += 1
-            line[1] += p.amount_fen
-            state.touched.add(("subsidy_line", (p.programme_year, p.township, p.line)))
-        case SubsidyDisbursed():
-            state.disbursed[(p.programme_year, p.plan_id)] = [p.persons, p.amount_fen]
-            state.touched.add(("disbursed", (p.programme_year, p.plan_id)))
-        case ClaimReported():
-            state.claim_row(p.claim_id, p.policy_number, p.accident_date.year).claims_reported += 1
-        case ClaimRejected():
-            state.claim_row(p.claim_id, p.policy_number, event.occurred_at.astimezone(CST).year).claims_rejected += 1
-        case ClaimPaid():
-            row = state.row(p.programme_year, p.township)
+            line[1] += d.amount_fen
+            state.touched.add(("subsidy_line", (d.programme_year, d.township, d.line)))
+        case DisbursementView():
+            state.disbursed[(d.programme_year, d.plan_id)] = [d.persons, d.amount_fen]
+            state.touched.add(("disbursed", (d.programme_year, d.plan_id)))
+        case ClaimPaidView():
+            row = state.row(d.programme_year, d.township)
+            row.claims_reported += 1
             row.claims_paid += 1
-            row.claims_paid_fen += p.amount_fen
-            kind = p.kind.value
-            setattr(row, f"{kind}_paid", getattr(row, f"{kind}_paid") + 1)
-            setattr(row, f"{kind}_paid_fen", getattr(row, f"{kind}_paid_fen") + p.amount_fen)
-            state.month(p.programme_year, p.township, event.occurred_at)[2] += p.amount_fen
-        case _:
-            pass
+            row.claims_paid_fen += d.amount_fen
+            setattr(row, f"{d.kind}_paid", getattr(row, f"{d.kind}_paid") + 1)
+            setattr(row, f"{d.kind}_paid_fen", getattr(row, f"{d.kind}_paid_fen") + d.amount_fen)
+            state.month(d.programme_year, d.township, fact.occurred_at)[2] += d.amount_fen
+        case ClaimRejectedView():
+            if d.programme_year is None or d.township is None:
+                row = state.row(fact.occurred_at.astimezone(CST).year, UNKNOWN)
+            else:
+                row = state.row(d.programme_year, d.township)
+            row.claims_reported += 1
+            row.claims_rejected += 1

@@ -13,7 +13,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting import tables as t
-from services.reporting.projection import PolicyRef, ReportState, TownshipYear, apply
+from services.reporting.projection import ReportState, TownshipYear, apply
+from services.reporting.views import EVENT_TYPES, decode_row
+from shared.events.store import _COLUMNS
 from shared.events.store import EventStore
 
 PROJECTION = "township-year-v1"
@@ -53,12 +55,6 @@ def _changed_rows(state: ReportState) -> dict[Table, list[dict[str, Any]]]:
             name, level, parent, position = state.areas[key[0]]
             out[t.areas].append({"code": key[0], "name": name, "level": level, "parent_code": parent,
                                  "registered_position": position})
-        elif kind == "policy":
-            ref = state.policies[key[0]]
-            out[t.policies].append({"policy_number": key[0], "programme_year": ref.programme_year, "township": ref.township})
-        elif kind == "claim":
-            year, town = state.claims[key[0]]
-            out[t.claims].append({"claim_id": key[0], "programme_year": year, "township": town})
     return out
 
 
@@ -87,11 +83,10 @@ async def load(conn: AsyncConnection) -> ReportState:
         state.monthly[(r.programme_year, r.township, r.month)] = [r.policies, r.premium_fen, r.claims_paid_fen]
     for r in await conn.execute(select(t.areas).order_by(t.areas.c.registered_position)):
         state.areas[r.code] = (r.name, r.level, r.parent_code, r.registered_position)
-    for r in await conn.execute(select(t.policies)):
-        state.policies[r.policy_number] = PolicyRef(r.programme_year, r.township)
-    for r in await conn.execute(select(t.claims)):
-        state.claims[r.claim_id] = (r.programme_year, r.township)
     return state
+
+
+_COLUMNS_READ = (_COLUMNS[0], _COLUMNS[4], _COLUMNS[5], _COLUMNS[6], _COLUMNS[11])  # position, type, version, occurred_at, payload
 
 
 async def project(
@@ -101,19 +96,28 @@ async def project(
     until_recorded: datetime | None = None,
     occurred_before: datetime | None = None,
     on_progress: Callable[[int], None] | None = None,
-    batch_size: int = 2000,
+    batch_size: int = 5000,
 ) -> ReportState:
     """The projection computed from the log: everything, or what the log knew at a position or a
-    recorded time, or only what had happened before an instant (``occurred_at``)."""
+    recorded time, or only what had happened before an instant (``occurred_at``). Only the event
+    types the projection reads are fetched; the state's position is the last position covered."""
     state = ReportState()
-    async for batch in store.read_all(batch_size=batch_size, until_position=until_position, until_recorded=until_recorded):
-        for event in batch:
-            if occurred_before is not None and event.occurred_at >= occurred_before:
-                state.position = event.position  # seen, not counted: it happened later
+    head = await store.head_position()
+    last = min(head, until_position) if until_position is not None else head
+    if until_recorded is not None:
+        last = await store.position_at(until_recorded)
+    async for rows in store.read_rows(0, batch_size=batch_size, until_position=last, event_types=EVENT_TYPES,
+                                      columns=_COLUMNS_READ):
+        for position, event_type, version, occurred_at, payload in rows:
+            fact = decode_row(position, event_type, version, occurred_at, payload)
+            if fact is None:
                 continue
-            apply(state, event)
+            if occurred_before is not None and fact.occurred_at >= occurred_before:
+                continue
+            apply(state, fact)
         if on_progress:
-            on_progress(state.position)
+            on_progress(rows[-1][0])
+    state.position = last
     return state
 
 

@@ -8,7 +8,6 @@
 | report_disbursements | year, plan | persons and fen paid to the insurer in one lump sum |
 | report_monthly | year, township, month (1 = January of the programme year; 13 = next January) | policies, premium, claims paid |
 | report_areas | area code | name, level (county/township/village), parent: the hierarchy |
-| report_policies, report_claims | policy / claim | where it counts (year, township) |
 | report_checkpoint | projection | the last log position applied; written with the rows |
 """
 
@@ -71,21 +70,9 @@ areas = Table(
     Column("registered_position", BigInteger, nullable=False, comment="log position: the order areas are listed in"),
 )
 
-policies = Table(
-    "report_policies", metadata,
-    Column("policy_number", String(200), primary_key=True),
-    Column("programme_year", Integer, nullable=False), Column("township", String(200), nullable=False),
-)
-
-claims = Table(
-    "report_claims", metadata,
-    Column("claim_id", String(200), primary_key=True),
-    Column("programme_year", Integer, nullable=False), Column("township", String(200), nullable=False),
-)
-
 checkpoint = Table(
     "report_checkpoint", metadata,
     Column("name", String(100), primary_key=True), Column("position", BigInteger, nullable=False),
 )
 
-READ_MODEL_TABLES = [township_year, rejections, subsidy_lines, disbursements, monthly, areas, policies, claims, checkpoint]
+READ_MODEL_TABLES = [township_year, rejections, subsidy_lines, disbursements, monthly, areas, checkpoint]

@@ -79,6 +79,8 @@ class ClaimRejected(DomainEvent):
 
     claim_id: Name
     policy_number: Name
+    programme_year: Year | None = Field(default=None, description="of the policy; none when the policy is unknown")
+    township: Name | None = Field(default=None, description="of the policy; none when the policy is unknown")
     resident_id: IdNumber
     kind: ClaimKind
     reason: str = Field(description="unknown_policy, not_insured_on_policy, outside_cover, cover_ended, limit_exhausted, duplicate_claim")

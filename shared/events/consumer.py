@@ -166,11 +166,12 @@ async def process_batch(
                 result.handled += h
                 result.duplicates += d
             except Exception as one:  # noqa: BLE001 - a poison input
+                event_id = str(getattr(event, "event_id", "")) or message.headers.get("Nats-Msg-Id")
                 if message.delivered >= max_deliver:
-                    letters.append(_dead_letter(handler, message, "handler_error", f"{type(one).__name__}: {one}", str(event.event_id)))
-                    log.error("handler_failed_dead_lettering", event_id=str(event.event_id), error=type(one).__name__, detail=str(one)[:300])
+                    letters.append(_dead_letter(handler, message, "handler_error", f"{type(one).__name__}: {one}", event_id))
+                    log.error("handler_failed_dead_lettering", event_id=event_id, error=type(one).__name__, detail=str(one)[:300])
                 else:
-                    log.warning("handler_failed_will_retry", event_id=str(event.event_id), delivered=message.delivered,
+                    log.warning("handler_failed_will_retry", event_id=event_id, delivered=message.delivered,
                                 error=type(one).__name__, detail=str(one)[:300])
                     result.failed.append(message)
         result.dead_lettered = await with_retries(lambda: commit([], letters))

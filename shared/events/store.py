@@ -289,6 +289,14 @@ class EventStore:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
 
+    async def position_at(self, recorded: datetime) -> int:
+        """The last position recorded at or before ``recorded`` (what the log knew then)."""
+        if recorded.tzinfo is None:
+            raise ValueError("recorded must be timezone-aware")
+        async with self.engine.connect() as conn:
+            query = select(func.coalesce(func.max(events.c.position), 0)).where(events.c.recorded_at <= recorded)
+            return (await conn.execute(query)).scalar_one()
+
     async def stream_version(self, stream_id: str) -> int:
         async with self.engine.connect() as conn:
             query = select(func.coalesce(func.max(events.c.stream_version), 0)).where(events.c.stream_id == stream_id)

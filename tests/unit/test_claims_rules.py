@@ -461,11 +461,18 @@ def test_a_claim_with_a_lower_case_x_matches_the_insured_person():
     assert events[1].resident_id == number
 
 
-def test_a_rejection_names_the_claim_the_policy_the_person_and_the_kind():
+def test_a_rejection_names_the_claim_the_policy_its_year_and_township_the_person_and_the_kind():
     events = when(death(HEAD, claim_id="C9", accident=ISSUED_ON), given(POLICY))
 
     assert events == [ClaimRejected(claim_id="C9", policy_number=POLICY.policy_number, resident_id=HEAD,
+                                    programme_year=POLICY.programme_year, township=POLICY.township,
                                     kind=ClaimKind.death, reason="outside_cover")]
+
+
+def test_a_rejection_for_an_unknown_policy_names_no_year_or_township():
+    events = when(death(HEAD, claim_id="C10"), given())
+
+    assert (events[0].programme_year, events[0].township, events[0].reason) == (None, None, "unknown_policy")
 
 
 # --- state ----------------------------------------------------------------------------------------
