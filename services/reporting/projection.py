@@ -110,58 +110,85 @@ def apply(state: ReportState, fact: Fact) -> None:
     if fact.position <= state.position:
         return
     state.position = fact.position
-    d = fact.data
-    match d:
-        case AreaView():
-            state.areas[d.code] = (d.name, d.level, d.parent_code, fact.position)
-            state.touched.add(("area", (d.code,)))
-        case TargetView():
-            row = state.row(d.programme_year, d.township)
-            row.target_total, row.target_government, row.target_self = d.target_total, d.target_government, d.target_self
-        case RegistrationView():
-            state.row(d.programme_year, d.township).registrations += 1
-        case RejectionView():
-            state.row(d.programme_year, d.township).registrations_rejected += 1
-            for reason in d.reasons:
-                state.rejections[(d.programme_year, d.township, reason)] += 1
-                state.touched.add(("rejection", (d.programme_year, d.township, reason)))
-        case PolicyView():
-            row = state.row(d.programme_year, d.township)
-            row.policies += 1
-            if d.payer == Payer.government:
-                row.policies_government += 1
-            elif d.payer == Payer.agency:
-                row.policies_agency += 1
-            else:
-                row.policies_self += 1
-            row.insured_persons += len(d.insured)
-            row.premium_fen += d.premium_fen
-            month = state.month(d.programme_year, d.township, fact.occurred_at)
-            month[0] += 1
-            month[1] += d.premium_fen
-        case SubsidyView():
-            row = state.row(d.programme_year, d.township)
-            row.subsidy_persons += 1
-            row.subsidy_fen += d.amount_fen
-            line = state.subsidy_lines.setdefault((d.programme_year, d.township, d.line), [0, 0])
-            line[0] += 1
-            line[1] += d.amount_fen
-            state.touched.add(("subsidy_line", (d.programme_year, d.township, d.line)))
-        case DisbursementView():
-            state.disbursed[(d.programme_year, d.plan_id)] = [d.persons, d.amount_fen]
-            state.touched.add(("disbursed", (d.programme_year, d.plan_id)))
-        case ClaimPaidView():
-            row = state.row(d.programme_year, d.township)
-            row.claims_reported += 1
-            row.claims_paid += 1
-            row.claims_paid_fen += d.amount_fen
-            setattr(row, f"{d.kind}_paid", getattr(row, f"{d.kind}_paid") + 1)
-            setattr(row, f"{d.kind}_paid_fen", getattr(row, f"{d.kind}_paid_fen") + d.amount_fen)
-            state.month(d.programme_year, d.township, fact.occurred_at)[2] += d.amount_fen
-        case ClaimRejectedView():
-            if d.programme_year is None or d.township is None:
-                row = state.row(fact.occurred_at.astimezone(CST).year, UNKNOWN)
-            else:
-                row = state.row(d.programme_year, d.township)
-            row.claims_reported += 1
-            row.claims_rejected += 1
+    _APPLY[type(fact.data)](state, fact.data, fact)  # type: ignore[arg-type]
+
+
+def _area(state: ReportState, d: AreaView, fact: Fact) -> None:
+    state.areas[d.code] = (d.name, d.level, d.parent_code, fact.position)
+    state.touched.add(("area", (d.code,)))
+
+
+def _target(state: ReportState, d: TargetView, fact: Fact) -> None:
+    row = state.row(d.programme_year, d.township)
+    row.target_total, row.target_government, row.target_self = d.target_total, d.target_government, d.target_self
+
+
+def _registration(state: ReportState, d: RegistrationView, fact: Fact) -> None:
+    state.row(d.programme_year, d.township).registrations += 1
+
+
+def _rejection(state: ReportState, d: RejectionView, fact: Fact) -> None:
+    state.row(d.programme_year, d.township).registrations_rejected += 1
+    for reason in d.reasons:
+        state.rejections[(d.programme_year, d.township, reason)] += 1
+        state.touched.add(("rejection", (d.programme_year, d.township, reason)))
+
+
+def _policy(state: ReportState, d: PolicyView, fact: Fact) -> None:
+    row = state.row(d.programme_year, d.township)
+    row.policies += 1
+    if d.payer == Payer.government:
+        row.policies_government += 1
+    elif d.payer == Payer.agency:
+        row.policies_agency += 1
+    else:
+        row.policies_self += 1
+    row.insured_persons += len(d.insured)
+    row.premium_fen += d.premium_fen
+    month = state.month(d.programme_year, d.township, fact.occurred_at)
+    month[0] += 1
+    month[1] += d.premium_fen
+
+
+def _subsidy(state: ReportState, d: SubsidyView, fact: Fact) -> None:
+    row = state.row(d.programme_year, d.township)
+    row.subsidy_persons += 1
+    row.subsidy_fen += d.amount_fen
+    key = (d.programme_year, d.township, d.line)
+    line = state.subsidy_lines.get(key)
+    if line is None:
+        line = state.subsidy_lines[key] = [0, 0]
+    line[0] += 1
+    line[1] += d.amount_fen
+    state.touched.add(("subsidy_line", key))
+
+
+def _disbursement(state: ReportState, d: DisbursementView, fact: Fact) -> None:
+    state.disbursed[(d.programme_year, d.plan_id)] = [d.persons, d.amount_fen]
+    state.touched.add(("disbursed", (d.programme_year, d.plan_id)))
+
+
+def _claim_paid(state: ReportState, d: ClaimPaidView, fact: Fact) -> None:
+    row = state.row(d.programme_year, d.township)
+    row.claims_reported += 1
+    row.claims_paid += 1
+    row.claims_paid_fen += d.amount_fen
+    setattr(row, f"{d.kind}_paid", getattr(row, f"{d.kind}_paid") + 1)
+    setattr(row, f"{d.kind}_paid_fen", getattr(row, f"{d.kind}_paid_fen") + d.amount_fen)
+    state.month(d.programme_year, d.township, fact.occurred_at)[2] += d.amount_fen
+
+
+def _claim_rejected(state: ReportState, d: ClaimRejectedView, fact: Fact) -> None:
+    if d.programme_year is None or d.township is None:
+        row = state.row(fact.occurred_at.astimezone(CST).year, UNKNOWN)
+    else:
+        row = state.row(d.programme_year, d.township)
+    row.claims_reported += 1
+    row.claims_rejected += 1
+
+
+_APPLY = {
+    AreaView: _area, TargetView: _target, RegistrationView: _registration, RejectionView: _rejection,
+    PolicyView: _policy, SubsidyView: _subsidy, DisbursementView: _disbursement, ClaimPaidView: _claim_paid,
+    ClaimRejectedView: _claim_rejected,
+}

@@ -105,12 +105,18 @@ class Fact:
     data: View
 
 
+_CURRENT: dict[str, int] = {}
+
+
 def decode_row(position: int, event_type: str, schema_version: int, occurred_at: Any, payload: str) -> Fact | None:
     view = VIEWS.get(event_type)
     if view is None:
         return None
     when = datetime.fromisoformat(occurred_at) if isinstance(occurred_at, str) else occurred_at
-    if schema_version != registry.payload_class(event_type).schema_version:
+    current = _CURRENT.get(event_type)
+    if current is None:
+        current = _CURRENT[event_type] = registry.payload_class(event_type).schema_version
+    if schema_version != current:
         data = view.model_validate(registry.parse_payload(event_type, schema_version, payload).model_dump(mode="json"))
     else:
         data = view.model_validate_json(payload)
