@@ -15,9 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/guanhuai targets load mingxi-2020
-	$(BIN)/guanhuai targets show --year 2020
-	$(BIN)/guanhuai audit verify
+	$(BIN)/guanhuai demo --data-dir data
 
 # Debian's chromium (the dashboard is tested in it) and CJK fonts, when missing and we are root.
 system-packages:

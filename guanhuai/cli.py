@@ -239,6 +239,33 @@ def bench_pipeline(
     print(json.dumps(figures), flush=True)
 
 
+@app.command("demo")
+def demo_command(
+    data_dir: Annotated[Path, typer.Option(help="Where the log, the NATS store and the logs are kept.")] = Path("data"),
+    share: Annotated[float, typer.Option(help="Share of each township's government-paid target to enrol.")] = 0.6,
+) -> None:
+    """The whole system on embedded parts: start NATS and every service, publish the Mingxi 2020
+    targets, a subsidy plan, a year of households and a season of claims, wait until everything
+    has caught up, print the township report, and stop. Running it again changes nothing."""
+    from guanhuai.demo import run
+    from services.reporting.exports import rich_table
+
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        report, stack = asyncio.run(run(data_dir, progress, government_share=share, self_share=share * 5 / 6))
+    Console(width=max(out.width, 200)).print(rich_table(report, compact=True))
+    out.print(f"\n数据 / data: event log {data_dir / 'guanhuai.db'} (SQLite; tables events and report_*), "
+              f"NATS store {data_dir / 'nats'}, service logs {stack.logs}")
+    out.print("看板 / dashboard: run [bold]guanhuai up[/] and open the dashboard address it prints "
+              "(http://127.0.0.1:8640/dashboard by default); or [bold]guanhuai report --year 2020 --format xlsx --out report.xlsx[/]")
+
+
 def _parse_instant(text: str):  # type: ignore[no-untyped-def]
     """A date (end of that day, China Standard Time) or an ISO date-time (CST unless it says)."""
     from datetime import date, datetime
@@ -300,7 +327,7 @@ def report_command(
     if fmt == "table":
         from services.reporting.exports import rich_table
 
-        console = Console(file=out_file.open("w", encoding="utf-8"), width=250) if out_file else Console(width=250)
+        console = Console(file=out_file.open("w", encoding="utf-8"), width=250) if out_file else Console(width=max(out.width, 250))
         console.print(rich_table(report))
         return
     text = report.json_text() if fmt == "json" else report.csv()

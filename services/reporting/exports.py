@@ -15,14 +15,22 @@ def title(report: Report) -> str:
     return f"{report.programme_year}年计生家庭意外伤害保险工作完成情况"
 
 
-def rich_table(report: Report) -> Table:
+COMPACT = {"township_name", "target_total", "target_government", "target_self", "policies", "policies_government_all",
+           "policies_self", "completion_rate", "insured_persons", "premium_yuan", "subsidy_yuan", "claims_paid",
+           "claims_paid_yuan", "loss_ratio"}
+
+
+def rich_table(report: Report, *, compact: bool = False) -> Table:
+    """The report as a terminal table; ``compact`` keeps the columns of the county's annex plus
+    premium, subsidies and claims (it fits a 160-column terminal)."""
+    headings = [(k, h) for k, h in HEADINGS_ZH if not compact or k in COMPACT]
     table = Table(title=title(report), caption=f"{LOSS_RATIO_RULE_ZH}；数据口径：{report.basis}")
-    for key, heading in HEADINGS_ZH:
+    for key, heading in headings:
         table.add_column(heading, justify="left" if key == "township_name" else "right", no_wrap=True)
     for row in report.rows:
-        table.add_row(*(row.cell(k) for k, _ in HEADINGS_ZH))
+        table.add_row(*(row.cell(k) for k, _ in headings))
     table.add_section()
-    table.add_row(*(report.total.cell(k) for k, _ in HEADINGS_ZH))
+    table.add_row(*(report.total.cell(k) for k, _ in headings))
     return table
 
 

@@ -1,0 +1,130 @@
+"""Running the whole system on one machine: an embedded nats-server (unless a NATS URL is given),
+the relay, the four services and the reporting API, each its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from guanhuai.embedded import NatsServer, free_port
+from shared.events.store import EventStore
+from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM
+
+COMPONENTS = ("relay", "enrollment", "subsidy", "claims", "reporting", "api")
+CONSUMERS = (
+    (INBOUND_STREAM, "enrollment-county-v1"),
+    (EVENTS_STREAM, "subsidy-v1"),
+    (INBOUND_STREAM, "claims-insurer-v1"),
+    (EVENTS_STREAM, "claims-v1"),
+    (EVENTS_STREAM, "reporting-v1"),
+)
+STATE_FILE = "stack.json"
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    db_url: str
+    nats_url: str | None = None
+    api_port: int | None = None
+    log_level: str = "INFO"
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    nats_server: NatsServer | None = None
+
+    @property
+    def logs(self) -> Path:
+        return self.data_dir / "logs"
+
+    def start(self, components: tuple[str, ...] = COMPONENTS) -> Stack:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        if self.nats_url is None:
+            self.nats_server = NatsServer(self.data_dir / "nats", log_file=self.logs / "nats-server.log").start()
+            self.nats_url = self.nats_server.url
+        self.api_port = self.api_port or free_port()
+        env = dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.nats_url, GUANHUAI_LOG_JSON="true",
+                   GUANHUAI_LOG_LEVEL=self.log_level, GUANHUAI_API_PORT=str(self.api_port))
+        for name in components:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "guanhuai", "serve", name], env=env,
+                stdout=(self.logs / f"{name}.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        (self.data_dir / STATE_FILE).write_text(json.dumps(self.describe(), indent=2))
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        return {"nats_url": self.nats_url, "db_url": self.db_url, "dashboard": self.dashboard_url,
+                "logs": str(self.logs), "pids": {n: p.pid for n, p in self.processes.items()}}
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/dashboard"
+
+    def exited(self) -> list[str]:
+        return [n for n, p in self.processes.items() if p.poll() is not None]
+
+    async def wait_ready(self, js: Any, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                for stream, durable in CONSUMERS:
+                    if durable.split("-")[0] in self.processes:
+                        await js.consumer_info(stream, durable)
+                return
+            except Exception:  # noqa: BLE001 - consumers not created yet
+                if self.exited():
+                    raise RuntimeError(f"{', '.join(self.exited())} stopped; see {self.logs}") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"services did not start within {timeout}s; see {self.logs}") from None
+                await asyncio.sleep(0.2)
+
+    async def caught_up(self, js: Any, store: EventStore) -> tuple[bool, dict[str, int]]:
+        """Every service has handled all it was sent, the relay has published the whole log and
+        the reporting read model is at the log's head."""
+        head = await store.head_position()
+        published = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+        lag: dict[str, int] = {"log_head": head, "unpublished": max(head - published, 0)}
+        for stream, durable in CONSUMERS:
+            if durable.split("-")[0] not in self.processes:
+                continue
+            info = await js.consumer_info(stream, durable)
+            lag[durable] = info.num_pending + info.num_ack_pending
+        from services.reporting.storage import PROJECTION
+        from services.reporting.tables import checkpoint
+
+        async with store.engine.connect() as conn:
+            from sqlalchemy import select
+
+            row = (await conn.execute(select(checkpoint.c.position).where(checkpoint.c.name == PROJECTION))).first()
+        lag["reporting_behind"] = head - (int(row[0]) if row else 0)
+        done = all(v == 0 for k, v in lag.items() if k != "log_head")
+        return done, lag
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
+        if self.nats_server:
+            self.nats_server.stop()
+        state = self.data_dir / STATE_FILE
+        if state.exists():
+            state.unlink()
+
+
+async def connect(url: str) -> Any:
+    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="guanhuai-cli")
