@@ -18,7 +18,7 @@ app = typer.Typer(
     help="guanhuai 关怀: the system of record for family-planning household accident insurance "
     "(计划生育家庭意外伤害保险).",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 schema_app = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
 audit_app = typer.Typer(help="Auditors' tools: verify the tamper-evident event log.", no_args_is_help=True)
@@ -28,6 +28,9 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 app.add_typer(targets_app, name="targets")
+dlq_app = typer.Typer(help="Dead letters: inputs that could not be taken, kept with their bytes and reason.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+NatsUrl = Annotated[str | None, typer.Option("--nats-url", help="NATS server(s). Default: the running `guanhuai up`, else GUANHUAI_NATS_URL.")]
 
 err = Console(stderr=True)
 out = Console()
@@ -237,6 +240,197 @@ def bench_pipeline(
     out.print(f"end to end: {figures['households_per_s']:,} households/s   raw nats-py round trip: "
               f"{figures['raw_nats_round_trip_per_s']:,} msg/s   ratio {figures['ratio']:.2f} (target ≥ 0.30)")
     print(json.dumps(figures), flush=True)
+
+
+@app.command("up")
+def up_command(
+    nats_url: Annotated[str | None, typer.Option("--nats-url", help="An existing NATS (cluster), comma-separated. Default: start an embedded nats-server.")] = None,
+    db_url: DbUrl = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port of the reporting API and dashboard (default 8640).")] = None,
+) -> None:
+    """Run everything: (embedded NATS,) the relay, enrollment, subsidy, claims, reporting and the
+    HTTP API, each its own process, restarted if it stops, until Ctrl-C or SIGTERM."""
+    import signal as signals
+    import time
+
+    from guanhuai.stack import Stack
+
+    settings = Settings(**({"db_url": db_url} if db_url else {}))
+    stack = Stack(settings.data_dir, settings.database_url, nats_url=nats_url, api_port=port or settings.api_port).start()
+    out.print(f"guanhuai is up.  NATS {stack.nats_url}   log {settings.database_url}")
+    out.print(f"dashboard {stack.dashboard_url}   API {stack.dashboard_url.replace('/dashboard', '/openapi.json')}   logs {stack.logs}")
+    stopping = []
+    for sig in (signals.SIGINT, signals.SIGTERM):
+        signals.signal(sig, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            for name in stack.exited():
+                err.print(f"[yellow]{name} stopped (exit {stack.processes[name].returncode}); restarting[/]")
+                stack.restart(name)
+            time.sleep(1)
+    finally:
+        out.print("stopping…")
+        stack.stop()
+
+
+@app.command("publish")
+def publish_command(
+    file: Annotated[Path, typer.Argument(help="Events as JSON lines (.jsonl), or a household roster (.csv / .xlsx, see `guanhuai roster-template`).")],
+    source: Annotated[str, typer.Option(help="Who is sending (recorded as the events' source), e.g. mingxi-county.")],
+    kind: Annotated[str | None, typer.Option(help="Producer kind: county or insurer (default: from each event's type).")] = None,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Publish events as a county or insurer system would. Bad lines and rows are reported with
+    their number and reason and the good ones go through; publishing the same file again
+    publishes nothing twice."""
+    from guanhuai.ops import nats_url_for, publish_events
+    from guanhuai.rosters import read_events
+
+    parsed = read_events(file, source)
+    for problem in parsed.problems:
+        err.print(f"[red]line {problem.line}[/]: {mask_in_text_(problem.reason)}")
+    new, duplicate = asyncio.run(publish_events(nats_url_for(Settings(), nats_url), parsed.events, kind)) if parsed.events else (0, 0)
+    out.print(f"{file.name}: {new} published, {duplicate} already published, {len(parsed.problems)} refused")
+    if parsed.problems:
+        raise typer.Exit(1)
+
+
+def mask_in_text_(text: str) -> str:
+    from shared.domain.identity import mask_in_text
+
+    return mask_in_text(text)
+
+
+@app.command("roster-template")
+def roster_template(path: Annotated[Path, typer.Argument(help="Where to write it: .xlsx or .csv.")]) -> None:
+    """Write an empty household roster (花名册) in the layout `guanhuai publish` reads."""
+    from guanhuai.rosters import write_template
+
+    write_template(path)
+    out.print(f"wrote {path}")
+
+
+@app.command("status")
+def status_command(
+    nats_url: NatsUrl = None,
+    db_url: DbUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each service's consumer lag, the log's last position, what the relay has published,
+    dead-letter counts, and health. Exit 1 when something is unhealthy."""
+    from rich.table import Table
+
+    from guanhuai.ops import status
+
+    settings = Settings(**({"db_url": db_url} if db_url else {}))
+    result = asyncio.run(status(settings, nats_url))
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        out.print(f"log head {result['log_head']}  published to NATS {result.get('published_to_nats', '?')}  "
+                  f"relay lag {result.get('relay_lag', '?')}  NATS {result['nats_url']}")
+        table = Table("consumer", "pending", "ack pending", "redelivered", "dead letters")
+        for name, info in result["consumers"].items():
+            letters = str(result["dead_letters"].get(name, 0))
+            if isinstance(info, dict):
+                table.add_row(name, str(info["pending"]), str(info["ack_pending"]), str(info["redelivered"]), letters)
+            else:
+                table.add_row(name, info, "", "", letters)
+        out.print(table)
+        for name, state in result["components"].items():
+            out.print(f"{name}: {state}")
+        out.print("healthy" if result["healthy"] else "[red]NOT healthy[/]")
+    if not result["healthy"]:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Dead letters, newest first (resident ID numbers masked)."""
+    from rich.table import Table
+
+    from guanhuai.ops import list_dead_letters
+
+    letters = asyncio.run(list_dead_letters(Settings(), consumer, limit))
+    if as_json:
+        print(json.dumps(letters, ensure_ascii=False))
+        return
+    table = Table("id", "received", "consumer", "subject", "reason", "detail")
+    for d in letters:
+        table.add_row(str(d["id"]), d["received_at"][:19], d["consumer"], d["subject"], d["reason"], d["detail"][:80])
+    out.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    letter_id: Annotated[int, typer.Argument(help="Dead letter id (from `dlq list`).")],
+    raw: Annotated[bool, typer.Option("--raw", help="Show the original bytes unmasked (for auditors).")] = False,
+) -> None:
+    """One dead letter: headers, reason and the original body."""
+    from guanhuai.ops import show_dead_letter
+
+    letter = asyncio.run(show_dead_letter(Settings(), letter_id, raw))
+    if letter is None:
+        err.print(f"no dead letter {letter_id}")
+        raise typer.Exit(1)
+    print(json.dumps(letter, ensure_ascii=False, indent=2))
+
+
+@dlq_app.command("retry")
+def dlq_retry(letter_id: Annotated[int, typer.Argument(help="Dead letter id.")], nats_url: NatsUrl = None) -> None:
+    """Publish a dead letter's original bytes again to its subject (after fixing what refused it);
+    the dead letter stays on record and the retry is recorded beside it."""
+    from guanhuai.ops import retry_dead_letter
+
+    msg_id = asyncio.run(retry_dead_letter(Settings(), letter_id, nats_url))
+    out.print(f"dead letter {letter_id} published again as {msg_id}")
+
+
+@app.command("replay")
+def replay_command(
+    until: Annotated[str, typer.Option(help="A date (end of that day, CST) or a date-time.")],
+    by: Annotated[str, typer.Option(help="occurred (when it happened) or recorded (when the log knew it).")] = "recorded",
+    event_type: Annotated[list[str] | None, typer.Option("--type", help="Only these event types.")] = None,
+    stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
+    mask: Annotated[bool, typer.Option(help="Mask resident ID numbers in the output.")] = False,
+    db_url: DbUrl = None,
+) -> None:
+    """Auditors: print the log's events as JSON lines up to a date - as the log knew it then
+    (--by recorded), or what had happened by then (--by occurred). Counts go to stderr."""
+    from guanhuai.ops import replay_lines
+    from shared.events.store import EventStore
+
+    cut = _parse_instant(until)
+
+    async def main() -> int:
+        store = await EventStore.open(_db_url(db_url), create=False)
+        count = 0
+        try:
+            async for batch in store.read_all(until_recorded=cut if by == "recorded" else None,
+                                              event_types=event_type or None):
+                for event in batch:
+                    if (by == "occurred" and event.occurred_at >= cut) or (stream and event.stream_id != stream):
+                        continue
+                    sys.stdout.write(replay_lines(event, mask) + "\n")
+                    count += 1
+        finally:
+            await store.close()
+        return count
+
+    count = asyncio.run(main())
+    err.print(f"{count} events {'recorded' if by == 'recorded' else 'that happened'} up to {cut.isoformat()}")
+
+
+@app.command("config")
+def config_command() -> None:
+    """The settings in force (environment GUANHUAI_*, then guanhuai.env), secrets masked."""
+    from guanhuai.ops import masked_settings
+
+    print(json.dumps(masked_settings(Settings()), ensure_ascii=False, indent=2, default=str))
 
 
 @app.command("demo")

@@ -51,15 +51,22 @@ class Stack:
             self.nats_server = NatsServer(self.data_dir / "nats", log_file=self.logs / "nats-server.log").start()
             self.nats_url = self.nats_server.url
         self.api_port = self.api_port or free_port()
-        env = dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.nats_url, GUANHUAI_LOG_JSON="true",
-                   GUANHUAI_LOG_LEVEL=self.log_level, GUANHUAI_API_PORT=str(self.api_port))
         for name in components:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "guanhuai", "serve", name], env=env,
-                stdout=(self.logs / f"{name}.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        (self.data_dir / STATE_FILE).write_text(json.dumps(self.describe(), indent=2))
+            self._spawn(name)
         return self
+
+    def _spawn(self, name: str) -> None:
+        env = dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.nats_url or "", GUANHUAI_LOG_JSON="true",
+                   GUANHUAI_LOG_LEVEL=self.log_level, GUANHUAI_API_PORT=str(self.api_port))
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "guanhuai", "serve", name], env=env,
+            stdout=(self.logs / f"{name}.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        (self.data_dir / STATE_FILE).write_text(json.dumps(self.describe(), indent=2))
+
+    def restart(self, name: str) -> None:
+        self.processes.pop(name, None)
+        self._spawn(name)
 
     def describe(self) -> dict[str, Any]:
         return {"nats_url": self.nats_url, "db_url": self.db_url, "dashboard": self.dashboard_url,

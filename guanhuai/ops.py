@@ -1,0 +1,206 @@
+"""Operators' and auditors' commands: publish, status, dead letters, replay, config."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, insert, select
+
+from guanhuai.settings import Settings
+from guanhuai.stack import CONSUMERS, STATE_FILE, connect
+from shared.domain.identity import mask_in_text
+from shared.events import EventMessage
+from shared.events.inbox import dead_letters
+from shared.events.inbox import metadata as inbox_metadata
+from shared.events.store import EventStore
+from shared.events.subjects import EVENTS_STREAM, PRODUCER_EVENTS, inbound_subject
+
+retries_metadata = MetaData()
+dead_letter_retries = Table(
+    "dead_letter_retries", retries_metadata,
+    Column("dead_letter_id", Integer, nullable=False), Column("nats_msg_id", String(100), primary_key=True),
+    Column("retried_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def running_stack(settings: Settings) -> dict[str, Any] | None:
+    state = settings.data_dir / STATE_FILE
+    return json.loads(state.read_text()) if state.exists() else None
+
+
+def nats_url_for(settings: Settings, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    stack = running_stack(settings)
+    if stack and stack.get("nats_url"):
+        return str(stack["nats_url"])
+    return settings.nats_url
+
+
+def kind_of(event: EventMessage, requested: str | None) -> str:
+    if requested:
+        return requested
+    for kind, types in PRODUCER_EVENTS.items():
+        if event.event_type in types:
+            return kind
+    raise ValueError(f"no producer sends {event.event_type}")
+
+
+async def publish_events(url: str, events: list[EventMessage], kind: str | None) -> tuple[int, int]:
+    """Publish with the event id as Nats-Msg-Id; returns (published, already there)."""
+    nc = await connect(url)
+    js = nc.jetstream(timeout=10)
+    new = duplicate = 0
+    try:
+        for event in events:
+            ack = await js.publish(inbound_subject(kind_of(event, kind), event.event_type),
+                                   event.model_dump_json().encode(), headers={"Nats-Msg-Id": str(event.event_id)})
+            if ack.duplicate:
+                duplicate += 1
+            else:
+                new += 1
+    finally:
+        await nc.close()
+    return new, duplicate
+
+
+async def status(settings: Settings, nats_url: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"consumers": {}, "components": {}}
+    stack = running_stack(settings)
+    if stack:
+        import os
+
+        for name, pid in stack.get("pids", {}).items():
+            try:
+                os.kill(pid, 0)
+                out["components"][name] = "running"
+            except OSError:
+                out["components"][name] = "stopped"
+    store = await EventStore.open(settings.database_url, create=False)
+    try:
+        out["log_head"] = await store.head_position()
+        await store.create_schema(inbox_metadata)
+        async with store.engine.connect() as conn:
+            rows = await conn.execute(select(dead_letters.c.consumer, func.count()).group_by(dead_letters.c.consumer))
+            out["dead_letters"] = {r[0]: r[1] for r in rows}
+    finally:
+        await store.close()
+    url = nats_url_for(settings, nats_url)
+    out["nats_url"] = url
+    try:
+        nc = await connect(url)
+    except Exception as exc:  # noqa: BLE001 - report, do not crash
+        out["nats"] = f"unreachable: {exc}"
+        out["healthy"] = False
+        return out
+    try:
+        js = nc.jetstream(timeout=5)
+        info = await js.stream_info(EVENTS_STREAM)
+        out["published_to_nats"] = info.state.last_seq
+        out["relay_lag"] = max(out["log_head"] - info.state.last_seq, 0)
+        for stream, durable in CONSUMERS:
+            try:
+                ci = await js.consumer_info(stream, durable)
+                out["consumers"][durable] = {"pending": ci.num_pending, "ack_pending": ci.num_ack_pending,
+                                             "redelivered": ci.num_redelivered, "waiting_pulls": ci.num_waiting}
+            except Exception:  # noqa: BLE001 - the service never started
+                out["consumers"][durable] = "missing"
+    finally:
+        await nc.close()
+    out["healthy"] = (all(isinstance(c, dict) for c in out["consumers"].values())
+                      and all(v == "running" for v in out["components"].values()))
+    return out
+
+
+async def list_dead_letters(settings: Settings, consumer: str | None, limit: int) -> list[dict[str, Any]]:
+    store = await EventStore.open(settings.database_url, create=False)
+    try:
+        await store.create_schema(inbox_metadata)
+        query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+        if consumer:
+            query = query.where(dead_letters.c.consumer == consumer)
+        async with store.engine.connect() as conn:
+            return [_letter(r._mapping, raw=False) for r in await conn.execute(query)]
+    finally:
+        await store.close()
+
+
+def _letter(row: Any, raw: bool) -> dict[str, Any]:
+    body: bytes = row["body"]
+    text = body.decode("utf-8", errors="replace")
+    return {
+        "id": row["id"], "consumer": row["consumer"], "received_at": str(row["received_at"]), "subject": row["subject"],
+        "reason": row["reason"], "detail": mask_in_text(row["detail"]), "event_id": row["event_id"],
+        "nats": f"{row['nats_stream']}#{row['nats_sequence']}", "bytes": len(body),
+        "headers": json.loads(row["headers"]),
+        "body": text if raw else mask_in_text(text[:2000]),
+    }
+
+
+async def show_dead_letter(settings: Settings, letter_id: int, raw: bool) -> dict[str, Any] | None:
+    store = await EventStore.open(settings.database_url, create=False)
+    try:
+        async with store.engine.connect() as conn:
+            row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id))).first()
+        return _letter(row._mapping, raw=raw) if row else None
+    finally:
+        await store.close()
+
+
+async def retry_dead_letter(settings: Settings, letter_id: int, nats_url: str | None) -> str:
+    """Publish the original bytes again to their original subject, under a new Nats-Msg-Id (the
+    dead letter itself is kept; the retry is recorded beside it)."""
+    store = await EventStore.open(settings.database_url, create=False)
+    try:
+        await store.create_schema(retries_metadata)
+        async with store.engine.connect() as conn:
+            row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id))).first()
+            if row is None:
+                raise LookupError(f"no dead letter {letter_id}")
+            tries = (await conn.execute(select(func.count()).select_from(dead_letter_retries)
+                                        .where(dead_letter_retries.c.dead_letter_id == letter_id))).scalar_one()
+        msg_id = f"retry-{letter_id}-{tries + 1}"
+        nc = await connect(nats_url_for(settings, nats_url))
+        try:
+            headers = {k: v for k, v in json.loads(row.headers).items() if not k.startswith("Nats-")}
+            await nc.jetstream(timeout=10).publish(row.subject, row.body, headers={**headers, "Nats-Msg-Id": msg_id})
+        finally:
+            await nc.close()
+        async with store.transaction() as tx:
+            await tx.connection.execute(insert(dead_letter_retries), {"dead_letter_id": letter_id, "nats_msg_id": msg_id,
+                                                                      "retried_at": datetime.now().astimezone()})
+        return msg_id
+    finally:
+        await store.close()
+
+
+def masked_settings(settings: Settings) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    data = settings.model_dump(mode="json")
+    if settings.db_url:
+        data["db_url"] = make_url(settings.db_url).render_as_string(hide_password=True)
+    data["database_url (effective)"] = make_url(settings.database_url).render_as_string(hide_password=True)
+    data["nats_url"] = ",".join(_mask_url(u) for u in settings.nats_servers)
+    for key in list(data):
+        if any(word in key for word in ("token", "password", "secret", "creds")) and data[key]:
+            data[key] = "***"
+    return data
+
+
+def _mask_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def replay_lines(event: Any, mask: bool) -> str:
+    text = event.model_dump_json()
+    return mask_in_text(text) if mask else text
