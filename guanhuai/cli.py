@@ -64,6 +64,16 @@ def schema_export(directory: Annotated[Path, typer.Argument(help="Folder to writ
     out.print(f"wrote {len(schemas)} schemas to {directory}")
 
 
+@schema_app.command("asyncapi")
+def schema_asyncapi(path: Annotated[Path, typer.Argument(help="Where to write the AsyncAPI document (.json).")]) -> None:
+    """Write the AsyncAPI document of every subject and message, generated from the code."""
+    from shared.events.asyncapi import build_asyncapi
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(build_asyncapi(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    out.print(f"wrote {path}")
+
+
 @audit_app.command("verify")
 def audit_verify(db_url: DbUrl = None) -> None:
     """Recompute the hash chain over the whole log. Exit 0 and print the count when it holds;
