@@ -263,6 +263,8 @@ class EventStore:
     async def create_schema(self, *more: MetaData) -> None:
         """Create the log's tables (and a service's own, passed as ``more``) if missing."""
         async with write_connection(self.engine) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":  # services start together: one creates, the others wait
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
             for meta in (metadata, *more):
                 await conn.run_sync(meta.create_all)
 

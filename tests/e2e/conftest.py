@@ -17,3 +17,17 @@ async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def pg_pipeline(tmp_path: Path, pg_database: str) -> AsyncIterator[Pipeline]:
+    """The same pipeline on the test run's own PostgreSQL database (wiped first)."""
+    from tests.conftest import _reset_pg
+
+    await _reset_pg(pg_database)
+    running = Pipeline(tmp_path, pg_database)
+    try:
+        await running.start()
+        yield running
+    finally:
+        await running.stop()

@@ -33,6 +33,15 @@ async def published_events(pipeline: Pipeline) -> list[tuple[str, dict]]:
 
 
 async def test_households_become_policies_subsidies_and_paid_claims(pipeline: Pipeline) -> None:
+    await whole_pipeline(pipeline)
+
+
+async def test_the_whole_pipeline_on_postgresql(pg_pipeline: Pipeline) -> None:
+    await whole_pipeline(pg_pipeline)
+
+
+async def whole_pipeline(pipeline: Pipeline) -> None:
+    """Households in; policies, subsidies and claims out, in the log and on NATS."""
     await pipeline.publish("county", [plan()])
     regs = households(40)
     await pipeline.publish("county", regs)
