@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="where embedded parts keep their files")
     db_url: str | None = Field(default=None, description="event log database; default: SQLite in data_dir")
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server(s), comma-separated for a cluster")
+    nats_replicas: int = Field(default=1, ge=1, le=5, description="JetStream stream replicas (3 on a cluster)")
     log_level: str = Field(default="INFO")
     api_host: str = Field(default="127.0.0.1", description="where the reporting HTTP API listens")
     api_port: int = Field(default=8640)

@@ -17,5 +17,5 @@ def consumer_specs() -> list[ConsumerSpec]:
 
 
 def create_app(settings: Settings) -> FastStream:
-    app, _ = create_service_app("enrollment", settings.database_url, settings.nats_servers, consumer_specs(), [metadata])
+    app, _ = create_service_app("enrollment", settings.database_url, settings.nats_servers, consumer_specs(), [metadata], settings.nats_replicas)
     return app

@@ -106,7 +106,8 @@ def _raw_body(message: Any) -> Any:
     return message.body
 
 
-def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[ConsumerSpec], *, name: str) -> tuple[FastStream, NatsBroker]:
+def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[ConsumerSpec], *, name: str,
+              replicas: int = 1) -> tuple[FastStream, NatsBroker]:
     """The FastStream application of one service. Nothing connects until it starts."""
     fix_nats_fetch()
     broker = NatsBroker(list(nats_url) if not isinstance(nats_url, str) else nats_url, graceful_timeout=30.0,
@@ -123,7 +124,7 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
     async def declare() -> None:
         await broker.connect()
         js = broker.connection.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, replicas)
         for spec in specs:
             await ensure_consumer(js, spec)
 

@@ -19,12 +19,13 @@ def create_service_app(
     nats_servers: Sequence[str],
     specs: Sequence[ConsumerSpec] | Callable[[EventStore], Sequence[ConsumerSpec]],
     tables: Sequence[MetaData],
+    replicas: int = 1,
 ) -> tuple[FastStream, EventStore]:
     """Build (without connecting) a service's FastStream app; it creates its tables on start-up
     and closes its database on shutdown. ``specs`` may be a function of the store, for handlers
     that read it."""
     store = EventStore(create_engine(db_url))
-    app, _broker = build_app(nats_servers, store, specs(store) if callable(specs) else specs, name=name)
+    app, _broker = build_app(nats_servers, store, specs(store) if callable(specs) else specs, name=name, replicas=replicas)
 
     @app.on_startup
     async def create_tables() -> None:
