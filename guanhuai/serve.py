@@ -83,7 +83,8 @@ async def run_api(settings: Settings) -> None:
 
     from services.reporting.api import create_api
 
-    config = uvicorn.Config(create_api(settings.database_url), host=settings.api_host, port=settings.api_port,
+    api = create_api(settings.database_url, token=settings.api_token, rate_per_s=settings.api_rate_per_s)
+    config = uvicorn.Config(api, host=settings.api_host, port=settings.api_port,
                             log_config=None, access_log=False)
     get_logger().info("api_starting", url=f"http://{settings.api_host}:{settings.api_port}/dashboard")
     await uvicorn.Server(config).serve()

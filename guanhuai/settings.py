@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO")
     api_host: str = Field(default="127.0.0.1", description="where the reporting HTTP API listens")
     api_port: int = Field(default=8640)
+    api_token: str | None = Field(default=None, description="when set, the HTTP API requires Authorization: Bearer <token>")
+    api_rate_per_s: float = Field(default=20.0, description="requests a second per client (average)")
     log_json: bool | None = Field(default=None, description="JSON log lines; default: JSON unless writing to a terminal")
 
     @property

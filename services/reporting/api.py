@@ -3,13 +3,15 @@ document at /openapi.json and the dashboard at /dashboard."""
 
 from __future__ import annotations
 
+import hmac
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from sqlalchemy import distinct, select
 
 from services.reporting import tables as t
@@ -27,8 +29,35 @@ Reports can be computed as of a date (`as_of`, what had happened by the end of t
 Standard Time) or as known at a time (`known_at`, what the log had recorded by then)."""
 
 
-def create_api(db_url: str) -> FastAPI:
+MAX_URL_BYTES = 2048
+RATE_PER_S = 20.0
+BURST = 40.0
+
+
+class Limits:
+    """Per-client token buckets: RATE_PER_S requests a second on average, BURST at once."""
+
+    def __init__(self, rate: float = RATE_PER_S, burst: float = BURST) -> None:
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self.buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            return False
+        self.buckets[client] = (tokens - 1, now)
+        if len(self.buckets) > 10_000:  # forget idle clients
+            self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 60}
+        return True
+
+
+def create_api(db_url: str, *, token: str | None = None, rate_per_s: float = RATE_PER_S) -> FastAPI:
+    """The API; with ``token`` set, every request must carry ``Authorization: Bearer <token>``."""
     state: dict[str, EventStore] = {}
+    limits = Limits(rate_per_s, max(rate_per_s * 2, 1))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -38,7 +67,41 @@ def create_api(db_url: str) -> FastAPI:
         yield
         await store.close()
 
-    app = FastAPI(title="guanhuai reporting API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    description = DESCRIPTION + f"""
+
+Limits: read-only (GET only; a request with a body is refused, 413); URLs up to {MAX_URL_BYTES} bytes
+(414); {rate_per_s:g} requests a second per client on average (429 with Retry-After)."""
+    if token:
+        description += "\n\nEvery request needs `Authorization: Bearer <token>` (401 otherwise)."
+    app = FastAPI(title="guanhuai reporting API", version="1", description=description, lifespan=lifespan)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if request.method not in ("GET", "HEAD"):
+            return JSONResponse({"detail": "this API is read-only"}, status_code=405)
+        if int(request.headers.get("content-length") or 0) > 0:
+            return JSONResponse({"detail": "requests carry no body"}, status_code=413)
+        if len(str(request.url)) > MAX_URL_BYTES:
+            return JSONResponse({"detail": "URL too long"}, status_code=414)
+        if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
+            return JSONResponse({"detail": "missing or wrong token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not limits.allow(request.client.host if request.client else "?"):
+            return JSONResponse({"detail": "too many requests"}, status_code=429, headers={"Retry-After": "1"})
+        return await call_next(request)
+
+    if token:
+        def openapi_with_security() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                from fastapi.openapi.utils import get_openapi
+
+                schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+                schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+                schema["security"] = [{"bearer": []}]
+                app.openapi_schema = schema
+            return app.openapi_schema
+
+        app.openapi = openapi_with_security  # type: ignore[method-assign]
 
     async def report_for(year: int, township: str | None, as_of: date | None, known_at: datetime | None):  # type: ignore[no-untyped-def]
         if known_at is not None and known_at.tzinfo is None:

@@ -2,6 +2,7 @@
 
 | table | one row per | what |
 | --- | --- | --- |
+| report_county_year (view) | programme year | the sum of the township rows |
 | report_township_year | programme year, township | targets, registrations, policies by payer, insured persons, premium, subsidies, claims by kind (money in fen) |
 | report_rejections | year, township, reason | registrations rejected for that reason |
 | report_subsidy_lines | year, township, subsidy line | persons and fen approved |
@@ -13,7 +14,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import DDL, BigInteger, Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, event
 
 from services.reporting.projection import COUNTERS
 
@@ -74,5 +75,13 @@ checkpoint = Table(
     "report_checkpoint", metadata,
     Column("name", String(100), primary_key=True), Column("position", BigInteger, nullable=False),
 )
+
+# The whole county per year, for SQL tools: the sum of the township rows.
+county_year_view = DDL(
+    "CREATE VIEW report_county_year AS SELECT programme_year, "
+    + ", ".join(f"SUM({name}) AS {name}" for name in COUNTERS)
+    + " FROM report_township_year GROUP BY programme_year"
+)
+event.listen(township_year, "after_create", county_year_view)
 
 READ_MODEL_TABLES = [township_year, rejections, subsidy_lines, disbursements, monthly, areas, checkpoint]

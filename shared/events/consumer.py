@@ -154,6 +154,11 @@ async def process_batch(
     try:
         handled, duplicates, stored = await with_retries(lambda: commit(good, letters))
         result.handled, result.duplicates, result.dead_lettered = handled, duplicates, stored
+        if getattr(handler, "tracks_inputs", True):
+            for message, event in good:
+                log.info("handled", event_id=str(event.event_id), correlation_id=str(event.correlation_id),
+                         event_type=event.event_type, stream=message.stream, position=message.sequence,
+                         subject=message.subject)
     except Exception as exc:  # noqa: BLE001 - isolate the message that fails
         if transient(exc):
             log.error("batch_failed_transient", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))

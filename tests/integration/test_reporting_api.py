@@ -111,3 +111,21 @@ def test_the_dashboard_shows_the_township_rows_and_draws_its_charts_in_chromium(
     keep = os.environ.get("GUANHUAI_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, Path(keep) / "dashboard.png")
+
+
+def test_with_a_token_requests_without_it_are_refused_and_limits_apply(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from services.reporting.api import create_api
+
+    app = create_api(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", token="s3cret", rate_per_s=5)
+    with TestClient(app) as client:
+        assert client.get("/api/years").status_code == 401
+        ok = {"Authorization": "Bearer s3cret"}
+        assert client.get("/api/years", headers=ok).json() == []
+        assert client.post("/api/years", headers=ok).status_code == 405
+        assert client.get("/api/years?" + "x=1&" * 1000, headers=ok).status_code == 414
+        spec = client.get("/openapi.json", headers=ok).json()
+        assert spec["security"] == [{"bearer": []}] and "read-only" in spec["info"]["description"]
+        codes = [client.get("/api/years", headers=ok).status_code for _ in range(30)]
+        assert 429 in codes  # 5 a second, burst 10
