@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 
 from services.reporting import tables as t
 from services.reporting.dashboard import render
@@ -117,7 +117,7 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
     @app.get("/api/years", summary="Programme years with figures")
     async def years() -> list[int]:
         async with state["store"].engine.connect() as conn:
-            rows = await conn.execute(select(distinct(t.township_year.c.programme_year)).order_by(t.township_year.c.programme_year))
+            rows = await conn.execute(select(t.township_year.c.programme_year).distinct().order_by(t.township_year.c.programme_year))
             return [r[0] for r in rows]
 
     @app.get("/api/report", summary="Township and county figures of a programme year",
