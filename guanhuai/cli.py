@@ -52,6 +52,20 @@ def _progress() -> Progress:
     )
 
 
+def _with_progress(work):  # type: ignore[no-untyped-def]
+    """Run ``work(progress)`` (a coroutine factory); ``progress(label, done, total)`` draws one bar
+    per label on stderr (only in a terminal)."""
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        return asyncio.run(work(progress))
+
+
 @schema_app.command("export")
 def schema_export(directory: Annotated[Path, typer.Argument(help="Folder to write <EventType>.json files into.")]) -> None:
     """Write one JSON Schema file per event type, generated from the event models."""
@@ -111,15 +125,7 @@ def bench_store(
     the last line is JSON."""
     from guanhuai.bench.store import run
 
-    with _progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done)
-
-        figures = asyncio.run(run(events, batch, workdir, progress))
+    figures = _with_progress(lambda progress: run(events, batch, workdir, progress))
     d = figures.as_dict()
     out.print(f"append:  guanhuai {d['append_events_per_s']:>9,} ev/s   plain sqlite3 {d['plain_sqlite_append_per_s']:>9,} ev/s   ratio {d['append_ratio']:.2f} (target ≥ 0.50)")
     out.print(f"replay:  guanhuai {d['replay_events_per_s']:>9,} ev/s   plain sqlite3 {d['plain_sqlite_replay_per_s']:>9,} ev/s   ratio {d['replay_ratio']:.2f} (target ≥ 0.60)")
@@ -214,15 +220,7 @@ def bench_rebuild(
     plain sqlite3 and json.loads. Prints events/s, the ratio and peak memory; the last line is JSON."""
     from guanhuai.bench.rebuild import run
 
-    with _progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done)
-
-        figures = asyncio.run(run(events, workdir, progress))
+    figures = _with_progress(lambda progress: run(events, workdir, progress))
     out.print(f"rebuild: {figures['rebuild_events_per_s']:,} ev/s   plain sqlite3 scan: {figures['plain_sqlite_scan_per_s']:,} ev/s"
               f"   ratio {figures['ratio']:.2f} (target ≥ 0.50)   peak RSS {figures['rebuild_peak_rss_mb']} MB (target < 200)")
     print(json.dumps(figures), flush=True)
@@ -238,15 +236,7 @@ def bench_pipeline(
     households/s, the raw rate and the ratio; the last line is JSON."""
     from guanhuai.bench.pipeline import run
 
-    with _progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done)
-
-        figures = asyncio.run(run(households, workdir, progress))
+    figures = _with_progress(lambda progress: run(households, workdir, progress))
     out.print(f"end to end: {figures['households_per_s']:,} households/s   raw nats-py round trip: "
               f"{figures['raw_nats_round_trip_per_s']:,} msg/s   ratio {figures['ratio']:.2f} (target ≥ 0.30)")
     print(json.dumps(figures), flush=True)
@@ -454,15 +444,7 @@ def demo_command(
     from guanhuai.demo import run
     from services.reporting.exports import rich_table
 
-    with _progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
-        report, stack = asyncio.run(run(data_dir, progress, government_share=share, self_share=share * 5 / 6))
+    report, stack = _with_progress(lambda progress: run(data_dir, progress, government_share=share, self_share=share * 5 / 6))
     Console(width=max(out.width, 200)).print(rich_table(report, compact=True))
     out.print(f"\n数据 / data: event log {data_dir / 'guanhuai.db'} (SQLite; tables events and report_*), "
               f"NATS store {data_dir / 'nats'}, service logs {stack.logs}")
