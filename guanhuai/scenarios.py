@@ -30,7 +30,7 @@ from services.subsidy.decider import evolve as evolve_subsidy
 from shared.domain.calendar import CST, cst_date
 from shared.events import EventMessage
 from shared.events.claims import ClaimKind, ClaimReported
-from shared.events.consumer import outcome_id
+from shared.events.consumer import outcomes
 from shared.events.enrollment import HouseholdCategory, Payer, PolicyIssued
 from shared.events.store import EventStore, StreamAppend
 from shared.events.subsidy import SubsidyLine, SubsidyPlanPublished
@@ -62,14 +62,10 @@ class Writer:
             self.written += sum(len(b.events) for b in self.batch)
             self.batch = []
 
-    def outcome(self, cause: EventMessage, payload, index: int, source: str) -> EventMessage:  # type: ignore[no-untyped-def]
-        return EventMessage.new(payload, source=source, occurred_at=cause.occurred_at, event_id=outcome_id(cause, index),
-                                correlation_id=cause.correlation_id, causation_id=cause.event_id)
-
     async def register(self, registration: EventMessage) -> PolicyIssued | None:
         outcome = decide_household(registration.payload, self.enrollment)  # type: ignore[arg-type]
         evolve_enrollment(self.enrollment, outcome)
-        policy_event = self.outcome(registration, outcome, 0, "enrollment")
+        (policy_event,) = outcomes(registration, [outcome], "enrollment")
         await self.add(stream_of(registration), [registration, policy_event])
         if not isinstance(outcome, PolicyIssued):
             return None
@@ -77,8 +73,7 @@ class Writer:
         if decided:
             for d in decided:
                 evolve_subsidy(self.subsidy, d)
-            await self.add(f"subsidy-{outcome.policy_number}",
-                           [self.outcome(policy_event, d, i, "subsidy") for i, d in enumerate(decided)])
+            await self.add(f"subsidy-{outcome.policy_number}", outcomes(policy_event, decided, "subsidy"))
         evolve_claims(self.claims, outcome)
         return outcome
 
@@ -93,7 +88,7 @@ class Writer:
         evolve_claims(self.claims, claim)
         for d in decided:
             evolve_claims(self.claims, d)
-        await self.add(f"claim-{claim.claim_id}", [report, *(self.outcome(report, d, i, "claims") for i, d in enumerate(decided))])
+        await self.add(f"claim-{claim.claim_id}", [report, *outcomes(report, decided, "claims")])
 
 
 def _at(day: date, rng: random.Random) -> datetime:

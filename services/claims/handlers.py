@@ -18,7 +18,7 @@ from services.claims.tables import claims_seen, persons, policies
 from shared.domain.calendar import cst_date
 from shared.events import EventMessage, registry
 from shared.events.claims import ClaimPaid, ClaimReported, CoverEnded
-from shared.events.consumer import Incoming, Rejected, outcome_id
+from shared.events.consumer import Incoming, Rejected, outcomes
 from shared.events.enrollment import PolicyIssued
 from shared.events.store import StreamAppend, Transaction
 from shared.events.subjects import PRODUCER_EVENTS, split_inbound
@@ -65,11 +65,7 @@ class ClaimsHandler:
                 for d in decided:
                     evolve(state, d)
                     await save_change(conn, state, d)
-                appends.append(StreamAppend(f"claim-{payload.claim_id}", [
-                    EventMessage.new(d, source=SERVICE, occurred_at=event.occurred_at, event_id=outcome_id(event, i),
-                                     correlation_id=event.correlation_id, causation_id=event.event_id)
-                    for i, d in enumerate(decided)
-                ]))
+                appends.append(StreamAppend(f"claim-{payload.claim_id}", outcomes(event, decided, SERVICE)))
         if appends:
             await tx.append_streams(appends)
 

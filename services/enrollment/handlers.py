@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, tuple_
 from services.enrollment.decider import EnrollmentState, decide, evolve
 from services.enrollment.tables import insured_households, insured_persons
 from shared.events import EventMessage, registry
-from shared.events.consumer import Incoming, Rejected, outcome_id
+from shared.events.consumer import Incoming, Rejected, outcomes
 from shared.events.enrollment import HouseholdRegistered, PolicyIssued
 from shared.events.programme import AreaRegistered, TownshipTargetSet
 from shared.events.store import StreamAppend, Transaction
@@ -59,10 +59,7 @@ class EnrollmentHandler:
             if isinstance(event.payload, HouseholdRegistered):
                 outcome = decide(event.payload, state)
                 evolve(state, outcome)
-                recorded.append(EventMessage.new(
-                    outcome, source=SERVICE, occurred_at=event.occurred_at, event_id=outcome_id(event),
-                    correlation_id=event.correlation_id, causation_id=event.event_id,
-                ))
+                recorded += outcomes(event, [outcome], SERVICE)
                 if isinstance(outcome, PolicyIssued):
                     new_households.append({"programme_year": outcome.programme_year, "household_id": outcome.household_id,
                                            "policy_number": outcome.policy_number})

@@ -21,7 +21,7 @@ from services.subsidy.decider import (
 )
 from services.subsidy.tables import deferred, line_usage, plans, subsidised
 from shared.events import EventMessage, registry
-from shared.events.consumer import Incoming, outcome_id
+from shared.events.consumer import Incoming, outcomes
 from shared.events.enrollment import PolicyIssued
 from shared.events.store import StreamAppend, Transaction
 from shared.events.subsidy import (
@@ -80,11 +80,7 @@ class SubsidyHandler:
                 if isinstance(d, SubsidyDisbursed):
                     await conn.execute(update(plans).where(plans.c.plan_id == d.plan_id).values(closed=True))
             if decided:
-                appends.append(StreamAppend(stream, [
-                    EventMessage.new(d, source=SERVICE, occurred_at=event.occurred_at, event_id=outcome_id(event, i),
-                                     correlation_id=event.correlation_id, causation_id=event.event_id)
-                    for i, d in enumerate(decided)
-                ]))
+                appends.append(StreamAppend(stream, outcomes(event, decided, SERVICE)))
         if appends:
             await tx.append_streams(appends)
         if new_people:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .base import EventMessage
+from .base import DomainEvent, EventMessage
 from .inbox import DeadLetter, already_processed, mark_processed, record_dead_letters
 from .logs import get_logger
 from .registry import EventContractError
@@ -75,6 +75,16 @@ def outcome_id(cause: EventMessage | uuid.UUID, index: int = 0) -> uuid.UUID:
     produces the same ids, which the log then treats as already stored."""
     cause_id = cause if isinstance(cause, uuid.UUID) else cause.event_id
     return uuid.uuid5(OUTCOME_NAMESPACE, f"{cause_id}/{index}")
+
+
+def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) -> list[EventMessage]:
+    """Wrap what an input led to: derived ids, the input's conversation, the input as the cause,
+    and the input's time (a decision takes effect when what caused it happened)."""
+    return [
+        EventMessage.new(payload, source=source, occurred_at=cause.occurred_at, event_id=outcome_id(cause, index),
+                         correlation_id=cause.correlation_id, causation_id=cause.event_id)
+        for index, payload in enumerate(payloads)
+    ]
 
 
 def transient(exc: BaseException) -> bool:
