@@ -4,7 +4,6 @@ in the same run scan the same log with plain sqlite3 and ``json.loads``."""
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import sqlite3
 import tempfile
@@ -13,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from guanhuai.bench.reference import plain_scan
 from guanhuai.bench.store import batches
 from guanhuai.perf import bulk_gc, peak_rss_mb, reset_peak_rss
 from services.reporting.storage import rebuild
@@ -54,17 +54,8 @@ async def run(total: int, workdir: Path | None, progress: Callable[[str, int, in
         rows = len(state.townships)
         await store.close()
 
-        reset_peak_rss()
         conn = sqlite3.connect(db)
-        start = time.perf_counter()
-        scanned = 0
-        for row in conn.execute("SELECT * FROM events ORDER BY position"):
-            json.loads(row[11])
-            scanned += 1
-            if scanned % 20000 == 0:
-                progress("scan (plain sqlite3 + json.loads)", scanned, total)
-        plain_s = time.perf_counter() - start
-        plain_peak = peak_rss_mb()
+        scanned, plain_s, plain_peak = plain_scan(conn, total, progress, "scan (plain sqlite3 + json.loads)")
         conn.close()
     rate, plain = total / rebuild_s, scanned / plain_s
     if scanned != total:

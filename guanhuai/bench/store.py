@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from guanhuai.bench.reference import plain_scan
 from guanhuai.perf import bulk_gc, peak_rss_mb, reset_peak_rss
 from guanhuai.simulate import Area, registration_messages
 from shared.events.base import EventMessage
@@ -155,16 +156,7 @@ async def run(total: int, batch_size: int, workdir: Path | None, progress: Calla
             done += len(rows)
             progress("append (plain sqlite3)", done, total)
 
-        reset_peak_rss()
-        t0 = time.perf_counter()
-        plain_n = 0
-        for row in conn.execute("SELECT * FROM events ORDER BY position"):
-            json.loads(row[11])
-            plain_n += 1
-            if plain_n % 10000 == 0:
-                progress("replay (plain sqlite3)", plain_n, total)
-        plain_replay_s = time.perf_counter() - t0
-        plain_peak = peak_rss_mb()
+        plain_n, plain_replay_s, plain_peak = plain_scan(conn, total, progress, "replay (plain sqlite3)")
         conn.close()
         if replay_n != total or plain_n != total:
             raise RuntimeError(f"replayed {replay_n} and {plain_n} events, expected {total}")
