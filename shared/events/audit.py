@@ -32,10 +32,11 @@ async def verify_chain(store: EventStore, on_progress: Callable[[int], None] | N
     """Walk the log in position order: positions must run 1, 2, 3, ...; each row's ``prev_hash``
     must be the previous row's ``hash``; each ``hash`` must match the row's fields."""
     columns = [c for c in events.c]
+    names = [c.name for c in columns]
     prev, expected, checked = GENESIS, 1, 0
     async for rows in store.read_rows(0, batch_size=5000, columns=columns):
         for row in rows:
-            r = row._mapping
+            r = dict(zip(names, row))
             position = r["position"]
             if position != expected:
                 return VerifyResult(checked, prev, expected, f"position {expected} is missing (next is {position})")

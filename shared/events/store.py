@@ -33,6 +33,7 @@ from .tables import events, metadata, utc_text
 
 ADVISORY_LOCK_KEY = 0x6775616E68756169 & 0x7FFFFFFFFFFFFFFF  # "guanhuai"
 ANY = None  # expected_version meaning "wherever the stream is"
+DECODE_SLICE = 100  # events decoded and handed over at a time by ``read_all``
 
 _COLUMNS = [
     events.c.position,
@@ -325,13 +326,19 @@ class EventStore:
         """Every event after position ``after``, in order, in batches; optionally only up to a
         position or up to a recorded time (what the log knew then).
 
-        Each row becomes one validated model in a single call into pydantic-core."""
+        Each row becomes one validated model in a single call into pydantic-core. Pages of
+        ``batch_size`` rows are read from the database, but handed over decoded in slices of at
+        most :data:`DECODE_SLICE` events: a slice's models are still in the CPU cache when the
+        caller works on them (decoding a whole 2,000-row page first costs a third more here)."""
         parse = self.registry.parse_recorded
+        names = _NAMES
+        step = min(batch_size, DECODE_SLICE)
         async for rows in self.read_rows(
             after, batch_size=batch_size, until_position=until_position, until_recorded=until_recorded,
             event_types=event_types,
         ):
-            yield [parse(dict(zip(_NAMES, row))) for row in rows]
+            for start in range(0, len(rows), step):
+                yield [parse(dict(zip(names, row))) for row in rows[start : start + step]]
 
     async def read_rows(
         self,
@@ -344,6 +351,7 @@ class EventStore:
         columns: Sequence[Any] = tuple(_COLUMNS),
     ) -> AsyncIterator[list[Any]]:
         """Raw rows in position order, in keyset pages so memory stays flat however long the log.
+        A row is a plain sequence of the ``columns`` asked for, as the driver gives them.
 
         The next page is fetched while the caller works on this one: the database driver runs in
         its own thread, so fetching and decoding overlap."""
@@ -365,9 +373,14 @@ class EventStore:
         bound = compiled.construct_params()
         values = [_bind_value(compiled, name, bound[name]) for name in names]
 
+        sqlite = self.dialect == "sqlite"
+
         async def page(cursor: int) -> list[Any]:
             values[after_index] = cursor
             async with self.engine.connect() as conn:
+                if sqlite:  # aiosqlite hands over plain tuples; no Row object per row
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    return list(await driver.execute_fetchall(sql, tuple(values)))
                 return list((await conn.exec_driver_sql(sql, tuple(values))).all())
 
         rows = await page(after)
