@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert
 
 from services.enrollment.decider import EnrollmentState, decide, evolve
 from services.enrollment.tables import insured_households, insured_persons
 from shared.events import EventMessage, registry
 from shared.events.consumer import Incoming, Rejected, outcomes
+from shared.events.keyed import rows_by_year
 from shared.events.enrollment import HouseholdRegistered, PolicyIssued
 from shared.events.programme import AreaRegistered, TownshipTargetSet
 from shared.events.store import StreamAppend, Transaction
@@ -78,18 +79,11 @@ async def load_state(conn, registrations: Sequence[HouseholdRegistered]) -> Enro
         return state
     households = {(r.programme_year, r.household_id) for r in registrations}
     persons = {(r.programme_year, m.resident_id.upper()) for r in registrations for m in r.members}
-    for chunk in _chunks(sorted(households)):
-        rows = await conn.execute(select(insured_households.c.programme_year, insured_households.c.household_id)
-                                  .where(tuple_(insured_households.c.programme_year, insured_households.c.household_id).in_(chunk)))
-        state.insured_households.update((r[0], r[1]) for r in rows)
-    for chunk in _chunks(sorted(persons)):
-        rows = await conn.execute(select(insured_persons.c.programme_year, insured_persons.c.resident_id,
-                                         insured_persons.c.policy_number)
-                                  .where(tuple_(insured_persons.c.programme_year, insured_persons.c.resident_id).in_(chunk)))
-        state.insured_persons.update({(r[0], r[1]): r[2] for r in rows})
+    h = insured_households.c
+    state.insured_households.update(
+        (r[0], r[1]) for r in await rows_by_year(conn, h.programme_year, h.household_id, households))
+    p = insured_persons.c
+    state.insured_persons.update(
+        {(r[0], r[1]): r[2] for r in await rows_by_year(conn, p.programme_year, p.resident_id, persons, p.policy_number)})
     return state
 
-
-def _chunks(items: list, size: int = 400):  # type: ignore[no-untyped-def]
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

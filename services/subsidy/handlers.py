@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import insert, select, update
 
 from services.subsidy.decider import (
     LineUsage,
@@ -22,6 +22,7 @@ from services.subsidy.decider import (
 from services.subsidy.tables import deferred, line_usage, plans, subsidised
 from shared.events import EventMessage, registry
 from shared.events.consumer import Incoming, outcomes
+from shared.events.keyed import rows_by_year
 from shared.events.enrollment import PolicyIssued
 from shared.events.store import StreamAppend, Transaction
 from shared.events.subsidy import (
@@ -107,12 +108,8 @@ async def load_state(conn, events: Sequence[EventMessage]) -> SubsidyState:  # t
         for year, policy in rows:
             state.deferred.setdefault(year, []).append(PolicyIssued.model_validate_json(policy))
             people.update((year, p.resident_id) for p in state.deferred[year][-1].insured)
-    people_list = sorted(people)
-    for start in range(0, len(people_list), 400):
-        chunk = people_list[start : start + 400]
-        rows = await conn.execute(select(subsidised.c.programme_year, subsidised.c.resident_id)
-                                  .where(tuple_(subsidised.c.programme_year, subsidised.c.resident_id).in_(chunk)))
-        state.subsidised.update((r[0], r[1]) for r in rows)
+    rows = await rows_by_year(conn, subsidised.c.programme_year, subsidised.c.resident_id, people)
+    state.subsidised.update((r[0], r[1]) for r in rows)
     return state
 
 
