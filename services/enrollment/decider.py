@@ -52,8 +52,10 @@ def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | H
     year = reg.programme_year
     if (year, reg.household_id) in state.insured_households:
         return _rejected(reg, ["household_already_insured"], [])
-
-    period = cover_period(reg.paid_on)
+    try:
+        period = cover_period(reg.paid_on)
+    except (ValueError, OverflowError):  # paid in the year 9999: its year of cover ends past the calendar
+        return _rejected(reg, ["paid_on_out_of_range"], [])
     eligible, excluded = [], []
     seen: set[str] = set()
     for member in reg.members:

@@ -12,13 +12,16 @@ a module must not break history.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 # Identifiers that end up in subjects, stream ids and hashes: printable, no spaces or controls.
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+# What producers name things by (households, townships, areas, plans, claims): services build stream
+# ids and policy numbers from these ("subsidy-P2024-<township>-<household>"), which must stay Names.
+Key = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 Fen = Annotated[int, Field(ge=0, le=10**13, description="amount in integer fen (分); 100 fen = 1 yuan")]
 
 
@@ -50,6 +53,20 @@ class EventMessage(FrozenModel):
     correlation_id: uuid.UUID = Field(description="the conversation this event belongs to")
     causation_id: uuid.UUID | None = Field(default=None, description="the event that caused this one")
     payload: SerializeAsAny[DomainEvent] = Field(description="the event itself; its schema depends on event_type")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _on_the_calendar(cls, value: datetime) -> datetime:
+        """An instant whose offset pushes it off the calendar (``9999-12-31T23:00-12:00`` is in
+        the year 10000 in UTC) cannot be stored as UTC or read as a date in China: refused here,
+        with its field named, rather than failing where the log or a service converts it."""
+        try:
+            day = value.astimezone(timezone.utc).date()
+        except OverflowError:
+            day = date.min
+        if not date(1, 1, 2) <= day <= date(9999, 12, 30):
+            raise ValueError("the instant is outside the years 1 to 9999 in UTC (with a day to spare for time zones)")
+        return value
 
     @classmethod
     def new(

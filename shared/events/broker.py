@@ -31,7 +31,7 @@ from nats.js.client import JetStreamContext
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
 from .store import EventStore
-from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM
+from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
 
 STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
 DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
@@ -61,7 +61,9 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     common = dict(storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=STREAM_MAX_MSG_BYTES,
                   num_replicas=replicas)
     return [
-        StreamConfig(name=INBOUND_STREAM, subjects=[f"{INBOUND_PREFIX}.>"],
+        # Only the producer kinds a service consumes: a message on guanhuai.in.<anything else> would
+        # be stored and never read (lost in silence); without a stream for it, the sender is told.
+        StreamConfig(name=INBOUND_STREAM, subjects=[f"{INBOUND_PREFIX}.{kind}.>" for kind in PRODUCER_EVENTS],
                      description="what county and insurer systems send", **common),
         StreamConfig(name=EVENTS_STREAM, subjects=[f"{EVENTS_PREFIX}.>"],
                      description="every recorded event, in log order", **common),

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from .base import DomainEvent, Fen, Name
+from .base import DomainEvent, Fen, Key, Name
 from .enrollment import IdNumber
 from .programme import Year
 
@@ -27,7 +27,7 @@ class ClaimReported(DomainEvent):
 
     event_type = "ClaimReported"
 
-    claim_id: Name
+    claim_id: Key
     policy_number: Name
     resident_id: IdNumber
     accident_date: date

@@ -18,13 +18,15 @@ from typing import Any, Protocol
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .base import DomainEvent, EventMessage
-from .inbox import DeadLetter, already_processed, mark_processed, record_dead_letters
+from .inbox import DeadLetter, already_processed, dead_letters, mark_processed, record_dead_letters
 from .logs import get_logger
 from .registry import EventContractError
 from .store import EventStore, Transaction
 from .subjects import MAX_MESSAGE_BYTES
 
 OUTCOME_NAMESPACE = uuid.UUID("0b6f2f5e-8d4e-4a53-9c1d-6775616e6875")
+EVENT_ID_MAX_LENGTH = dead_letters.c.event_id.type.length
+SUBJECT_MAX_LENGTH = dead_letters.c.subject.type.length
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,23 @@ def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) 
     ]
 
 
+# SQLSTATEs of a PostgreSQL server that is away or going away, not of a bad statement: connection
+# exceptions (class 08), shutting down or starting up (57P01-57P03), too many connections,
+# serialization failure and deadlock.
+TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+
+
 def transient(exc: BaseException) -> bool:
     """Database busy or away: worth retrying as it is."""
     if isinstance(exc, OperationalError):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        if sqlstate.startswith(TRANSIENT_SQLSTATES):
+            return True
+        return isinstance(exc.orig, (ConnectionError, OSError)) or isinstance(exc.__cause__, (ConnectionError, OSError))
     return isinstance(exc, (ConnectionError, asyncio.TimeoutError, TimeoutError))
 
 
@@ -114,10 +127,40 @@ async def with_retries(
 
 
 def _dead_letter(handler: Handler, message: Incoming, code: str, detail: str, event_id: str | None) -> DeadLetter:
+    # The id may come from a sender's Nats-Msg-Id header, of any length: one that does not fit the
+    # column is no event id of ours, and PostgreSQL would refuse the row (and the batch with it).
+    if event_id is not None:
+        event_id = _storable(event_id) if len(event_id) <= EVENT_ID_MAX_LENGTH else None
     return DeadLetter(
-        consumer=handler.consumer, nats_stream=message.stream, nats_sequence=message.sequence, subject=message.subject,
-        headers=message.headers, body=message.body, reason=code, detail=detail[:2000], event_id=event_id,
+        consumer=handler.consumer, nats_stream=message.stream, nats_sequence=message.sequence,
+        subject=_storable(message.subject[:SUBJECT_MAX_LENGTH]),
+        headers={_storable(k): _storable(v) for k, v in message.headers.items()}, body=message.body, reason=code,
+        detail=_storable(detail[:2000]), event_id=event_id,
     )
+
+
+def _storable(text: str) -> str:
+    """Text any database takes: a lone surrogate (JSON can escape one; UTF-8 cannot hold it)
+    becomes its escape sequence."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def admit(handler: Handler, message: Incoming) -> EventMessage | DeadLetter:
+    """What a message is before anything is decided: an event to handle, or a dead letter with
+    its reason. Pure, so whatever the bytes, it ends as one of the two: a parser that fails in a
+    way nobody foresaw (a bug) dead-letters that message with the exception named, instead of
+    failing the whole batch again on every redelivery."""
+    msg_id = message.headers.get("Nats-Msg-Id")
+    try:
+        if len(message.body) > MAX_MESSAGE_BYTES:
+            raise Rejected("oversized", f"{len(message.body)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+        return handler.parse(message)
+    except EventContractError as exc:
+        return _dead_letter(handler, message, exc.code, str(exc), msg_id)
+    except Rejected as exc:
+        return _dead_letter(handler, message, exc.code, exc.detail, exc.event_id or msg_id)
+    except Exception as exc:  # noqa: BLE001 - deterministic: parsing is pure, a retry fails alike
+        return _dead_letter(handler, message, "unreadable", f"{type(exc).__name__}: {exc}", msg_id)
 
 
 async def process_batch(
@@ -131,14 +174,11 @@ async def process_batch(
     good: list[tuple[Incoming, EventMessage]] = []
     letters: list[DeadLetter] = []
     for message in messages:
-        try:
-            if len(message.body) > MAX_MESSAGE_BYTES:
-                raise Rejected("oversized", f"{len(message.body)} bytes; the limit is {MAX_MESSAGE_BYTES}")
-            good.append((message, handler.parse(message)))
-        except EventContractError as exc:
-            letters.append(_dead_letter(handler, message, exc.code, str(exc), message.headers.get("Nats-Msg-Id")))
-        except Rejected as exc:
-            letters.append(_dead_letter(handler, message, exc.code, exc.detail, exc.event_id or message.headers.get("Nats-Msg-Id")))
+        admitted = admit(handler, message)
+        if isinstance(admitted, DeadLetter):
+            letters.append(admitted)
+        else:
+            good.append((message, admitted))
 
     async def commit(batch: list[tuple[Incoming, EventMessage]], dead: list[DeadLetter]) -> tuple[int, int, int]:
         async with store.transaction() as tx:
@@ -189,7 +229,7 @@ async def process_batch(
                     log.warning("handler_failed_will_retry", event_id=event_id, delivered=message.delivered,
                                 error=type(one).__name__, detail=str(one)[:300])
                     result.failed.append(message)
-        result.dead_lettered = await with_retries(lambda: commit([], letters))
+        _, _, result.dead_lettered = await with_retries(lambda: commit([], letters))
     for letter in letters:
         log.warning("dead_lettered", reason=letter.reason, detail=letter.detail[:300], subject=letter.subject,
                     nats_sequence=letter.nats_sequence, event_id=letter.event_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from .base import DomainEvent, Fen, FrozenModel, Name
+from .base import DomainEvent, Fen, FrozenModel, Key, Name
 from .programme import Year
 
 # Shape only; the check character and birth date are business rules that enrollment applies,
@@ -57,9 +57,9 @@ class HouseholdRegistered(DomainEvent):
     event_type = "HouseholdRegistered"
     schema_version = 2
 
-    household_id: Name
+    household_id: Key
     programme_year: Year
-    township: Name = Field(description="area code of the township (or the agencies' pseudo-township)")
+    township: Key = Field(description="area code of the township (or the agencies' pseudo-township)")
     village: Name | None = None
     category: HouseholdCategory
     payer: Payer

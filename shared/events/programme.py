@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from .base import DomainEvent, Name
+from .base import DomainEvent, Key
 
 Year = Annotated[int, Field(ge=2000, le=2200, description="programme year (投保年度)")]
 Count = Annotated[int, Field(ge=0, le=10_000_000)]
@@ -24,10 +24,10 @@ class AreaRegistered(DomainEvent):
 
     event_type = "AreaRegistered"
 
-    code: Name
+    code: Key
     name: str = Field(min_length=1, max_length=100)
     level: AreaLevel
-    parent_code: Name | None = None
+    parent_code: Key | None = None
 
     @model_validator(mode="after")
     def _only_county_has_no_parent(self) -> AreaRegistered:
@@ -42,7 +42,7 @@ class TownshipTargetSet(DomainEvent):
     event_type = "TownshipTargetSet"
 
     programme_year: Year
-    township: Name = Field(description="area code of the township")
+    township: Key = Field(description="area code of the township")
     target_total: Count
     target_government: Count = Field(description="policies paid by the government (政府投保)")
     target_self: Count = Field(description="self-paid policies (自主投保)")

@@ -32,6 +32,18 @@ def _not_json(exc: ValidationError) -> bool:
     return any(err["type"] == "json_invalid" for err in exc.errors(include_url=False))
 
 
+def _load_json(data: bytes | str, what: str, fields: Iterable[str] = ()) -> Any:
+    """``json.loads`` with every way hostile text makes it fail as a contract error: not JSON, not
+    UTF-8, an integer too long to read (a ``ValueError`` that is no ``JSONDecodeError``), or nesting
+    deeper than the interpreter's recursion limit (a ``RecursionError``, which is no ``ValueError``)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise EventContractError("too_deeply_nested", f"{what} is nested too deeply to read", fields) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and the integer digits limit
+        raise EventContractError("not_json", f"{what} is not JSON: {exc}", fields) from None
+
+
 def _describe(exc: ValidationError, prefix: str, skip: frozenset[str] = frozenset()) -> tuple[str, list[str]]:
     fields, parts = [], []
     for err in exc.errors(include_url=False, include_input=False):
@@ -158,7 +170,7 @@ class EventRegistry:
                 if isinstance(data, dict):
                     return cls.model_validate(data)
                 return cls.model_validate_json(data)
-            payload = json.loads(data) if isinstance(data, (str, bytes)) else dict(data)
+            payload = _load_json(data, "payload", ["payload"]) if isinstance(data, (str, bytes)) else dict(data)
             if not isinstance(payload, dict):
                 raise EventContractError("invalid_payload", "payload must be a JSON object", ["payload"])
             for version in range(schema_version, cls.schema_version):
@@ -180,10 +192,7 @@ class EventRegistry:
     def parse_message(self, data: bytes | str | dict[str, Any]) -> EventMessage:
         """Parse an event as a producer sends it (JSON bytes or a dict) into an ``EventMessage``."""
         if isinstance(data, (bytes, str)):
-            try:
-                obj = json.loads(data)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise EventContractError("not_json", f"message is not JSON: {exc}") from None
+            obj = _load_json(data, "message")
         else:
             obj = data
         if not isinstance(obj, dict):

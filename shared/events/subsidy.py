@@ -6,7 +6,7 @@ from datetime import date
 
 from pydantic import Field, model_validator
 
-from .base import DomainEvent, Fen, FrozenModel, Name
+from .base import DomainEvent, Fen, FrozenModel, Key, Name
 from .enrollment import HouseholdCategory, IdNumber
 from .programme import Count, Year
 
@@ -27,7 +27,7 @@ class SubsidyPlanPublished(DomainEvent):
 
     event_type = "SubsidyPlanPublished"
 
-    plan_id: Name
+    plan_id: Key
     programme_year: Year
     insurer: str = Field(min_length=1, max_length=100)
     lines: list[SubsidyLine] = Field(min_length=1)
@@ -90,7 +90,7 @@ class SubsidyPlanCloseRequested(DomainEvent):
 
     event_type = "SubsidyPlanCloseRequested"
 
-    plan_id: Name
+    plan_id: Key
     closed_on: date
 
 

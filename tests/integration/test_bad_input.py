@@ -1,0 +1,68 @@
+"""Bad input found by fuzzing (issue #6), against the real databases: the consumer core stores every
+dead letter whatever the sender put in its headers and subject, and a claim reported twice ends as a
+recorded rejection."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from services.claims.handlers import ClaimsHandler
+from services.claims.tables import metadata as claims_tables
+from services.enrollment.handlers import EnrollmentHandler
+from shared.events import EventMessage, RecordedEvent
+from shared.events.consumer import Incoming, process_batch
+from shared.events.inbox import dead_letters
+from shared.events.inbox import metadata as inbox_tables
+from shared.events.store import EventStore
+from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, event_subject
+from tests.support.programme import unknown_policy_claim
+
+
+async def test_a_dead_letter_is_stored_whatever_the_length_of_the_senders_id_and_subject(store: EventStore) -> None:
+    await store.create_schema(inbox_tables)
+    subject = "guanhuai.in.county." + "H" * 400
+    message = Incoming(subject=subject, body=b"\xff not json", headers={"Nats-Msg-Id": "m" * 300, "X-\ud800": "\udcff"},
+                       stream=INBOUND_STREAM, sequence=1)
+    result = await process_batch(store, EnrollmentHandler(), [message])
+    assert result.dead_lettered == 1 and result.failed == []
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(select(dead_letters))).one()
+    assert row.reason == "not_json" and row.body == b"\xff not json"
+    assert row.event_id is None  # 300 characters are no event id of ours
+    assert row.subject == subject[:300]
+
+
+class FailingEnrollment(EnrollmentHandler):
+    async def handle(self, tx, events) -> None:  # type: ignore[no-untyped-def]
+        raise ValueError("a rule nobody foresaw")
+
+
+async def test_an_input_whose_handler_fails_on_its_last_delivery_is_counted_as_one_dead_letter(store: EventStore) -> None:
+    await store.create_schema(inbox_tables)
+    body = unknown_policy_claim("C-1").model_dump_json().encode()
+    message = Incoming(subject="guanhuai.in.insurer.ClaimReported", body=body, headers={}, stream=INBOUND_STREAM,
+                       sequence=3, delivered=5)
+    result = await process_batch(store, FailingEnrollment(), [message], max_deliver=5)
+    assert result.dead_lettered == 1 and result.handled == 0 and result.failed == []
+
+
+def recorded(message: EventMessage, position: int) -> Incoming:
+    event = RecordedEvent(**dict(message), stream_id=f"claim-{message.payload.claim_id}", stream_version=position,  # type: ignore[attr-defined]
+                          position=position, recorded_at=datetime.now(timezone.utc))
+    return Incoming(subject=event_subject(message.event_type), body=event.model_dump_json().encode(), headers={},
+                    stream=EVENTS_STREAM, sequence=position)
+
+
+@pytest.mark.xfail(strict=True, reason="services/claims/handlers.py inserts claims_seen again for a repeated claim id "
+                                       "(UNIQUE constraint), so the duplicate_claim rejection is never recorded")
+async def test_a_claim_reported_again_under_a_new_event_id_is_rejected_as_a_duplicate_claim(store: EventStore) -> None:
+    await store.create_schema(inbox_tables, claims_tables)
+    first = unknown_policy_claim("C-twice")
+    again = unknown_policy_claim("C-twice")
+    result = await process_batch(store, ClaimsHandler(), [recorded(first, 1), recorded(again, 2)], max_deliver=1)
+    log = [e async for batch in store.read_all() for e in batch]
+    assert result.dead_lettered == 0
+    assert [e.payload.reason for e in log if e.event_type == "ClaimRejected"] == ["unknown_policy", "duplicate_claim"]
