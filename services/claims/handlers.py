@@ -60,8 +60,9 @@ class ClaimsHandler:
                     await save_new_cover(conn, cover)
             elif isinstance(payload, ClaimReported):
                 decided = decide(payload, state, paid_on=cst_date(event.occurred_at))
+                if payload.claim_id not in state.claims_seen:  # a repeat is rejected, and already seen
+                    await conn.execute(insert(claims_seen), {"claim_id": payload.claim_id})
                 evolve(state, payload)
-                await conn.execute(insert(claims_seen), {"claim_id": payload.claim_id})
                 for d in decided:
                     evolve(state, d)
                     await save_change(conn, state, d)

@@ -109,9 +109,7 @@ async def test_every_hostile_message_is_rejected_dead_lettered_or_accepted_and_n
     at_door = {r.nats_sequence: r for r in letters if r.nats_stream == INBOUND_STREAM}
     downstream = {r.event_id: r for r in letters if r.nats_stream != INBOUND_STREAM}
     assert all(r.reason and r.detail for r in letters)
-    # A known bug, left to the claims handler's owner (tests/integration/test_bad_input.py, xfail): a claim
-    # id reported again fails on claims_seen and is dead-lettered, not rejected as duplicate_claim.
-    unforeseen = [r for r in letters if r.reason not in DOOR_REASONS and "claims_seen" not in r.detail]
+    unforeseen = [r for r in letters if r.reason not in DOOR_REASONS]
     assert unforeseen == [], Counter(r.reason for r in letters)
 
     fate: Counter[str] = Counter()

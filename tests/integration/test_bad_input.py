@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pytest
 from sqlalchemy import select
 
 from services.claims.handlers import ClaimsHandler
@@ -56,8 +55,6 @@ def recorded(message: EventMessage, position: int) -> Incoming:
                     stream=EVENTS_STREAM, sequence=position)
 
 
-@pytest.mark.xfail(strict=True, reason="services/claims/handlers.py inserts claims_seen again for a repeated claim id "
-                                       "(UNIQUE constraint), so the duplicate_claim rejection is never recorded")
 async def test_a_claim_reported_again_under_a_new_event_id_is_rejected_as_a_duplicate_claim(store: EventStore) -> None:
     await store.create_schema(inbox_tables, claims_tables)
     first = unknown_policy_claim("C-twice")
