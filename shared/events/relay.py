@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, insert, select, update
-from .consumer import with_retries
+from .consumer import transient, with_retries
 from .logs import get_logger
 from .store import EventStore
 from .subjects import event_subject
@@ -82,13 +82,23 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         self.position = self.saved_position = await with_retries(lambda: load_checkpoint(self.store, self.name))
         self.log.info("relay_started", position=self.position)
+        pause = self.idle_s
         try:
             while not stop.is_set():
-                published = await self.publish_available()
+                try:
+                    published = await self.publish_available()
+                    if not published:
+                        await self.save(force=True)
+                    pause = self.idle_s
+                except Exception as exc:  # noqa: BLE001 - the database away: wait for it, do not die
+                    if not transient(exc):
+                        raise
+                    published, pause = 0, min(max(pause * 2, 0.1), 5.0)
+                    self.log.warning("relay_database_retry", position=self.position, error=type(exc).__name__,
+                                     detail=str(exc)[:200], delay_s=pause)
                 if not published:
-                    await self.save(force=True)
                     try:
-                        await asyncio.wait_for(stop.wait(), self.idle_s)
+                        await asyncio.wait_for(stop.wait(), pause)
                     except asyncio.TimeoutError:
                         pass
         finally:

@@ -1,5 +1,6 @@
 """A running pipeline for end-to-end tests: an own nats-server on a free port with a temporary
-store, and the four components (relay, enrollment, subsidy, claims) as real processes."""
+store, and the components (relay, enrollment, subsidy, claims, reporting) as real processes,
+one or more instances of each (instances of a service share its durable consumers)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ CONSUMERS = ((INBOUND_STREAM, "enrollment-county-v1"), (EVENTS_STREAM, "subsidy-
 
 
 class Pipeline:
-    def __init__(self, workdir: Path, db_url: str) -> None:
+    def __init__(self, workdir: Path, db_url: str, instances: int = 1) -> None:
         self.workdir = workdir
         self.db_url = db_url
+        self.instances = instances
         self.nats = NatsServer(workdir / "nats")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Path] = []
@@ -41,24 +43,44 @@ class Pipeline:
         return dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.nats.url, GUANHUAI_LOG_JSON="true",
                     GUANHUAI_LOG_LEVEL="INFO")
 
-    def start_component(self, name: str) -> None:
-        log = self.workdir / f"{name}-{len(self.logs)}.log"
+    def start_component(self, name: str, instance: int = 1) -> str:
+        """Start one instance of a component; returns its key (``name``, or ``name#2`` for a
+        second instance), which :meth:`kill` takes."""
+        key = name if instance == 1 else f"{name}#{instance}"
+        log = self.workdir / f"{key.replace('#', '-')}-{len(self.logs)}.log"
         self.logs.append(log)
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "guanhuai", "serve", name], env=self.env(), stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with log.open("wb") as out:
+            self.processes[key] = subprocess.Popen(
+                [sys.executable, "-m", "guanhuai", "serve", name], env=self.env(), stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return key
 
-    def kill(self, name: str) -> None:
+    def kill(self, key: str) -> None:
         """kill -9: no chance to finish, ack or commit anything."""
-        process = self.processes.pop(name)
+        process = self.processes.pop(key)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
+
+    def running(self) -> set[str]:
+        """The components with at least one live instance."""
+        return {key.split("#")[0] for key, p in self.processes.items() if p.poll() is None}
+
+    def exited(self) -> dict[str, int]:
+        """Instances that ended by themselves (not killed by the test), with their exit codes."""
+        return {key: p.returncode for key, p in self.processes.items() if p.poll() is not None}
+
+    def check_alive(self) -> None:
+        """Fail at once (rather than at a timeout) when a component ended by itself."""
+        exited = self.exited()
+        if exited:
+            raise RuntimeError(f"components ended by themselves: {exited}\n{self.tail_logs()}")
 
     async def start(self) -> Pipeline:
         self.nats.start()
         for name in COMPONENTS:
-            self.start_component(name)
+            for instance in range(1, self.instances + 1):
+                self.start_component(name, instance)
         await self.connect()
         await self.wait_ready()
         return self
@@ -133,6 +155,7 @@ class Pipeline:
                 counts = Counter()
             if predicate(counts):
                 return counts
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"gave up waiting; log has {dict(counts)}\n{self.tail_logs()}")
             await asyncio.sleep(0.25)
@@ -148,9 +171,10 @@ class Pipeline:
             info = await self.js.stream_info(EVENTS_STREAM)
             busy = False
             for stream, durable in CONSUMERS:
-                if durable.split("-")[0] in self.processes or durable.startswith("claims"):
+                if durable.split("-")[0] in self.running() or durable.startswith("claims"):
                     ci = await self.js.consumer_info(stream, durable)
                     busy = busy or ci.num_pending > 0 or ci.num_ack_pending > 0
+            self.check_alive()
             if total != last or info.state.messages < total or busy:
                 last, since = total, time.monotonic()
             elif time.monotonic() - since >= quiet_s:
