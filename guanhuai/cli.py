@@ -283,13 +283,15 @@ def publish_command(
     """Publish events as a county or insurer system would. Bad lines and rows are reported with
     their number and reason and the good ones go through; publishing the same file again
     publishes nothing twice."""
-    from guanhuai.ops import nats_url_for, publish_events
+    from guanhuai.ops import nats_tls_for, nats_url_for, publish_events
     from guanhuai.rosters import read_events
 
     parsed = read_events(file, source)
     for problem in parsed.problems:
         err.print(f"[red]line {problem.line}[/]: {mask_in_text_(problem.reason)}")
-    new, duplicate = asyncio.run(publish_events(nats_url_for(Settings(), nats_url), parsed.events, kind)) if parsed.events else (0, 0)
+    settings = Settings()
+    new, duplicate = asyncio.run(publish_events(nats_url_for(settings, nats_url), parsed.events, kind,
+                                                nats_tls_for(settings, nats_url))) if parsed.events else (0, 0)
     out.print(f"{file.name}: {new} published, {duplicate} already published, {len(parsed.problems)} refused")
     if parsed.problems:
         raise typer.Exit(1)

@@ -31,10 +31,12 @@ class NatsServer:
     """``with NatsServer(store_dir) as server: server.url`` - started and stopped with the block.
     ``port`` is kept across :meth:`restart` so that clients reconnect to the same address."""
 
-    def __init__(self, store_dir: Path, port: int | None = None, log_file: Path | None = None) -> None:
+    def __init__(self, store_dir: Path, port: int | None = None, log_file: Path | None = None,
+                 config: str | None = None) -> None:
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.log_file = log_file or self.store_dir / "nats-server.log"
+        self.config = config  # extra nats-server configuration text, e.g. a ``tls { ... }`` block
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,8 +45,13 @@ class NatsServer:
 
     def start(self, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        extra: list[str] = []
+        if self.config:
+            config_file = self.store_dir / "nats-server.conf"
+            config_file.write_text(self.config)
+            extra = ["-c", str(config_file)]
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir),
+            [nats_server_binary(), *extra, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir),
              "-l", str(self.log_file)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

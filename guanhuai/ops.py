@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,16 @@ def nats_url_for(settings: Settings, explicit: str | None) -> str:
     return settings.nats_url
 
 
+def nats_tls_for(settings: Settings, explicit: str | None) -> ssl.SSLContext | None:
+    """The TLS context for the server :func:`nats_url_for` picks: none for a running stack's
+    embedded (plain-text) server, the settings' otherwise."""
+    if not explicit:
+        stack = running_stack(settings)
+        if stack and stack.get("nats_url") and stack.get("nats_embedded"):
+            return None
+    return settings.nats_tls_context()
+
+
 def kind_of(event: EventMessage, requested: str | None) -> str:
     if requested:
         return requested
@@ -48,9 +59,10 @@ def kind_of(event: EventMessage, requested: str | None) -> str:
     raise ValueError(f"no producer sends {event.event_type}")
 
 
-async def publish_events(url: str, events: list[EventMessage], kind: str | None) -> tuple[int, int]:
+async def publish_events(url: str, events: list[EventMessage], kind: str | None,
+                         tls: ssl.SSLContext | None = None) -> tuple[int, int]:
     """Publish with the event id as Nats-Msg-Id; returns (published, already there)."""
-    nc = await connect(url)
+    nc = await connect(url, tls)
     js = nc.jetstream(timeout=10)
     new = duplicate = 0
     try:
@@ -90,7 +102,7 @@ async def status(settings: Settings, nats_url: str | None) -> dict[str, Any]:
     url = nats_url_for(settings, nats_url)
     out["nats_url"] = url
     try:
-        nc = await connect(url)
+        nc = await connect(url, nats_tls_for(settings, nats_url))
     except Exception as exc:  # noqa: BLE001 - report, do not crash
         out["nats"] = f"unreachable: {exc}"
         out["healthy"] = False
@@ -162,7 +174,7 @@ async def retry_dead_letter(settings: Settings, letter_id: int, nats_url: str | 
             tries = (await conn.execute(select(func.count()).select_from(dead_letter_retries)
                                         .where(dead_letter_retries.c.dead_letter_id == letter_id))).scalar_one()
         msg_id = f"retry-{letter_id}-{tries + 1}"
-        nc = await connect(nats_url_for(settings, nats_url))
+        nc = await connect(nats_url_for(settings, nats_url), nats_tls_for(settings, nats_url))
         try:
             headers = {k: v for k, v in json.loads(row.headers).items() if not k.startswith("Nats-")}
             await nc.jetstream(timeout=10).publish(row.subject, row.body, headers={**headers, "Nats-Msg-Id": msg_id})

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from shared.events.tls import PG_SSLMODES, nats_tls_context
 
 
 class Settings(BaseSettings):
@@ -15,6 +19,14 @@ class Settings(BaseSettings):
     db_url: str | None = Field(default=None, description="event log database; default: SQLite in data_dir")
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server(s), comma-separated for a cluster")
     nats_replicas: int = Field(default=1, ge=1, le=5, description="JetStream stream replicas (3 on a cluster)")
+    nats_tls: bool = Field(default=False, description="talk TLS to NATS even without nats_tls_ca (system trust store)")
+    nats_tls_ca: Path | None = Field(default=None, description="CA file (PEM) that signed the NATS servers' certificates; setting it turns TLS on")
+    nats_tls_cert: Path | None = Field(default=None, description="client certificate (PEM) for NATS servers that verify clients")
+    nats_tls_key: Path | None = Field(default=None, description="the client certificate's private key (PEM)")
+    db_sslmode: str | None = Field(default=None, description="PostgreSQL sslmode (libpq): disable, allow, prefer, require, verify-ca, verify-full")
+    db_sslrootcert: Path | None = Field(default=None, description="CA file (PEM) for the PostgreSQL server's certificate")
+    db_sslcert: Path | None = Field(default=None, description="client certificate (PEM) for PostgreSQL")
+    db_sslkey: Path | None = Field(default=None, description="the PostgreSQL client certificate's private key (PEM)")
     log_level: str = Field(default="INFO")
     api_host: str = Field(default="127.0.0.1", description="where the reporting HTTP API listens")
     api_port: int = Field(default=8640)
@@ -26,6 +38,29 @@ class Settings(BaseSettings):
     def nats_servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
 
+    @field_validator("db_sslmode")
+    @classmethod
+    def _known_sslmode(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in PG_SSLMODES:
+            raise ValueError(f"must be one of {', '.join(PG_SSLMODES)}")
+        return value.strip().lower() if value else None
+
     @property
     def database_url(self) -> str:
-        return self.db_url or f"sqlite+aiosqlite:///{(self.data_dir / 'guanhuai.db').resolve()}"
+        """The event log's URL; for PostgreSQL with the ``db_ssl*`` settings added to its query
+        (what the URL itself says wins)."""
+        url = self.db_url or f"sqlite+aiosqlite:///{(self.data_dir / 'guanhuai.db').resolve()}"
+        extra = {"sslmode": self.db_sslmode, "sslrootcert": self.db_sslrootcert, "sslcert": self.db_sslcert,
+                 "sslkey": self.db_sslkey}
+        extra = {k: str(v) for k, v in extra.items() if v is not None}
+        if not extra:
+            return url
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "postgresql":
+            return url
+        return parsed.update_query_dict({k: v for k, v in extra.items() if k not in parsed.query}).render_as_string(
+            hide_password=False)
+
+    def nats_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for every NATS connection, or None (plain text) when no TLS setting is given."""
+        return nats_tls_context(self.nats_tls_ca, self.nats_tls_cert, self.nats_tls_key, enabled=self.nats_tls)

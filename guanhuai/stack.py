@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import nats
 
 from guanhuai.embedded import NatsServer, free_port
 from shared.events.store import EventStore
+from shared.events.tls import require_nats_tls
 from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM
 
 COMPONENTS = ("relay", "enrollment", "subsidy", "claims", "reporting", "api")
@@ -56,7 +58,11 @@ class Stack:
         return self
 
     def _spawn(self, name: str) -> None:
-        env = dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.nats_url or "", GUANHUAI_LOG_JSON="true",
+        env = dict(os.environ)
+        if self.nats_server is not None:  # the embedded server is local and plain text
+            for key in [k for k in env if k.startswith("GUANHUAI_NATS_TLS")]:
+                del env[key]
+        env.update(GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.nats_url or "", GUANHUAI_LOG_JSON="true",
                    GUANHUAI_LOG_LEVEL=self.log_level, GUANHUAI_API_PORT=str(self.api_port))
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "guanhuai", "serve", name], env=env,
@@ -69,7 +75,7 @@ class Stack:
         self._spawn(name)
 
     def describe(self) -> dict[str, Any]:
-        return {"nats_url": self.nats_url, "db_url": self.db_url, "dashboard": self.dashboard_url,
+        return {"nats_url": self.nats_url, "nats_embedded": self.nats_server is not None, "db_url": self.db_url, "dashboard": self.dashboard_url,
                 "logs": str(self.logs), "pids": {n: p.pid for n, p in self.processes.items()}}
 
     @property
@@ -133,5 +139,13 @@ class Stack:
             state.unlink()
 
 
-async def connect(url: str) -> Any:
-    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="guanhuai-cli")
+async def connect(url: str, tls: ssl.SSLContext | None = None) -> Any:
+    """A command-line NATS connection; ``tls`` from ``Settings.nats_tls_context()`` (None: plain text)."""
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="guanhuai-cli",
+                            **({"tls": tls} if tls else {}))
+    try:
+        require_nats_tls(nc, tls)
+    except ConnectionError:
+        await nc.close()
+        raise
+    return nc

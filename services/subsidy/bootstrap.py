@@ -17,5 +17,6 @@ def consumer_specs() -> list[ConsumerSpec]:
 
 
 def create_app(settings: Settings) -> FastStream:
-    app, _ = create_service_app("subsidy", settings.database_url, settings.nats_servers, consumer_specs(), [metadata], settings.nats_replicas)
+    app, _ = create_service_app("subsidy", settings.database_url, settings.nats_servers, consumer_specs(), [metadata], settings.nats_replicas,
+                                nats_tls=settings.nats_tls_context())
     return app

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ import nats.errors
 from faststream import AckPolicy, Context, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsRouter, PullSub
 from faststream.nats.message import NatsBatchMessage
+from faststream.security import BaseSecurity
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
@@ -32,6 +34,7 @@ from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
+from .tls import require_nats_tls
 
 STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
 DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
@@ -109,10 +112,12 @@ def _raw_body(message: Any) -> Any:
 
 
 def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[ConsumerSpec], *, name: str,
-              replicas: int = 1) -> tuple[FastStream, NatsBroker]:
-    """The FastStream application of one service. Nothing connects until it starts."""
+              replicas: int = 1, tls: ssl.SSLContext | None = None) -> tuple[FastStream, NatsBroker]:
+    """The FastStream application of one service. Nothing connects until it starts. ``tls``:
+    the context from :func:`shared.events.tls.nats_tls_context` (None: plain text)."""
     fix_nats_fetch()
     broker = NatsBroker(list(nats_url) if not isinstance(nats_url, str) else nats_url, graceful_timeout=30.0,
+                        security=BaseSecurity(ssl_context=tls) if tls is not None else None,
                         logger=logging.getLogger("faststream.guanhuai"), log_level=logging.DEBUG,
                         name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                         js_options={"timeout": 10.0, "publish_async_max_pending": 4000})
@@ -125,6 +130,7 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
     @app.on_startup
     async def declare() -> None:
         await broker.connect()
+        require_nats_tls(broker.connection, tls)
         js = broker.connection.jetstream()
         await ensure_streams(js, replicas)
         for spec in specs:

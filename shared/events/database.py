@@ -1,5 +1,8 @@
 """Engines for the event log: an SQLite file by default, PostgreSQL by URL.
 
+PostgreSQL URLs may carry libpq's ``sslmode``, ``sslrootcert``, ``sslcert`` and ``sslkey`` in their
+query; they become asyncpg's ``ssl`` argument (:func:`shared.events.tls.pg_ssl_connect_args`).
+
 SQLite runs in WAL mode with ``synchronous=FULL`` (a committed event survives power loss), a
 busy timeout, and transactions that the code begins itself: writers ``BEGIN IMMEDIATE`` so that
 concurrent appenders queue instead of failing half-way.
@@ -14,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .tls import pg_ssl_connect_args
 
 WRITE = "guanhuai_write"  # execution option: this connection's transactions will write
 
@@ -37,7 +42,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    parsed, connect_args = pg_ssl_connect_args(parsed)
+    return create_async_engine(parsed, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                               connect_args=connect_args)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Sequence
 
 from faststream import FastStream
@@ -20,12 +21,14 @@ def create_service_app(
     specs: Sequence[ConsumerSpec] | Callable[[EventStore], Sequence[ConsumerSpec]],
     tables: Sequence[MetaData],
     replicas: int = 1,
+    nats_tls: ssl.SSLContext | None = None,
 ) -> tuple[FastStream, EventStore]:
     """Build (without connecting) a service's FastStream app; it creates its tables on start-up
     and closes its database on shutdown. ``specs`` may be a function of the store, for handlers
-    that read it."""
+    that read it. ``nats_tls``: the settings' NATS TLS context (None: plain text)."""
     store = EventStore(create_engine(db_url))
-    app, _broker = build_app(nats_servers, store, specs(store) if callable(specs) else specs, name=name, replicas=replicas)
+    app, _broker = build_app(nats_servers, store, specs(store) if callable(specs) else specs, name=name, replicas=replicas,
+                             tls=nats_tls)
 
     @app.on_startup
     async def create_tables() -> None:
