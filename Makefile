@@ -27,8 +27,10 @@ system-packages:
 test: $(STAMP) system-packages
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# The store, rebuild and pipeline benchmarks at full size (tens of minutes): bench/results.json and
+# bench/results.md. BENCH_ARGS passes options, e.g. BENCH_ARGS="--runs 3 --machine 'dev box'".
 bench: $(STAMP)
-	$(BIN)/guanhuai bench store
+	$(BIN)/guanhuai bench all --out-dir bench $(BENCH_ARGS)
 
 schemas: $(STAMP)
 	$(BIN)/guanhuai schema export docs/schemas

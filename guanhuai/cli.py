@@ -242,6 +242,37 @@ def bench_pipeline(
     print(json.dumps(figures), flush=True)
 
 
+@bench_app.command("all")
+def bench_all(
+    store_events: Annotated[int, typer.Option(help="Events for the store benchmark.")] = 1_000_000,
+    batch: Annotated[int, typer.Option(help="Events per append transaction (store benchmark).")] = 1000,
+    rebuild_events: Annotated[int, typer.Option(help="Events for the rebuild benchmark.")] = 1_000_000,
+    households: Annotated[int, typer.Option(help="Households for the pipeline benchmark.")] = 20_000,
+    runs: Annotated[int, typer.Option(min=1, help="Runs of each benchmark; the summary takes the run with the median ratio.")] = 1,
+    only: Annotated[list[str] | None, typer.Option(help="Run only these (store, rebuild, pipeline); repeatable.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where to write results.json and results.md.")] = Path("bench"),
+    machine: Annotated[str | None, typer.Option(help="A name for this machine in the summary (default: its host name).")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Where to put the temporary databases.")] = None,
+) -> None:
+    """Run the store, rebuild and pipeline benchmarks (each measuring its raw reference in the same
+    run) and write one summary: OUT_DIR/results.json (machine, figures, raw references, ratios,
+    targets, met or not) and OUT_DIR/results.md (a table). Exit 1 when a benchmark failed."""
+    from guanhuai.bench.summary import ORDER, run_all
+
+    unknown = set(only or ()) - set(ORDER)
+    if unknown:
+        raise typer.BadParameter(f"unknown benchmark(s): {', '.join(sorted(unknown))}", param_hint="--only")
+    summary = run_all(lambda runner: _with_progress(runner), store_events=store_events, batch=batch,
+                      rebuild_events=rebuild_events, households=households, runs=runs, workdir=workdir,
+                      out_dir=out_dir, label=machine, only=tuple(only or ORDER),
+                      say=lambda text: print(text, file=sys.stderr, flush=True))
+    print((out_dir / "results.md").read_text(encoding="utf-8"))
+    print(f"written: {out_dir / 'results.json'}, {out_dir / 'results.md'}")
+    print(json.dumps({"results": str(out_dir / "results.json"), "all_met": summary["all_met"]}), flush=True)
+    if any("error" in b for b in summary["benchmarks"].values()):
+        raise typer.Exit(1)
+
+
 @app.command("up")
 def up_command(
     nats_url: Annotated[str | None, typer.Option("--nats-url", help="An existing NATS (cluster), comma-separated. Default: start an embedded nats-server.")] = None,

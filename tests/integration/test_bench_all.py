@@ -1,0 +1,82 @@
+"""``guanhuai bench all`` writes one summary of the three benchmarks (run here at tiny sizes: no
+figure is judged, only what is written)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from guanhuai.bench.summary import MEASURES, summarise_benchmark, table
+
+STORE_RUN = {"benchmark": "store", "events": 1000, "append_events_per_s": 800, "plain_sqlite_append_per_s": 1000,
+             "append_ratio": 0.8, "replay_events_per_s": 500, "plain_sqlite_replay_per_s": 1000, "replay_ratio": 0.5,
+             "replay_peak_rss_mb": 250.0, "plain_replay_peak_rss_mb": 90.0,
+             "targets": {"append_ratio": 0.5, "replay_ratio": 0.6, "replay_peak_rss_mb": 200}}
+
+
+def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_benchmarks(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    done = subprocess.run(
+        [sys.executable, "-m", "guanhuai", "bench", "all", "--store-events", "300", "--rebuild-events", "300",
+         "--households", "20", "--out-dir", str(out), "--workdir", str(tmp_path), "--machine", "test box"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["results"] == str(out / "results.json")
+
+    summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    machine = summary["machine"]
+    assert machine["label"] == "test box" and machine["cores"] >= 1 and machine["memory_gb"] > 0
+    assert machine["python"].endswith(sys.version.split()[0]) and machine["platform"]
+    assert machine["date"].endswith("+08:00")  # China Standard Time
+    assert set(summary["benchmarks"]) == {"store", "rebuild", "pipeline"}
+    sizes = {"store": {"events": 300}, "rebuild": {"events": 300}, "pipeline": {"households": 20}}
+    for name, result in summary["benchmarks"].items():
+        assert result["size"] == sizes[name]
+        assert len(result["runs"]) == 1 and result["runs"][0]["benchmark"] == name
+        for measure in MEASURES[name]:
+            assert result["figures"][measure.figure] > 0
+            assert result["raw_references"][measure.reference] > 0
+            assert result["targets"][measure.target]["value"] > 0
+            assert isinstance(result["met"][measure.target], bool)
+            if measure.ratio:
+                assert result["ratios"][measure.ratio] == result["runs"][0][measure.ratio] > 0
+    assert len(summary["benchmarks"]["pipeline"]["raw_references"]["raw_runs_per_s"]) == 3
+
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "test box" in markdown and "| benchmark | guanhuai | raw reference, same run | ratio | target | met |" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| `bench ")]
+    assert len(rows) == sum(len(m) for m in MEASURES.values())
+    for name in ("store", "rebuild", "pipeline"):
+        ratio = summary["benchmarks"][name]["ratios"]
+        first = next(row for row in rows if row.startswith(f"| `bench {name}`"))
+        assert f"{next(iter(ratio.values())):.2f}" in first
+    assert any("plain sqlite3 executemany" in row for row in rows)
+    assert any("nats-py round trip" in row and "msg/s" in row for row in rows)
+
+
+def test_a_target_is_met_when_a_ratio_reaches_it_and_when_memory_stays_below_it() -> None:
+    result = summarise_benchmark("store", [STORE_RUN])
+    assert result["met"] == {"append_ratio": True, "replay_ratio": False, "replay_peak_rss_mb": False}
+    assert result["all_met"] is False
+    assert result["raw_references"]["plain_sqlite_append_per_s"] == 1000
+    assert result["targets"]["replay_peak_rss_mb"] == {"bound": "<", "value": 200.0}
+
+
+def test_with_several_runs_the_summary_takes_the_run_with_the_median_ratio_and_keeps_them_all() -> None:
+    runs = [dict(STORE_RUN, append_ratio=r, append_events_per_s=int(r * 1000)) for r in (0.9, 0.4, 0.6)]
+    result = summarise_benchmark("store", runs)
+    assert result["ratios"]["append_ratio"] == 0.6 and result["figures"]["append_events_per_s"] == 600
+    assert result["runs"] == runs
+
+
+def test_the_table_says_which_benchmark_failed() -> None:
+    summary = {"machine": {"date": "2026-11-25T10:00:00+08:00", "label": None, "hostname": "box", "cores": 2,
+                           "cpu": "cpu", "memory_gb": 4.0, "platform": "Linux", "python": "CPython 3.11",
+                           "sqlite": "3.40", "nats_server": None},
+               "benchmarks": {"store": summarise_benchmark("store", [STORE_RUN]),
+                              "pipeline": {"error": "RuntimeError: a service exited", "runs": []}}}
+    text = table(summary)
+    assert "| `bench pipeline` | failed: RuntimeError: a service exited | | | | no |" in text
+    assert "| `bench store` append, 1,000 events | 800 ev/s | plain sqlite3 executemany 1,000 ev/s | 0.80 | ≥ 0.50 | yes |" in text
