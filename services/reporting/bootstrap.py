@@ -16,5 +16,6 @@ def create_app(settings: Settings) -> FastStream:
     def specs(store):  # type: ignore[no-untyped-def]
         return [ConsumerSpec(ReportingHandler(store), EVENTS_STREAM, CONSUMES, batch_size=1000)]
 
-    app, _ = create_service_app("reporting", settings.database_url, settings.nats_servers, specs, [metadata], settings.nats_replicas)
+    app, _ = create_service_app("reporting", settings.database_url, settings.nats_servers, specs, [metadata],
+                                settings.nats_replicas, nats_tls=settings.nats_tls_context())
     return app

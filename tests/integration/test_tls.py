@@ -196,13 +196,7 @@ async def test_a_service_app_declares_its_streams_over_tls(certs: Certificates, 
         await store.close()
 
 
-@pytest.mark.parametrize("service", [
-    "enrollment", "subsidy", "claims",
-    pytest.param("reporting", marks=pytest.mark.xfail(
-        strict=True, raises=asyncio.TimeoutError,  # it retries the failing handshake for ever
-        reason="services/reporting/bootstrap.py does not pass nats_tls=settings.nats_tls_context() yet "
-               "(the file is frozen while the projection is optimised); remove this mark when it does")),
-])
+@pytest.mark.parametrize("service", ["enrollment", "subsidy", "claims", "reporting"])
 async def test_each_service_built_from_settings_connects_to_nats_over_tls(
         service: str, certs: Certificates, tls_nats: str, tmp_path: Path) -> None:
     from importlib import import_module
