@@ -14,6 +14,7 @@ two instances of every component sharing the durable consumers.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -147,6 +148,9 @@ async def test_the_sqlite_log_locked_by_another_writer_for_a_while_loses_and_dup
             await wait_mid_batch(pipeline, "enrollment")
             await locker.lock()
             generator.gate.set()
+            held = sum((await pipeline.counts()).values())
+            await asyncio.sleep(locker.hold_s - 2)
+            assert sum((await pipeline.counts()).values()) == held  # really locked: nobody could write
             await locker.released()
 
         try:
@@ -209,3 +213,12 @@ async def test_two_instances_of_each_component_handle_each_input_exactly_once(tm
             generator.gate.set()
 
         await run_county_year(pipeline, "two instances of each component", inject, seed=601)
+        await pipeline.stop()
+        # The county's inputs were shared out between the two enrollment instances.
+        handled = {}
+        for log in pipeline.logs:
+            if log.name.startswith("enrollment"):
+                handled[log.name] = sum(json.loads(line).get("handled", 0) for line in log.read_text().splitlines()
+                                        if '"batch_done"' in line)
+        print(f"two instances: inputs handled per enrollment instance {handled}")
+        assert len(handled) == 2 and all(n > 0 for n in handled.values()), handled

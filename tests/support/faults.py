@@ -318,6 +318,10 @@ async def account(pipeline: Pipeline, sends: list[tuple[str, EventMessage]]) -> 
         result.lose(f"{letters} inputs were dead-lettered", letters)
 
     policies = {str(e.causation_id): e for e in log if e.event_type == "PolicyIssued"}
+    subsidy_decisions: dict[str, list[Any]] = defaultdict(list)
+    for e in log:
+        if e.event_type in ("SubsidyApproved", "SubsidyRejected"):
+            subsidy_decisions[e.payload.policy_number].append(e)
     for event_id, (kind, message) in inputs.items():
         problems_before = len(result.problems)
         if event_id not in by_id:
@@ -333,14 +337,17 @@ async def account(pipeline: Pipeline, sends: list[tuple[str, EventMessage]]) -> 
                     f"registration {event_id} led to {len(outs)} outcomes", max(1, len(outs) - 1))
             policy = policies.get(event_id)
             if policy is not None and message.payload.category == HouseholdCategory.special_family:
-                subsidies = [e for e in caused[str(policy.event_id)] if e.event_type.startswith("Subsidy")]
-                approved = [e for e in subsidies if e.event_type == "SubsidyApproved"]
+                # Decided when the policy arrives, or, when it arrived before the year's plan
+                # (deferred), when the plan does: either way one decision per insured person.
+                number = policy.payload.policy_number
+                approved = [e for e in subsidy_decisions[number] if e.event_type == "SubsidyApproved"]
+                others = [e.event_type for e in subsidy_decisions[number] if e.event_type != "SubsidyApproved"]
                 want = len(policy.payload.insured)
-                if len(subsidies) != len(approved):
-                    result.lose(f"policy {policy.payload.policy_number}: {[e.event_type for e in subsidies]}")
+                if others:
+                    result.lose(f"policy {number}: {others}")
                 elif len(approved) != want:
                     (result.lose if len(approved) < want else result.duplicate)(
-                        f"policy {policy.payload.policy_number}: {len(approved)} subsidies for {want} people",
+                        f"policy {number}: {len(approved)} subsidies for {want} people",
                         abs(len(approved) - want))
         elif message.event_type == "ClaimReported":
             outs = [e for e in caused[event_id] if e.event_type in ("ClaimPaid", "ClaimRejected")]

@@ -107,6 +107,7 @@ class Pipeline:
     async def stop(self) -> None:
         if self.nc is not None:
             await self.nc.close()
+            self.nc = None
         for process in self.processes.values():
             process.terminate()
         for process in self.processes.values():
