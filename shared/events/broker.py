@@ -139,6 +139,16 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
     return app, broker
 
 
+async def _in_progress(raws: Sequence[Any], every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        for raw in raws:
+            try:
+                await raw.in_progress()
+            except Exception:  # noqa: BLE001 - NATS away too: the messages come back after ack_wait
+                break
+
+
 def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> None:
     log = get_logger(consumer=spec.durable)
 
@@ -158,7 +168,22 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
                      sequence=m.metadata.sequence.stream, delivered=m.metadata.num_delivered)
             for m in raws
         ]
-        result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)
+        # While the batch is in hand, tell JetStream now and then that it is being worked on, so
+        # that a slow or retried batch is not redelivered under our feet.
+        heartbeat = asyncio.create_task(_in_progress(raws, spec.ack_wait_s / 3))
+        try:
+            result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)
+            pause = 0.5
+            while result.transient:
+                # The database is away. A nak would spend one of the batch's max_deliver
+                # deliveries, and once they are spent JetStream drops the message: keep the batch
+                # and try again until the database is back (or the service is stopped).
+                log.warning("batch_held_database_away", size=len(raws), delay_s=pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)
+        finally:
+            heartbeat.cancel()
         failed = {id(m) for m in result.failed}
         for raw, inc in zip(raws, incoming, strict=True):
             if id(inc) in failed:

@@ -47,6 +47,7 @@ class BatchResult:
     duplicates: int = 0
     dead_lettered: int = 0
     failed: list[Incoming] = field(default_factory=list)  # to be redelivered (nak)
+    transient: bool = False  # the whole batch failed because the database is busy or away: try it again as it is
 
 
 class Rejected(Exception):
@@ -213,6 +214,7 @@ async def process_batch(
         if transient(exc):
             log.error("batch_failed_transient", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
             result.failed = list(messages)
+            result.transient = True
             return result
         log.warning("batch_failed_isolating", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
         for message, event in good:

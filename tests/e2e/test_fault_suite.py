@@ -36,6 +36,8 @@ from tests.support.pipeline import Pipeline
 
 HOUSEHOLDS = 240
 CLAIMS = 24
+# Longer than a batch's deliveries used to last (max_deliver 5 x (~6.4 s of retries + 2 s nak delay)).
+OUTAGE_S = 55.0
 
 SUMMARY: list[str] = []
 
@@ -222,3 +224,21 @@ async def test_two_instances_of_each_component_handle_each_input_exactly_once(tm
                                         if '"batch_done"' in line)
         print(f"two instances: inputs handled per enrollment instance {handled}")
         assert len(handled) == 2 and all(n > 0 for n in handled.values()), handled
+
+
+async def test_postgresql_away_for_longer_than_the_retries_last_loses_nothing(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """Each delivery of a batch retries the database for a few seconds and JetStream delivers a
+    message at most ``max_deliver`` times: an outage longer than all of that together must still
+    not lose an input."""
+    async with running(tmp_path, private_postgres.url) as pipeline:
+
+        async def inject(generator: LoadGenerator) -> None:
+            await wait_mid_batch(pipeline, "enrollment")
+            await asyncio.to_thread(private_postgres.stop, "fast")
+            generator.gate.set()
+            await asyncio.sleep(OUTAGE_S)
+            await asyncio.to_thread(private_postgres.start)
+
+        await run_county_year(pipeline, f"postgresql away for {OUTAGE_S:.0f} s", inject, seed=402)
