@@ -74,3 +74,30 @@ async def test_the_relay_waits_for_a_database_that_is_away_instead_of_exiting(tm
         stop.set()
         await asyncio.wait_for(running, 10)
         await store.close()
+
+
+class _OneHandler:
+    consumer = "test-v1"
+
+    def parse(self, message: Any) -> Any:
+        from shared.events import registry
+
+        return registry.parse_message(message.body)
+
+    async def handle(self, tx: Any, events: Any) -> None:
+        raise OperationalError("INSERT", {}, _PgError("the database system is shutting down", "57P03"))
+
+
+async def test_a_batch_that_fails_because_the_database_is_away_is_marked_transient_to_be_held(tmp_path: Path) -> None:
+    from shared.events.consumer import Incoming, process_batch
+
+    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    try:
+        reg = households(1, seed=3)[0]
+        message = Incoming(subject="guanhuai.in.county.HouseholdRegistered", body=reg.model_dump_json().encode(),
+                           headers={}, stream="INBOUND", sequence=1, delivered=5)
+        result = await process_batch(store, _OneHandler(), [message], max_deliver=5)  # type: ignore[arg-type]
+    finally:
+        await store.close()
+    # Even on what would be its last delivery: held for another try, not dead-lettered.
+    assert result.transient and result.failed == [message] and result.dead_lettered == 0
