@@ -239,6 +239,8 @@ def bench_pipeline(
     figures = _with_progress(lambda progress: run(households, workdir, progress))
     out.print(f"end to end: {figures['households_per_s']:,} households/s   raw nats-py round trip: "
               f"{figures['raw_nats_round_trip_per_s']:,} msg/s   ratio {figures['ratio']:.2f} (target ≥ 0.30)")
+    spent = "   ".join(f"{name} {ms:.3f}" for name, ms in figures["cpu_ms_per_household"].items())
+    out.print(f"CPU ms per household: {spent}")
     print(json.dumps(figures), flush=True)
 
 

@@ -27,6 +27,7 @@ from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 from sqlalchemy import func, select
 
 from guanhuai.embedded import NatsServer
+from guanhuai.perf import cpu_seconds
 from guanhuai.simulate import Area, registration_messages
 from shared.events import EventMessage
 from shared.events.store import EventStore
@@ -36,6 +37,7 @@ from shared.events.tables import events
 
 TOWNSHIPS = [Area(f"town{i:02d}", f"3504{i:02d}") for i in range(1, 11)]
 IN_FLIGHT = 1000
+COMPONENTS = ("relay", "enrollment", "subsidy")
 
 
 async def _publish_all(js: Any, items: list[tuple[str, bytes, str]], progress: Callable[[int], None] | None = None) -> None:
@@ -133,13 +135,14 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
             env = dict(os.environ, GUANHUAI_DB_URL=db_url, GUANHUAI_NATS_URL=server.url, GUANHUAI_LOG_LEVEL="WARNING",
                        GUANHUAI_LOG_JSON="true")
             store = await EventStore.open(db_url)
-            procs = [_start(name, env, base) for name in ("relay", "enrollment", "subsidy")]
+            procs = [_start(name, env, base) for name in COMPONENTS]
             try:
                 nc = await nats.connect(server.url)
                 js = nc.jetstream(publish_async_max_pending=IN_FLIGHT * 2)
                 await _wait_ready(js, procs)
                 await js.publish(inbound_subject("county", "SubsidyPlanPublished"), plan.model_dump_json().encode(),
                                  headers={"Nats-Msg-Id": str(plan.event_id)})
+                cpu_at_start = _cpu_now(procs, server)  # where the time goes, from here on
                 start = datetime.now(timezone.utc)
                 publisher = asyncio.create_task(_publish_all(js, items))
                 while True:
@@ -153,6 +156,7 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
                         break
                 await publisher
                 decisions, last_decision = await _decisions(store)
+                cpu = _cpu_used(cpu_at_start, _cpu_now(procs, server))
                 elapsed = (last_decision - start).total_seconds()
                 await nc.close()
             finally:
@@ -172,7 +176,19 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
         "raw_runs_per_s": [round(r, 1) for r in raw_rates],
         "ratio": round(rate / raw_rate, 3),
         "target_ratio": 0.3,
+        "cpu_ms_per_household": {name: round(seconds * 1000 / households, 3) for name, seconds in cpu.items()},
     }
+
+
+def _cpu_now(procs: list[subprocess.Popen[bytes]], server: NatsServer) -> dict[str, float | None]:
+    readings = {name: cpu_seconds(p.pid) for name, p in zip(COMPONENTS, procs, strict=True)}
+    readings["nats-server"] = cpu_seconds(server.process.pid) if server.process else None
+    return readings
+
+
+def _cpu_used(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float]:
+    return {name: end - start for name, end in after.items()
+            if end is not None and (start := before.get(name)) is not None}
 
 
 async def _wait_ready(js: Any, procs: list[subprocess.Popen[bytes]]) -> None:
