@@ -16,6 +16,7 @@ Choices made on purpose (see DESIGN.md, "FastStream and NATS: known traps"):
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 import ssl
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from .tls import require_nats_tls
 
 STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
 DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
+HELD_LOUD_AFTER_S = 60.0  # a batch held this long for a database that is away is logged as an error
 
 _fetch_fixed = False
 
@@ -173,12 +175,15 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
         heartbeat = asyncio.create_task(_in_progress(raws, spec.ack_wait_s / 3))
         try:
             result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)
-            pause = 0.5
+            pause, held_since = 0.5, time.monotonic()
             while result.transient:
                 # The database is away. A nak would spend one of the batch's max_deliver
                 # deliveries, and once they are spent JetStream drops the message: keep the batch
-                # and try again until the database is back (or the service is stopped).
-                log.warning("batch_held_database_away", size=len(raws), delay_s=pause)
+                # and try again until the database is back (or the service is stopped). Past a
+                # minute it is an operator's matter: said at error level, with how long.
+                held_s = round(time.monotonic() - held_since, 1)
+                (log.error if held_s >= HELD_LOUD_AFTER_S else log.warning)(
+                    "batch_held_database_away", size=len(raws), delay_s=pause, held_s=held_s)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
                 result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)

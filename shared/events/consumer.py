@@ -10,6 +10,7 @@ without a broker and exactly-once whatever the broker redelivers.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -96,8 +97,20 @@ def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) 
 TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
 
 
+# SQLite's primary result codes for a database that is busy, locked or unreachable for now (its
+# file, disk or lock), as opposed to a missing table, a bad statement or a read-only database,
+# which no amount of waiting mends.
+TRANSIENT_SQLITE_CODES = frozenset({
+    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL,
+})
+
+
 def transient(exc: BaseException) -> bool:
     """Database busy or away: worth retrying as it is."""
+    if isinstance(exc, DBAPIError) and isinstance(exc.orig, sqlite3.Error):
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        return code is not None and (code & 0xFF) in TRANSIENT_SQLITE_CODES
     if isinstance(exc, OperationalError):
         return True
     if isinstance(exc, DBAPIError):
@@ -212,17 +225,16 @@ async def process_batch(
                          subject=message.subject)
     except Exception as exc:  # noqa: BLE001 - isolate the message that fails
         if transient(exc):
-            log.error("batch_failed_transient", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
-            result.failed = list(messages)
-            result.transient = True
-            return result
+            return _held(log, exc, messages)
         log.warning("batch_failed_isolating", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
         for message, event in good:
             try:
                 h, d, _ = await with_retries(lambda m=message, e=event: commit([(m, e)], []))
                 result.handled += h
                 result.duplicates += d
-            except Exception as one:  # noqa: BLE001 - a poison input
+            except Exception as one:  # noqa: BLE001 - a poison input, or the database went away meanwhile
+                if transient(one):  # not this input's fault: hold the whole batch (what was committed is in the inbox)
+                    return _held(log, one, messages)
                 event_id = str(getattr(event, "event_id", "")) or message.headers.get("Nats-Msg-Id")
                 if message.delivered >= max_deliver:
                     letters.append(_dead_letter(handler, message, "handler_error", f"{type(one).__name__}: {one}", event_id))
@@ -231,8 +243,19 @@ async def process_batch(
                     log.warning("handler_failed_will_retry", event_id=event_id, delivered=message.delivered,
                                 error=type(one).__name__, detail=str(one)[:300])
                     result.failed.append(message)
-        _, _, result.dead_lettered = await with_retries(lambda: commit([], letters))
+        try:
+            _, _, result.dead_lettered = await with_retries(lambda: commit([], letters))
+        except Exception as exc:  # noqa: BLE001 - only the database being away is held; the rest propagates
+            if not transient(exc):
+                raise
+            return _held(log, exc, messages)
     for letter in letters:
         log.warning("dead_lettered", reason=letter.reason, detail=letter.detail[:300], subject=letter.subject,
                     nats_sequence=letter.nats_sequence, event_id=letter.event_id)
     return result
+
+
+def _held(log: Any, exc: BaseException, messages: Sequence[Incoming]) -> BatchResult:
+    """The database is away: nothing of the batch is decided; the whole batch is to be tried again."""
+    log.error("batch_failed_transient", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
+    return BatchResult(failed=list(messages), transient=True)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import MetaData, String, bindparam, func, literal_column, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .base import EventMessage, RecordedEvent
@@ -383,7 +384,10 @@ class EventStore:
             async with self.engine.connect() as conn:
                 if sqlite:  # aiosqlite hands over plain tuples; no Row object per row
                     driver = (await conn.get_raw_connection()).driver_connection
-                    return list(await driver.execute_fetchall(sql, tuple(values)))
+                    try:
+                        return list(await driver.execute_fetchall(sql, tuple(values)))
+                    except sqlite3.Error as exc:  # raised past SQLAlchemy: wrap it as SQLAlchemy would
+                        raise DBAPIError.instance(sql, tuple(values), exc, sqlite3.Error) from exc
                 return list((await conn.exec_driver_sql(sql, tuple(values))).all())
 
         rows = await page(after)

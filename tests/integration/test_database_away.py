@@ -4,12 +4,14 @@ instead of exiting, and the errors a restarting PostgreSQL gives are retried as 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from shared.events.consumer import transient
+from shared.events.inbox import metadata as inbox_tables
 from shared.events.relay import Relay
 from shared.events.store import EventStore
 from tests.support.programme import households
@@ -92,6 +94,7 @@ async def test_a_batch_that_fails_because_the_database_is_away_is_marked_transie
     from shared.events.consumer import Incoming, process_batch
 
     store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    await store.create_schema(inbox_tables)
     try:
         reg = households(1, seed=3)[0]
         message = Incoming(subject="guanhuai.in.county.HouseholdRegistered", body=reg.model_dump_json().encode(),
@@ -101,3 +104,83 @@ async def test_a_batch_that_fails_because_the_database_is_away_is_marked_transie
         await store.close()
     # Even on what would be its last delivery: held for another try, not dead-lettered.
     assert result.transient and result.failed == [message] and result.dead_lettered == 0
+
+
+def _real_sqlite_error(tmp_path: Path, sql: str, *, locked: bool = False) -> sqlite3.Error:
+    """An error as the sqlite3 driver really raises it (with its result code)."""
+    db = tmp_path / "raw.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE IF NOT EXISTS t (x)")
+    if locked:
+        holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(db, timeout=0)
+    try:
+        other.execute(sql)
+    except sqlite3.Error as exc:
+        return exc
+    finally:
+        other.close()
+        holder.close()
+    raise AssertionError(f"{sql!r} did not fail")
+
+
+def test_a_locked_sqlite_database_is_transient_but_a_missing_table_is_not(tmp_path: Path) -> None:
+    locked = _real_sqlite_error(tmp_path, "SELECT * FROM t", locked=True)
+    missing = _real_sqlite_error(tmp_path, "SELECT * FROM nowhere")
+    assert transient(DBAPIError.instance("SELECT", (), locked, sqlite3.Error))
+    assert not transient(DBAPIError.instance("SELECT", (), missing, sqlite3.Error))
+
+
+async def test_reading_a_sqlite_log_raises_sqlalchemy_errors_that_say_whether_to_retry(tmp_path: Path) -> None:
+    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    try:
+        async with store.engine.begin() as conn:  # a log that lost its table: no retry mends that
+            await conn.exec_driver_sql("DROP TRIGGER events_no_delete")
+            await conn.exec_driver_sql("DROP TABLE events")
+        try:
+            [rows async for rows in store.read_rows()]
+        except DBAPIError as exc:
+            assert isinstance(exc.orig, sqlite3.Error) and not transient(exc)
+        else:
+            raise AssertionError("reading a log without its table succeeded")
+    finally:
+        await store.close()
+
+
+class _FailsInBatchThenDatabaseGoes:
+    """A batch that fails for one input's sake; while it is split up, the database goes away."""
+
+    consumer = "test-v1"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def parse(self, message: Any) -> Any:
+        from shared.events import registry
+
+        return registry.parse_message(message.body)
+
+    async def handle(self, tx: Any, events: Any) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise ValueError("one input of this batch is poison")
+        raise OperationalError("INSERT", {}, _PgError("the database system is shutting down", "57P03"))
+
+
+async def test_the_database_going_away_while_a_batch_is_split_up_holds_the_batch_instead_of_dead_lettering(
+        tmp_path: Path) -> None:
+    from shared.events.consumer import Incoming, process_batch
+
+    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    await store.create_schema(inbox_tables)
+    try:
+        messages = [
+            Incoming(subject="guanhuai.in.county.HouseholdRegistered", body=reg.model_dump_json().encode(), headers={},
+                     stream="INBOUND", sequence=n, delivered=5)
+            for n, reg in enumerate(households(2, seed=4), start=1)
+        ]
+        result = await process_batch(store, _FailsInBatchThenDatabaseGoes(), messages, max_deliver=5)  # type: ignore[arg-type]
+    finally:
+        await store.close()
+    # On their last delivery, yet neither dead-lettered nor nak'ed one by one: the batch is held.
+    assert result.transient and result.failed == messages and result.dead_lettered == 0
