@@ -25,14 +25,13 @@ from tests.support.faults import (
     Account,
     CountyYear,
     LoadGenerator,
-    PrivatePostgres,
     SqliteLocker,
     account,
     audit_verify,
-    postgres_bin,
     wait_mid_batch,
 )
 from tests.support.pipeline import Pipeline
+from tests.support.postgres import PostgresCluster, unavailable
 
 HOUSEHOLDS = 240
 CLAIMS = 24
@@ -163,22 +162,19 @@ async def test_the_sqlite_log_locked_by_another_writer_for_a_while_loses_and_dup
 
 @pytest.fixture
 def private_postgres() -> object:
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        reason = "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin"
+    reason = unavailable()
+    if reason is not None:
         SUMMARY.append(f"fault postgresql stopped and started: SKIPPED - {reason}")
         pytest.skip(f"!!! FAULT SUITE: PostgreSQL stop/start NOT TESTED: {reason}")
-    cluster = PrivatePostgres(bin_dir)
-    try:
-        yield cluster.init()
-    finally:
-        cluster.destroy()
+    with PostgresCluster() as cluster:
+        cluster.sql("CREATE DATABASE guanhuai")
+        yield cluster
 
 
 async def test_postgresql_stopped_and_started_mid_year_loses_and_duplicates_nothing(
-    private_postgres: PrivatePostgres, tmp_path: Path
+    private_postgres: PostgresCluster, tmp_path: Path
 ) -> None:
-    async with running(tmp_path, private_postgres.url) as pipeline:
+    async with running(tmp_path, private_postgres.url("guanhuai")) as pipeline:
 
         async def inject(generator: LoadGenerator) -> None:
             await wait_mid_batch(pipeline, "enrollment")
@@ -227,12 +223,12 @@ async def test_two_instances_of_each_component_handle_each_input_exactly_once(tm
 
 
 async def test_postgresql_away_for_longer_than_the_retries_last_loses_nothing(
-    private_postgres: PrivatePostgres, tmp_path: Path
+    private_postgres: PostgresCluster, tmp_path: Path
 ) -> None:
     """Each delivery of a batch retries the database for a few seconds and JetStream delivers a
     message at most ``max_deliver`` times: an outage longer than all of that together must still
     not lose an input."""
-    async with running(tmp_path, private_postgres.url) as pipeline:
+    async with running(tmp_path, private_postgres.url("guanhuai")) as pipeline:
 
         async def inject(generator: LoadGenerator) -> None:
             await wait_mid_batch(pipeline, "enrollment")

@@ -6,16 +6,9 @@ server when it has TLS switched on."""
 from __future__ import annotations
 
 import asyncio
-import glob
-import os
-import pwd
-import shutil
 import ssl
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -24,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from guanhuai.embedded import NatsServer, free_port
+from guanhuai.embedded import NatsServer
 from guanhuai.ops import masked_settings
 from guanhuai.settings import Settings
 from guanhuai.stack import connect
@@ -33,6 +26,7 @@ from shared.events.database import create_engine
 from shared.events.store import EventStore
 from shared.events.subjects import INBOUND_STREAM, inbound_subject
 from shared.events.tls import nats_connection_uses_tls, pg_ssl_argument
+from tests.support.postgres import PostgresCluster, unavailable
 from tests.support.tls import Certificates, make_certificates
 
 # --- certificates and the settings that name them -------------------------------------------
@@ -228,69 +222,23 @@ async def test_a_service_app_with_tls_configured_refuses_a_plain_text_server(cer
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TlsPostgres:
-    port: int
-
-    def url(self, user: str = "postgres", host: str = "127.0.0.1", query: str = "") -> str:
-        return f"postgresql://{user}@{host}:{self.port}/postgres" + (f"?{query}" if query else "")
-
-
-def _pg_bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
 @pytest.fixture(scope="module")
-def tls_postgres(certs: Certificates) -> Iterator[TlsPostgres]:
+def tls_postgres(certs: Certificates) -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of this module's own: TLS with our server certificate; plain-text
     connections are rejected; user ``guanhuai`` logs in only with a client certificate."""
-    bindir = _pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb) are not installed: no private TLS server to test against")
-    as_user: list[str] = []
-    owner = None
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run a private PostgreSQL server")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="guanhuai-pg-tls-"))
-    for name in ("server.pem", "server.key", "ca.pem"):
-        shutil.copy(certs.ca.parent / name, base / name)
-    (base / "server.key").chmod(0o600)
-    if owner is not None:
-        for path in (base, *base.iterdir()):
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-    data, port = base / "data", free_port()
-
-    def run(*cmd: str | Path) -> None:
-        subprocess.run([*as_user, *map(str, cmd)], check=True, capture_output=True, timeout=120)
-
-    run(bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")
-    with (data / "postgresql.conf").open("a") as conf:
-        conf.write(f"listen_addresses = '127.0.0.1,127.0.0.2'\nport = {port}\nunix_socket_directories = '{base}'\n"
-                   f"ssl = on\nssl_cert_file = '{base / 'server.pem'}'\nssl_key_file = '{base / 'server.key'}'\n"
-                   f"ssl_ca_file = '{base / 'ca.pem'}'\nfsync = off\nmax_connections = 20\n")
-    (data / "pg_hba.conf").write_text("local all all trust\n"
-                                      "hostssl all guanhuai 127.0.0.0/8 cert\n"
-                                      "hostssl all postgres 127.0.0.0/8 trust\n"
-                                      "hostnossl all all 127.0.0.0/8 reject\n")
-    try:
-        run(bindir / "pg_ctl", "-D", data, "-l", base / "server.log", "-w", "-t", "60", "start")
-        run(bindir / "postgres", "--version")
-        subprocess.run([*as_user, str(bindir / "psql") if (bindir / "psql").exists() else "psql", "-h", str(base),
-                        "-p", str(port), "-U", "postgres", "-d", "postgres", "-c", "CREATE ROLE guanhuai LOGIN"],
-                       check=True, capture_output=True, timeout=60)
-        yield TlsPostgres(port)
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(f"!!! PostgreSQL TLS NOT TESTED: {reason}")
+    tls = {"ssl": "on", "ssl_cert_file": certs.server_cert.name, "ssl_key_file": certs.server_key.name,
+           "ssl_ca_file": certs.ca.name}
+    cluster = PostgresCluster(settings={"listen_addresses": "127.0.0.1,127.0.0.2", **tls},
+                              files=[certs.server_cert, certs.server_key, certs.ca],
+                              hba=["hostssl all guanhuai 127.0.0.0/8 cert",
+                                   "hostssl all postgres 127.0.0.0/8 trust",
+                                   "hostnossl all all 127.0.0.0/8 reject"])
+    with cluster:
+        cluster.sql("CREATE ROLE guanhuai LOGIN")
+        yield cluster
 
 
 async def _session_ssl(url: str) -> tuple[bool, str]:
@@ -306,7 +254,7 @@ async def _session_ssl(url: str) -> tuple[bool, str]:
 
 @pytest.mark.parametrize("given_by", ["url query", "settings"])
 async def test_an_engine_verifying_the_servers_certificate_talks_tls_to_postgresql(
-        certs: Certificates, tls_postgres: TlsPostgres, given_by: str) -> None:
+        certs: Certificates, tls_postgres: PostgresCluster, given_by: str) -> None:
     if given_by == "url query":
         url = Settings(db_url=tls_postgres.url(host="localhost", query=f"sslmode=verify-full&sslrootcert={certs.ca}"))
     else:
@@ -314,7 +262,7 @@ async def test_an_engine_verifying_the_servers_certificate_talks_tls_to_postgres
     assert await _session_ssl(url.database_url) == (True, "postgres")
 
 
-async def test_the_event_log_opens_over_tls_with_sslmode_require(tls_postgres: TlsPostgres) -> None:
+async def test_the_event_log_opens_over_tls_with_sslmode_require(tls_postgres: PostgresCluster) -> None:
     store = await EventStore.open(Settings(db_url=tls_postgres.url(), db_sslmode="require").database_url)
     try:
         assert await store.head_position() == 0
@@ -323,24 +271,24 @@ async def test_the_event_log_opens_over_tls_with_sslmode_require(tls_postgres: T
 
 
 async def test_a_postgresql_server_whose_certificate_another_ca_signed_is_refused(
-        certs: Certificates, tls_postgres: TlsPostgres) -> None:
+        certs: Certificates, tls_postgres: PostgresCluster) -> None:
     with pytest.raises(ssl.SSLCertVerificationError):
         await _session_ssl(tls_postgres.url(query=f"sslmode=verify-ca&sslrootcert={certs.other_ca}"))
 
 
 async def test_verify_full_refuses_a_host_name_the_certificate_does_not_carry(
-        certs: Certificates, tls_postgres: TlsPostgres) -> None:
+        certs: Certificates, tls_postgres: PostgresCluster) -> None:
     with pytest.raises(ssl.SSLCertVerificationError, match="[Hh]ostname|IP address mismatch"):
         await _session_ssl(tls_postgres.url(host="127.0.0.2", query=f"sslmode=verify-full&sslrootcert={certs.ca}"))
 
 
-async def test_the_private_server_really_rejects_plain_text(tls_postgres: TlsPostgres) -> None:
+async def test_the_private_server_really_rejects_plain_text(tls_postgres: PostgresCluster) -> None:
     with pytest.raises(DBAPIError, match="pg_hba.conf rejects connection .* no encryption"):
         await _session_ssl(tls_postgres.url(query="sslmode=disable"))
 
 
 async def test_a_client_certificate_logs_in_where_the_server_requires_one(
-        certs: Certificates, tls_postgres: TlsPostgres) -> None:
+        certs: Certificates, tls_postgres: PostgresCluster) -> None:
     url = Settings(db_url=tls_postgres.url(user="guanhuai", host="localhost"), db_sslmode="verify-full",
                    db_sslrootcert=certs.ca, db_sslcert=certs.client_cert, db_sslkey=certs.client_key).database_url
     assert await _session_ssl(url) == (True, "guanhuai")

@@ -1,17 +1,14 @@
 """The fault suite's tools: a county year to publish, a load generator that keeps publishing
-through faults, the faults themselves (a second SQLite writer holding the lock, a private
-PostgreSQL cluster that can be stopped), and an account of what the log and the read models hold
-against what was published: "published N, recorded N, lost 0, duplicated 0"."""
+through faults, the faults themselves (a second SQLite writer holding the lock; the PostgreSQL
+cluster that is stopped is :mod:`tests.support.postgres`), and an account of what the log and the
+read models hold against what was published: "published N, recorded N, lost 0, duplicated 0"."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -20,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from guanhuai.embedded import free_port
 from services.reporting import tables as report
 from shared.events import EventMessage
 from shared.events.claims import ClaimKind
@@ -192,62 +188,6 @@ class SqliteLocker:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-
-
-def postgres_bin() -> Path | None:
-    """The newest installed PostgreSQL server binaries (Debian layout), or None."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
-    found = [b for b in found if (b / "initdb").exists() and (b / "pg_ctl").exists()]
-    return found[-1] if found else None
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of the test's own (initdb in a temporary folder, a free port on
-    loopback), so that it can be stopped and started without touching anyone else's server.
-    Run as the ``postgres`` OS user when we are root (PostgreSQL refuses to run as root)."""
-
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin = bin_dir
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="guanhuai-pg-"))
-        self.data = self.dir / "data"
-        self.log = self.dir / "postgres.log"
-        self.as_root = os.geteuid() == 0
-        if self.as_root:
-            shutil.chown(self.dir, "postgres", "postgres")
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/guanhuai"
-
-    def _run(self, *args: str, timeout: float = 120) -> None:
-        command = [str(self.bin / args[0]), *args[1:]]
-        if self.as_root:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        if result.returncode != 0:
-            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"{' '.join(args[:2])} failed ({result.returncode}): {result.stderr[-2000:]}\n{log}")
-
-    def init(self) -> PrivatePostgres:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
-        self.start()
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "guanhuai")
-        return self
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
-
-    def destroy(self) -> None:
-        try:
-            if (self.data / "postmaster.pid").exists():
-                self.stop("immediate")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # -- the account ---------------------------------------------------------------------------------
