@@ -84,7 +84,8 @@ def schema_asyncapi(path: Annotated[Path, typer.Argument(help="Where to write th
     from shared.events.asyncapi import build_asyncapi
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build_asyncapi(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    # Sorted keys: the same code writes the same file, whatever order sets iterate in this run.
+    path.write_text(json.dumps(build_asyncapi(), ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     out.print(f"wrote {path}")
 
 

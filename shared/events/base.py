@@ -20,8 +20,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
 # Identifiers that end up in subjects, stream ids and hashes: printable, no spaces or controls.
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 # What producers name things by (households, townships, areas, plans, claims): services build stream
-# ids and policy numbers from these ("subsidy-P2024-<township>-<household>"), which must stay Names.
-Key = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+# ids and policy numbers from these ("subsidy-P2024-<township>-<household>"), which must stay Names,
+# so a producer may send at most KEY_MAX_LENGTH characters (the published schemas say so, and
+# ``registry.parse_message`` refuses longer ones). Events recorded before that limit, up to a
+# Name's 200 characters, still read back: the models themselves accept them.
+KEY_MAX_LENGTH = 80
+PRODUCER_KEY = object()  # marks a Key field in its annotation (see ``registry.producer_keys``)
+Key = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$", json_schema_extra={"maxLength": KEY_MAX_LENGTH}),
+    PRODUCER_KEY,
+]
 Fen = Annotated[int, Field(ge=0, le=10**13, description="amount in integer fen (分); 100 fen = 1 yuan")]
 # An instant whose offset pushes it off the calendar (``9999-12-31T23:00-12:00`` is in the year
 # 10000 in UTC) can be neither stored as UTC nor read as a date in China: refused at the contract,
@@ -91,6 +100,8 @@ class RecordedEvent(EventMessage):
     """An event as the log holds it: its stream, version in that stream, global position and
     the time the log recorded it."""
 
+    # What the log recorded reads back as it was recorded, whatever the input bounds of today.
+    occurred_at: AwareDatetime
     stream_id: Name
     stream_version: int = Field(ge=1)
     position: int = Field(ge=1, description="global, gap-free order of the whole log")

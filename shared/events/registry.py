@@ -7,13 +7,14 @@ so history written years ago is read with today's models.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import Json, ValidationError, create_model
 
-from .base import DomainEvent, EventMessage, RecordedEvent
+from .base import KEY_MAX_LENGTH, PRODUCER_KEY, DomainEvent, EventMessage, RecordedEvent
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -53,6 +54,18 @@ def _describe(exc: ValidationError, prefix: str, skip: frozenset[str] = frozense
         fields.append(path or "(root)")
         parts.append(f"{path or '(root)'}: {err['msg']}")
     return "; ".join(parts[:10]) + (f" (+{len(parts) - 10} more)" if len(parts) > 10 else ""), fields
+
+
+@functools.cache
+def producer_keys(cls: type[DomainEvent]) -> tuple[str, ...]:
+    """The fields of a payload class that are producers' keys (``Key``, optional or not)."""
+
+    def is_key(annotation: Any) -> bool:
+        if get_origin(annotation) is Annotated:
+            return PRODUCER_KEY in get_args(annotation)[1:] or is_key(get_args(annotation)[0])
+        return any(is_key(arg) for arg in get_args(annotation))
+
+    return tuple(name for name, f in cls.model_fields.items() if PRODUCER_KEY in f.metadata or is_key(f.annotation))
 
 
 class EventRegistry:
@@ -207,6 +220,11 @@ class EventRegistry:
         if not isinstance(payload, dict):
             raise EventContractError("invalid_payload", "payload must be a JSON object", ["payload"])
         parsed = self.parse_payload(event_type, obj["schema_version"], payload)
+        too_long = [f"payload.{name}" for name in producer_keys(type(parsed))
+                    if len(getattr(parsed, name) or "") > KEY_MAX_LENGTH]
+        if too_long:
+            raise EventContractError("invalid_payload", f"{event_type}: {', '.join(too_long)}: at most "
+                                     f"{KEY_MAX_LENGTH} characters", too_long)
         envelope = {**obj, "schema_version": parsed.schema_version, "payload": parsed}
         defaulted = envelope.get("correlation_id") is None
         if defaulted:

@@ -1012,3 +1012,33 @@ def test_a_member_resident_id_of_the_wrong_shape_is_refused(bad):
 def test_a_resident_id_ending_in_lower_case_x_fits_the_contract_shape():
     # The contract checks shape only; enrollment applies the check character as a business rule.
     assert Member.model_validate({**MEMBERS[0], "resident_id": HEAD_ID.lower()}).resident_id == HEAD_ID.lower()
+
+
+# --- producers' keys ------------------------------------------------------------------------------
+
+def test_a_producer_may_not_send_a_household_id_longer_than_80_characters() -> None:
+    err = contract_error(registry.parse_message, wire(household_id="h" * 81))
+    assert err.code == "invalid_payload" and err.fields == ("payload.household_id",)
+
+
+def test_an_optional_producer_key_is_held_to_the_same_limit() -> None:
+    err = contract_error(registry.parse_message, wire("AreaRegistered", parent_code="a" * 81))
+    assert err.fields == ("payload.parent_code",)
+
+
+def test_an_event_recorded_with_a_longer_key_before_the_limit_still_reads_back() -> None:
+    msg = message(household_id="h" * 150)
+    assert registry.parse_recorded(recorded_row(msg)).payload.household_id == "h" * 150
+
+
+def test_the_published_schema_tells_producers_the_80_character_limit() -> None:
+    schema = registry.json_schemas()["HouseholdRegistered"]
+    assert schema["properties"]["payload"]["properties"]["household_id"]["maxLength"] == 80
+
+
+def test_an_instant_recorded_near_the_end_of_the_calendar_still_reads_back() -> None:
+    late = datetime(9999, 12, 31, 12, tzinfo=timezone.utc)  # past today's input bound
+    with pytest.raises(ValidationError):
+        EventMessage.new(build("HouseholdRegistered"), source=SOURCE, occurred_at=late)
+    msg = message()
+    assert registry.parse_recorded(recorded_row(msg, occurred_at=late)).occurred_at == late
