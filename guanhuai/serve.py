@@ -7,14 +7,12 @@ import os
 import signal
 from importlib import import_module
 
-import nats
-
 from guanhuai.settings import Settings
 from shared.events.broker import ensure_streams
 from shared.events.logs import configure_logging, get_logger
 from shared.events.relay import Relay
 from shared.events.store import EventStore
-from shared.events.tls import require_nats_tls
+from shared.events.tls import connect_nats
 
 SERVICES = {
     "enrollment": "services.enrollment.bootstrap",
@@ -68,12 +66,10 @@ async def run_relay(settings: Settings) -> None:
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
 
-    tls = settings.nats_tls_context()
-    nc = await nats.connect(settings.nats_servers, name="guanhuai-relay", max_reconnect_attempts=-1,
-                            reconnect_time_wait=0.5, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
-                            **({"tls": tls} if tls else {}))
+    nc = await connect_nats(settings.nats_servers, settings.nats_tls_context(), name="guanhuai-relay",
+                            max_reconnect_attempts=-1, reconnect_time_wait=0.5, disconnected_cb=on_disconnect,
+                            reconnected_cb=on_reconnect)
     try:
-        require_nats_tls(nc, tls)
         js = nc.jetstream(timeout=10.0, publish_async_max_pending=4000)
         await ensure_streams(js, settings.nats_replicas)
         await Relay(store, js).run(stop)

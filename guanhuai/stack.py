@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nats
-
 from guanhuai.embedded import NatsServer, free_port
 from shared.events.store import EventStore
-from shared.events.tls import require_nats_tls
+from shared.events.tls import connect_nats
 from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM
 
 COMPONENTS = ("relay", "enrollment", "subsidy", "claims", "reporting", "api")
@@ -141,11 +139,4 @@ class Stack:
 
 async def connect(url: str, tls: ssl.SSLContext | None = None) -> Any:
     """A command-line NATS connection; ``tls`` from ``Settings.nats_tls_context()`` (None: plain text)."""
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="guanhuai-cli",
-                            **({"tls": tls} if tls else {}))
-    try:
-        require_nats_tls(nc, tls)
-    except ConnectionError:
-        await nc.close()
-        raise
-    return nc
+    return await connect_nats(url, tls, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="guanhuai-cli")

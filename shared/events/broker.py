@@ -35,7 +35,7 @@ from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
-from .tls import require_nats_tls
+from .tls import connect_nats
 
 STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
 DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
@@ -113,12 +113,23 @@ def _raw_body(message: Any) -> Any:
     return message.body
 
 
+class _Broker(NatsBroker):
+    """FastStream's NATS broker, connecting through :func:`shared.events.tls.connect_nats` (TLS
+    from the first byte and never plain text when a TLS context is given) instead of
+    ``nats.connect``; FastStream hands it the same connection options."""
+
+    async def _connect(self) -> Any:
+        connection = await connect_nats(**self._connection_kwargs)
+        self.config.connect(connection)
+        return connection
+
+
 def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[ConsumerSpec], *, name: str,
               replicas: int = 1, tls: ssl.SSLContext | None = None) -> tuple[FastStream, NatsBroker]:
     """The FastStream application of one service. Nothing connects until it starts. ``tls``:
     the context from :func:`shared.events.tls.nats_tls_context` (None: plain text)."""
     fix_nats_fetch()
-    broker = NatsBroker(list(nats_url) if not isinstance(nats_url, str) else nats_url, graceful_timeout=30.0,
+    broker = _Broker(list(nats_url) if not isinstance(nats_url, str) else nats_url, graceful_timeout=30.0,
                         security=BaseSecurity(ssl_context=tls) if tls is not None else None,
                         logger=logging.getLogger("faststream.guanhuai"), log_level=logging.DEBUG,
                         name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
@@ -132,7 +143,6 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
     @app.on_startup
     async def declare() -> None:
         await broker.connect()
-        require_nats_tls(broker.connection, tls)
         js = broker.connection.jetstream()
         await ensure_streams(js, replicas)
         for spec in specs:

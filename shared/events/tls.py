@@ -4,9 +4,13 @@ Every place that connects goes through these helpers, so one configuration means
 everywhere:
 
 * :func:`nats_tls_context` builds the client ``ssl.SSLContext`` for NATS (CA to trust, optional
-  client certificate for servers that ``verify`` clients); :func:`require_nats_tls` refuses a
-  connection that came up without TLS although TLS was configured (nats-py would otherwise
-  talk plain text to a server that does not ask for TLS).
+  client certificate for servers that ``verify`` clients).
+* :func:`connect_nats` is the one way every component connects to NATS. With a TLS context it
+  starts TLS before reading a byte from the server (``tls_handshake_first``; the servers need
+  ``handshake_first: true`` in their ``tls`` block), on the first connection and on every
+  reconnection, also to cluster addresses the server tells the client about. Without that,
+  nats-py upgrades to TLS only when the server's INFO says ``tls_required`` and would otherwise
+  send CONNECT (credentials included) and everything after it in plain text.
 * :func:`pg_ssl_connect_args` reads libpq-style ``sslmode`` / ``sslrootcert`` / ``sslcert`` /
   ``sslkey`` from a PostgreSQL URL's query, removes them and returns asyncpg's ``ssl`` connect
   argument (an ``ssl.SSLContext`` for ``require`` and stronger) with libpq's meaning of each mode.
@@ -14,10 +18,14 @@ everywhere:
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections.abc import Awaitable, Callable, Sequence
 from os import PathLike
 from typing import Any
 
+import nats
+from nats.aio.client import Client as NatsClient
 from sqlalchemy.engine import URL
 
 PG_SSL_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
@@ -55,11 +63,69 @@ def nats_connection_uses_tls(nc: Any) -> bool:
     return writer is not None and writer.get_extra_info("ssl_object") is not None
 
 
-def require_nats_tls(nc: Any, context: ssl.SSLContext | None) -> None:
-    """With TLS configured, refuse a connection that is not encrypted (closed by the caller)."""
-    if context is not None and not nats_connection_uses_tls(nc):
-        raise ConnectionError("NATS TLS is configured but the server did not offer TLS: refusing a plain-text "
-                              "connection (give the server a tls block, or unset GUANHUAI_NATS_TLS_*)")
+NOT_TLS_FIRST = ("NATS TLS is configured but the server at {server} did not start TLS: refusing to talk plain text "
+                 "(give its tls block handshake_first: true, or unset GUANHUAI_NATS_TLS_*)")
+
+Callback = Callable[[], Awaitable[None]]
+ErrorCallback = Callable[[Exception], Awaitable[None]]
+
+
+async def connect_nats(servers: str | Sequence[str], tls: ssl.SSLContext | None = None, *,
+                       reconnected_cb: Callback | None = None, error_cb: ErrorCallback | None = None,
+                       **options: Any) -> NatsClient:
+    """Connect to NATS (``options``: those of ``nats.connect``), and with ``tls`` never in plain text.
+
+    With ``tls``, every connection and reconnection starts with the TLS handshake, before the
+    server's INFO, so nothing (neither CONNECT with its credentials nor any message) is sent to
+    a server that does not speak TLS first. On the first connection a failed TLS handshake (such
+    a server, a certificate that fails verification) ends the attempt with an error instead of
+    being retried (a configuration mistake, not an outage: ``ConnectionError`` for a server that
+    does not start TLS, the ``ssl`` error otherwise; an unreachable server is retried as
+    ``options`` say); later, while reconnecting, such a server is skipped and reported through
+    ``error_cb`` like any unreachable one. A connection found without TLS anyway is refused: on
+    the first connection with ``ConnectionError``, on a reconnection by closing the client."""
+    servers = servers if isinstance(servers, str) else list(servers)
+    if tls is None:
+        return await nats.connect(servers, reconnected_cb=reconnected_cb, error_cb=error_cb, **options)
+    options.pop("tls_handshake_first", None)
+    nc = NatsClient()
+    connected = False
+
+    async def on_error(exc: Exception) -> None:
+        # On the first connection nats-py would retry a failed handshake by waiting for the
+        # closing of a socket that start_tls has taken over, forever: a TLS error ends it here.
+        if not connected and isinstance(exc, ssl.SSLError):
+            if getattr(exc, "reason", None) == "WRONG_VERSION_NUMBER":  # it answered the handshake in plain text
+                raise ConnectionError(NOT_TLS_FIRST.format(server=_server_name(nc))) from exc
+            raise exc
+        if error_cb is not None:
+            await error_cb(exc)
+        else:
+            logging.getLogger("guanhuai.nats").warning("nats error: %r", exc)
+
+    async def on_reconnected() -> None:
+        if not nats_connection_uses_tls(nc):
+            logging.getLogger("guanhuai.nats").error(NOT_TLS_FIRST.format(server=_server_name(nc)))
+            await nc.close()
+            return
+        if reconnected_cb is not None:
+            await reconnected_cb()
+
+    # A failed handshake leaves nothing to close: start_tls closed the socket, and nats-py starts
+    # its tasks only once connected.
+    await nc.connect(servers, tls=tls, tls_handshake_first=True, reconnected_cb=on_reconnected,
+                     error_cb=on_error, **options)
+    if not nats_connection_uses_tls(nc):
+        await nc.close()
+        raise ConnectionError(NOT_TLS_FIRST.format(server=_server_name(nc)))
+    connected = True
+    return nc
+
+
+def _server_name(nc: NatsClient) -> str:
+    server = getattr(nc, "_current_server", None)
+    uri = getattr(server, "uri", None)
+    return f"{uri.hostname}:{uri.port}" if uri is not None else "?"
 
 
 def pg_ssl_argument(sslmode: str | None = None, sslrootcert: StrPath | None = None, sslcert: StrPath | None = None,
@@ -70,7 +136,9 @@ def pg_ssl_argument(sslmode: str | None = None, sslrootcert: StrPath | None = No
     offers it, nothing verified). ``require``: TLS or no connection; like libpq, the server's
     certificate is checked against ``sslrootcert`` when one is given and not checked otherwise.
     ``verify-ca``: the certificate must chain to ``sslrootcert`` (default: the system's trust
-    store; ``system`` says so explicitly). ``verify-full``: that, and the host name must match.
+    store). ``verify-full``: that, and the host name must match. ``sslrootcert=system``: the
+    system's trust store, and as in libpq 16 only with ``verify-full`` (the default then; a
+    weaker mode is refused, since ``require`` would otherwise check nothing).
     ``sslcert`` + ``sslkey``: a client certificate (needs ``require`` or stronger)."""
     if sslmode is None:
         if not (sslrootcert or sslcert or sslkey):
@@ -79,13 +147,16 @@ def pg_ssl_argument(sslmode: str | None = None, sslrootcert: StrPath | None = No
     sslmode = sslmode.strip().lower()
     if sslmode not in PG_SSLMODES:
         raise ValueError(f"sslmode must be one of {', '.join(PG_SSLMODES)}, not {sslmode!r}")
+    system = sslrootcert is not None and str(sslrootcert) == "system"
+    if system and sslmode != "verify-full":
+        raise ValueError(f'weak sslmode "{sslmode}" may not be used with sslrootcert=system (use "verify-full")')
     if sslmode == "disable":
         return False
     if sslmode in ("allow", "prefer"):
         if sslcert or sslkey:
             raise ValueError(f"sslmode={sslmode} with a client certificate: use sslmode=require or stronger")
         return sslmode
-    ca = None if sslrootcert in (None, "", "system") else sslrootcert
+    ca = None if system or not sslrootcert else sslrootcert
     context = _client_context(ca, sslcert or None, sslkey or None, what="PostgreSQL TLS")
     if sslmode == "require" and not ca:
         context.check_hostname = False

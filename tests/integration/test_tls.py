@@ -1,5 +1,5 @@
 """TLS to NATS and PostgreSQL, configured by settings and used by every connection, against real
-servers: an embedded nats-server with a ``tls`` block, a private PostgreSQL cluster with
+servers: embedded nats-servers with a ``tls`` block (``handshake_first``) and without one, a private PostgreSQL cluster with
 ``ssl = on`` (started from this machine's PostgreSQL binaries) and the machine's own PostgreSQL
 server when it has TLS switched on."""
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import nats
+import nats.js.errors
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -25,9 +26,9 @@ from shared.events.broker import build_app, ensure_streams
 from shared.events.database import create_engine
 from shared.events.store import EventStore
 from shared.events.subjects import INBOUND_STREAM, inbound_subject
-from shared.events.tls import nats_connection_uses_tls, pg_ssl_argument
+from shared.events.tls import connect_nats, nats_connection_uses_tls, pg_ssl_argument
 from tests.support.postgres import PostgresCluster, unavailable
-from tests.support.tls import Certificates, make_certificates
+from tests.support.tls import Certificates, make_certificates, nats_tls_block
 
 # --- certificates and the settings that name them -------------------------------------------
 
@@ -98,16 +99,58 @@ def test_sslmodes_mean_what_they_mean_in_libpq(certs: Certificates) -> None:
         pg_ssl_argument("prefer", sslcert=certs.client_cert, sslkey=certs.client_key)
 
 
+def test_sslrootcert_system_verifies_against_the_system_trust_store_and_only_with_verify_full() -> None:
+    """As in libpq 16: ``sslrootcert=system`` means verify-full (its default mode then) and a
+    weaker mode is an error, never "require" that checks nothing."""
+    for mode in ("verify-full", None):
+        system = pg_ssl_argument(mode, sslrootcert="system")
+        assert isinstance(system, ssl.SSLContext)
+        assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
+        assert system.cert_store_stats()["x509_ca"] == ssl.create_default_context().cert_store_stats()["x509_ca"]
+    for mode in ("require", "verify-ca", "prefer", "disable"):
+        with pytest.raises(ValueError, match=f'weak sslmode "{mode}" may not be used with sslrootcert=system'):
+            pg_ssl_argument(mode, sslrootcert="system")
+    with pytest.raises(ValueError, match="sslrootcert=system"):
+        create_engine("postgresql://postgres@db.example/guanhuai?sslmode=require&sslrootcert=system")
+
+
 # --- NATS -------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def tls_nats(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A nats-server that speaks TLS only and wants a client certificate signed by our CA."""
-    config = (f'tls {{\n  cert_file: "{certs.server_cert}"\n  key_file: "{certs.server_key}"\n'
-              f'  ca_file: "{certs.ca}"\n  verify: true\n  timeout: 2\n}}\n')
-    with NatsServer(tmp_path_factory.mktemp("tls-nats"), config=config) as server:
+    """A nats-server that speaks TLS only, from the first byte (``handshake_first``), and wants a
+    client certificate signed by our CA."""
+    with NatsServer(tmp_path_factory.mktemp("tls-nats"), config=nats_tls_block(certs)) as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def tls_nats_without_handshake_first(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server with TLS that sends its INFO in plain text first and upgrades afterwards."""
+    config = nats_tls_block(certs, handshake_first=False)
+    with NatsServer(tmp_path_factory.mktemp("tls-late-nats"), config=config) as server:
+        yield server.url
+
+
+PLAIN_PASSWORD = "s3cret-never-in-plain-text"
+
+
+@pytest.fixture
+def traced_plain_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server without TLS that wants a password and logs every protocol line it receives."""
+    config = f'trace: true\nauthorization {{ user: county, password: "{PLAIN_PASSWORD}" }}\n'
+    with NatsServer(tmp_path / "plain-nats", config=config) as server:
+        yield server
+
+
+def with_password(url: str) -> str:
+    return url.replace("nats://", f"nats://county:{PLAIN_PASSWORD}@")
+
+
+def protocol_received(server: NatsServer) -> list[str]:
+    """The protocol operations the server traced as received from clients (``<<- [CONNECT ...]``)."""
+    return [line for line in server.log_file.read_text().splitlines() if "<<- [" in line]
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +165,9 @@ def tls_settings(certs: Certificates, *, ca: Path | None = None, client: bool = 
 
 
 async def connect_once(url: str, tls: ssl.SSLContext | None):  # type: ignore[no-untyped-def]
-    """One attempt, no reconnecting: what the server says to this client."""
-    kwargs = {"tls": tls} if tls else {}
-    return await asyncio.wait_for(nats.connect(url, allow_reconnect=False, connect_timeout=3, **kwargs), 20)
+    """One attempt, no reconnecting, through the connection every component uses: what the
+    server says to this client."""
+    return await asyncio.wait_for(connect_nats(url, tls, allow_reconnect=False, connect_timeout=3), 20)
 
 
 async def test_a_client_with_the_ca_and_its_certificate_publishes_and_consumes_through_jetstream(
@@ -152,12 +195,16 @@ async def test_a_client_that_does_not_trust_the_servers_ca_is_refused(certs: Cer
         await connect_once(tls_nats, tls_settings(certs, ca=certs.other_ca).nats_tls_context())
 
 
-async def test_a_client_without_tls_settings_cannot_connect_to_a_tls_server(tls_nats: str) -> None:
-    """nats-py upgrades to TLS when the server asks, with the system's trust store, which does
-    not know our CA."""
+async def test_a_client_without_tls_settings_cannot_connect_to_a_tls_server(
+        tls_nats: str, tls_nats_without_handshake_first: str) -> None:
+    """A server with ``handshake_first`` says nothing until a TLS handshake that a plain client
+    never starts, and hangs up after its TLS timeout; one that sends its INFO first gets a
+    client that upgrades with the system's trust store, which does not know our CA."""
     assert Settings().nats_tls_context() is None
-    with pytest.raises(ssl.SSLCertVerificationError):
+    with pytest.raises((nats.errors.Error, OSError, asyncio.TimeoutError)):
         await connect_once(tls_nats, None)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect_once(tls_nats_without_handshake_first, None)
 
 
 async def test_a_client_without_a_certificate_is_refused_by_a_server_that_verifies_clients(
@@ -169,10 +216,70 @@ async def test_a_client_without_a_certificate_is_refused_by_a_server_that_verifi
         await nc.close()
 
 
-async def test_with_tls_configured_a_server_that_offers_no_tls_is_refused(certs: Certificates,
-                                                                         plain_nats: str) -> None:
-    with pytest.raises(ConnectionError, match="did not offer TLS"):
-        await connect(plain_nats, tls_settings(certs).nats_tls_context())
+async def test_with_tls_configured_a_server_that_offers_no_tls_is_refused_before_anything_is_sent(
+        certs: Certificates, traced_plain_nats: NatsServer) -> None:
+    """The client starts with the TLS handshake, so the server sees a ClientHello, never CONNECT
+    with the password in the URL (the command line's connection retries forever on an outage,
+    but not on this)."""
+    with pytest.raises(ConnectionError, match="did not start TLS"):
+        await asyncio.wait_for(connect(with_password(traced_plain_nats.url), tls_settings(certs).nats_tls_context()),
+                               20)
+    log = traced_plain_nats.log_file.read_text()
+    assert "->> [-ERR" in log  # the server did get our TLS handshake, and took it for nothing it knows
+    assert protocol_received(traced_plain_nats) == [] and PLAIN_PASSWORD not in log
+
+
+async def test_with_tls_configured_a_tls_server_that_sends_its_info_before_the_handshake_is_refused(
+        certs: Certificates, tls_nats_without_handshake_first: str) -> None:
+    """Without ``handshake_first`` on the server, the client could not know that TLS will follow
+    its INFO: it starts TLS at once and never reads that INFO in plain text. The plain INFO
+    breaks the handshake ("did not start TLS"), or, when it arrived before the handshake began,
+    the handshake times out waiting for a reply: refused either way."""
+    with pytest.raises((ConnectionError, TimeoutError)) as refused:
+        await connect_once(tls_nats_without_handshake_first, tls_settings(certs).nats_tls_context())
+    assert isinstance(refused.value, TimeoutError) or "handshake_first: true" in str(refused.value)
+
+
+async def test_a_client_whose_tls_server_is_replaced_by_a_plain_text_one_sends_it_nothing_and_waits_for_tls(
+        certs: Certificates, tmp_path: Path) -> None:
+    """Reconnecting, like connecting, starts with TLS: a plain-text server at the same address
+    gets no CONNECT and no message; what was published meanwhile waits and goes out once a TLS
+    server is back."""
+    tls_server = NatsServer(tmp_path / "tls", config=nats_tls_block(certs)).start()
+    plain_server: NatsServer | None = None
+    nc = await connect(tls_server.url, tls_settings(certs).nats_tls_context())
+    try:
+        received: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_message(msg):  # type: ignore[no-untyped-def]
+            await received.put(msg.data)
+
+        await nc.subscribe("tls.reconnect", cb=on_message)
+        await nc.flush()
+        tls_server.stop()
+        plain_server = NatsServer(tmp_path / "plain", port=tls_server.port,
+                                  config=f'trace: true\nauthorization {{ user: county, password: "{PLAIN_PASSWORD}" }}\n'
+                                  ).start()
+        for _ in range(100):  # published before the client notices, it would go down the dead socket
+            if nc.is_reconnecting:
+                break
+            await asyncio.sleep(0.1)
+        await nc.publish("tls.reconnect", b"published while the server was plain text")
+        await asyncio.sleep(3)  # reconnect_time_wait is 0.5 s: several attempts
+        assert not nc.is_connected
+        assert protocol_received(plain_server) == []
+        assert "->> [-ERR" in plain_server.log_file.read_text()  # attempts did reach it
+
+        plain_server.stop()
+        plain_server = None
+        tls_server = NatsServer(tmp_path / "tls", port=tls_server.port, config=nats_tls_block(certs)).start()
+        assert await asyncio.wait_for(received.get(), 20) == b"published while the server was plain text"
+        assert nc.is_connected and nats_connection_uses_tls(nc)
+    finally:
+        await nc.close()
+        if plain_server is not None:
+            plain_server.stop()
+        tls_server.stop()
 
 
 async def test_a_service_app_declares_its_streams_over_tls(certs: Certificates, tls_nats: str,
@@ -210,13 +317,20 @@ async def test_each_service_built_from_settings_connects_to_nats_over_tls(
 async def test_a_service_app_with_tls_configured_refuses_a_plain_text_server(certs: Certificates, plain_nats: str,
                                                                            tmp_path: Path) -> None:
     store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
-    app, _broker = build_app(plain_nats, store, [], name="tls-test", tls=tls_settings(certs).nats_tls_context())
+    app, broker = build_app(plain_nats, store, [], name="tls-test", tls=tls_settings(certs).nats_tls_context())
     try:
-        with pytest.raises(ConnectionError, match="did not offer TLS"):
-            await app.start()
+        with pytest.raises(ConnectionError, match="did not start TLS"):
+            await asyncio.wait_for(app.start(), 20)
+        assert broker._connection is None  # nothing left connected
     finally:
         await app.stop()
         await store.close()
+    plain = await nats.connect(plain_nats)
+    try:  # and it declared nothing there in plain text
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await plain.jetstream().stream_info(INBOUND_STREAM)
+    finally:
+        await plain.close()
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
@@ -274,6 +388,17 @@ async def test_a_postgresql_server_whose_certificate_another_ca_signed_is_refuse
         certs: Certificates, tls_postgres: PostgresCluster) -> None:
     with pytest.raises(ssl.SSLCertVerificationError):
         await _session_ssl(tls_postgres.url(query=f"sslmode=verify-ca&sslrootcert={certs.other_ca}"))
+
+
+async def test_sslrootcert_system_checks_the_servers_certificate_against_the_system_trust_store(
+        tls_postgres: PostgresCluster) -> None:
+    """Our test CA is not in the system's trust store: the server is refused, where
+    ``require`` used to connect without checking anything."""
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await _session_ssl(tls_postgres.url(host="localhost", query="sslrootcert=system"))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await _session_ssl(Settings(db_url=tls_postgres.url(host="localhost"), db_sslmode="verify-full",
+                                    db_sslrootcert=Path("system")).database_url)
 
 
 async def test_verify_full_refuses_a_host_name_the_certificate_does_not_carry(

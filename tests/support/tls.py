@@ -58,3 +58,12 @@ def make_certificates(directory: Path, client_name: str = "guanhuai") -> Certifi
     return Certificates(ca=directory / "ca.pem", server_cert=directory / "server.pem",
                         server_key=directory / "server.key", client_cert=directory / "client.pem",
                         client_key=directory / "client.key", other_ca=directory / "other-ca.pem")
+
+
+def nats_tls_block(certs: Certificates, *, handshake_first: bool = True, verify: bool = True) -> str:
+    """A nats-server ``tls`` block with our server certificate; ``handshake_first``: TLS before
+    the server's INFO (what guanhuai's clients require); ``verify``: clients need a certificate
+    signed by our CA."""
+    return (f'tls {{\n  cert_file: "{certs.server_cert}"\n  key_file: "{certs.server_key}"\n'
+            f'  ca_file: "{certs.ca}"\n  verify: {str(verify).lower()}\n  timeout: 2\n'
+            f'  handshake_first: {str(handshake_first).lower()}\n}}\n')
