@@ -265,7 +265,7 @@ def bench_all(
     unknown = set(only or ()) - set(ORDER)
     if unknown:
         raise typer.BadParameter(f"unknown benchmark(s): {', '.join(sorted(unknown))}", param_hint="--only")
-    summary = run_all(lambda runner: _with_progress(runner), store_events=store_events, batch=batch,
+    summary = run_all(_with_progress, store_events=store_events, batch=batch,
                       rebuild_events=rebuild_events, households=households, runs=runs, workdir=workdir,
                       out_dir=out_dir, label=machine, only=tuple(only or ORDER),
                       say=lambda text: print(text, file=sys.stderr, flush=True))

@@ -187,7 +187,8 @@ def table(summary: dict[str, Any]) -> str:
         if "error" in result:
             lines.append(f"| `bench {name}` | failed: {result['error']} | | | | no |")
             continue
-        size_key, size = next(iter(result["size"].items()))
+        size_key, size = next(iter((result.get("size") or {}).items()), ("size", None))
+        size_text = f"{size:,} {size_key}" if isinstance(size, int | float) else f"{size_key} not recorded"
         for m_ in MEASURES[name]:
             ratio = result["ratios"].get(m_.ratio) if m_.ratio else None
             target = result["targets"][m_.target]
@@ -196,7 +197,7 @@ def table(summary: dict[str, Any]) -> str:
             met = result["met"][m_.target]
             runs = len(result["runs"])
             lines.append(
-                f"| `bench {name}` {m_.label}, {size:,} {size_key}{f' (median of {runs} runs)' if runs > 1 else ''} "
+                f"| `bench {name}` {m_.label}, {size_text}{f' (median of {runs} runs)' if runs > 1 else ''} "
                 f"| {_number(result['figures'][m_.figure], m_.unit)} "
                 f"| {m_.reference_label} {_number(result['raw_references'][m_.reference], m_.reference_unit or m_.unit)} "
                 f"| {'' if ratio is None else f'{ratio:.2f}'} | {target_text} "
@@ -234,7 +235,7 @@ def run_all(execute: Execute, *, store_events: int, batch: int, rebuild_events: 
             summary["benchmarks"][name] = summarise_benchmark(name, outputs)
         except Exception as exc:  # noqa: BLE001 - record it, run the others
             summary["benchmarks"][name] = {"error": f"{type(exc).__name__}: {exc}", "runs": outputs}
-        summary["all_met"] = all(b.get("all_met") is True for b in summary["benchmarks"].values())
+    summary["all_met"] = all(b.get("all_met") is True for b in summary["benchmarks"].values())
     summary["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

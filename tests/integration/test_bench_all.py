@@ -71,12 +71,20 @@ def test_with_several_runs_the_summary_takes_the_run_with_the_median_ratio_and_k
     assert result["runs"] == runs
 
 
+MACHINE = {"date": "2026-11-25T10:00:00+08:00", "label": None, "hostname": "box", "cores": 2, "cpu": "cpu",
+           "memory_gb": 4.0, "platform": "Linux", "python": "CPython 3.11", "sqlite": "3.40", "nats_server": None}
+
+
 def test_the_table_says_which_benchmark_failed() -> None:
-    summary = {"machine": {"date": "2026-11-25T10:00:00+08:00", "label": None, "hostname": "box", "cores": 2,
-                           "cpu": "cpu", "memory_gb": 4.0, "platform": "Linux", "python": "CPython 3.11",
-                           "sqlite": "3.40", "nats_server": None},
+    summary = {"machine": MACHINE,
                "benchmarks": {"store": summarise_benchmark("store", [STORE_RUN]),
                               "pipeline": {"error": "RuntimeError: a service exited", "runs": []}}}
     text = table(summary)
     assert "| `bench pipeline` | failed: RuntimeError: a service exited | | | | no |" in text
     assert "| `bench store` append, 1,000 events | 800 ev/s | plain sqlite3 executemany 1,000 ev/s | 0.80 | ≥ 0.50 | yes |" in text
+
+
+def test_the_table_of_a_run_that_lacks_its_size_says_so_instead_of_failing() -> None:
+    run = {k: v for k, v in STORE_RUN.items() if k != "events"}
+    text = table({"machine": MACHINE, "benchmarks": {"store": summarise_benchmark("store", [run])}})
+    assert "| `bench store` append, events not recorded | 800 ev/s |" in text
