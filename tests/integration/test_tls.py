@@ -224,8 +224,14 @@ async def test_with_tls_configured_a_server_that_offers_no_tls_is_refused_before
     with pytest.raises(ConnectionError, match="did not start TLS"):
         await asyncio.wait_for(connect(with_password(traced_plain_nats.url), tls_settings(certs).nats_tls_context()),
                                20)
-    log = traced_plain_nats.log_file.read_text()
-    assert "->> [-ERR" in log  # the server did get our TLS handshake, and took it for nothing it knows
+    # the server did get our TLS handshake, and took it for nothing it knows (its log is written
+    # a moment after it answers)
+    for _ in range(50):
+        log = traced_plain_nats.log_file.read_text()
+        if "->> [-ERR" in log:
+            break
+        await asyncio.sleep(0.1)
+    assert "->> [-ERR" in log
     assert protocol_received(traced_plain_nats) == [] and PLAIN_PASSWORD not in log
 
 
