@@ -16,9 +16,9 @@ Choices made on purpose (see DESIGN.md, "FastStream and NATS: known traps"):
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
