@@ -17,8 +17,8 @@ from typing import Any
 
 from guanhuai.embedded import NatsServer, free_port
 from shared.events.store import EventStore
-from shared.events.tls import connect_nats
 from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM
+from shared.events.tls import connect_nats
 
 COMPONENTS = ("relay", "enrollment", "subsidy", "claims", "reporting", "api")
 CONSUMERS = (
@@ -73,8 +73,9 @@ class Stack:
         self._spawn(name)
 
     def describe(self) -> dict[str, Any]:
-        return {"nats_url": self.nats_url, "nats_embedded": self.nats_server is not None, "db_url": self.db_url, "dashboard": self.dashboard_url,
-                "logs": str(self.logs), "pids": {n: p.pid for n, p in self.processes.items()}}
+        return {"nats_url": self.nats_url, "nats_embedded": self.nats_server is not None, "db_url": self.db_url,
+                "dashboard": self.dashboard_url, "logs": str(self.logs),
+                "pids": {n: p.pid for n, p in self.processes.items()}}
 
     @property
     def dashboard_url(self) -> str:

@@ -67,11 +67,8 @@ ORDER = ("store", "rebuild", "pipeline")
 
 
 def _target(output: dict[str, Any], key: str) -> float | None:
-    targets = output.get("targets") or {}
-    if key in targets:
-        return float(targets[key])
-    flat = output.get(f"target_{key}")
-    return float(flat) if flat is not None else None
+    target = (output.get("targets") or {}).get(key)
+    return float(target) if target is not None else None
 
 
 def _met(value: float | None, bound: str, target: float | None) -> bool | None:
