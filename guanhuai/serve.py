@@ -70,9 +70,9 @@ async def run_relay(settings: Settings) -> None:
                             max_reconnect_attempts=-1, reconnect_time_wait=0.5, disconnected_cb=on_disconnect,
                             reconnected_cb=on_reconnect)
     try:
-        js = nc.jetstream(timeout=10.0, publish_async_max_pending=4000)
+        js = nc.jetstream(timeout=10.0)
         await ensure_streams(js, settings.nats_replicas)
-        await Relay(store, js).run(stop)
+        await Relay(store, nc).run(stop)
     finally:
         await nc.drain()
         await store.close()

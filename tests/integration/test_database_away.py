@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -34,15 +35,23 @@ def test_a_bad_statement_is_not_a_transient_fault() -> None:
     assert not transient(DBAPIError("INSERT", {}, _PgError("duplicate key value", "23505")))
 
 
-class _FakeJetStream:
+class _FakeNats:
+    """Just enough of a nats-py client for the relay: JetStream acknowledges every publish."""
+
     def __init__(self) -> None:
         self.published: list[str] = []
+        self.answer: Any = None
 
-    async def publish_async(self, subject: str, body: bytes, headers: dict[str, str]) -> asyncio.Future[Any]:
+    def new_inbox(self) -> str:
+        return "_INBOX.fake"
+
+    async def subscribe(self, subject: str, cb: Any) -> object:
+        self.answer = cb
+        return object()
+
+    async def publish(self, subject: str, body: bytes, reply: str, headers: dict[str, str]) -> None:
         self.published.append(headers["Nats-Msg-Id"])
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        await self.answer(SimpleNamespace(subject=reply, data=b'{"stream":"EVENTS","seq":1}', headers=None))
 
 
 async def test_the_relay_waits_for_a_database_that_is_away_instead_of_exiting(tmp_path: Path) -> None:
@@ -60,7 +69,7 @@ async def test_the_relay_waits_for_a_database_that_is_away_instead_of_exiting(tm
         return real_read_rows(*args, **kwargs)
 
     store.read_rows = flaky_read_rows  # type: ignore[method-assign]
-    js = _FakeJetStream()
+    js = _FakeNats()
     relay = Relay(store, js, idle_s=0.01)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
