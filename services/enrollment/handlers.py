@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import insert
-
 from services.enrollment.decider import EnrollmentState, decide, evolve
 from services.enrollment.tables import insured_households, insured_persons
 from shared.events import EventMessage, registry
+from shared.events.bulk import insert_rows
 from shared.events.consumer import Incoming, Rejected, outcomes
 from shared.events.keyed import rows_by_year
 from shared.events.enrollment import HouseholdRegistered, PolicyIssued
@@ -62,15 +61,12 @@ class EnrollmentHandler:
                 evolve(state, outcome)
                 recorded += outcomes(event, [outcome], SERVICE)
                 if isinstance(outcome, PolicyIssued):
-                    new_households.append({"programme_year": outcome.programme_year, "household_id": outcome.household_id,
-                                           "policy_number": outcome.policy_number})
-                    new_persons += [{"programme_year": outcome.programme_year, "resident_id": p.resident_id,
-                                     "policy_number": outcome.policy_number} for p in outcome.insured]
+                    new_households.append((outcome.programme_year, outcome.household_id, outcome.policy_number))
+                    new_persons += [(outcome.programme_year, p.resident_id, outcome.policy_number) for p in outcome.insured]
             appends.append(StreamAppend(stream_of(event), recorded))
         await tx.append_streams(appends)
-        if new_households:
-            await conn.execute(insert(insured_households), new_households)
-            await conn.execute(insert(insured_persons), new_persons)
+        await insert_rows(conn, insured_households, ("programme_year", "household_id", "policy_number"), new_households)
+        await insert_rows(conn, insured_persons, ("programme_year", "resident_id", "policy_number"), new_persons)
 
 
 async def load_state(conn, registrations: Sequence[HouseholdRegistered]) -> EnrollmentState:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from services.subsidy.decider import (
 )
 from services.subsidy.tables import deferred, line_usage, plans, subsidised
 from shared.events import EventMessage, registry
+from shared.events.bulk import insert_rows
 from shared.events.consumer import Incoming, outcomes
 from shared.events.keyed import rows_by_year
 from shared.events.enrollment import PolicyIssued
@@ -49,7 +50,7 @@ class SubsidyHandler:
         state = await load_state(conn, events)
         before = {(p, line): (u.persons, u.amount_fen) for p, ps in state.plans.items() for line, u in ps.usage.items()}
         appends: list[StreamAppend] = []
-        new_people: list[dict] = []
+        new_people: list[tuple[int, str, str]] = []
         for event in events:
             payload = event.payload
             if isinstance(payload, PolicyIssued):
@@ -77,15 +78,14 @@ class SubsidyHandler:
             for d in decided:
                 evolve(state, d)
                 if isinstance(d, SubsidyApproved):
-                    new_people.append({"programme_year": d.programme_year, "resident_id": d.resident_id, "plan_id": d.plan_id})
+                    new_people.append((d.programme_year, d.resident_id, d.plan_id))
                 if isinstance(d, SubsidyDisbursed):
                     await conn.execute(update(plans).where(plans.c.plan_id == d.plan_id).values(closed=True))
             if decided:
                 appends.append(StreamAppend(stream, outcomes(event, decided, SERVICE)))
         if appends:
             await tx.append_streams(appends)
-        if new_people:
-            await conn.execute(insert(subsidised), new_people)
+        await insert_rows(conn, subsidised, ("programme_year", "resident_id", "plan_id"), new_people)
         await save_usage(conn, state, before)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .base import DomainEvent, EventMessage
 from .inbox import DeadLetter, already_processed, dead_letters, mark_processed, record_dead_letters
-from .logs import get_logger
+from .logs import get_logger, info_enabled
 from .registry import EventContractError
 from .store import EventStore, Transaction
 from .subjects import MAX_MESSAGE_BYTES
@@ -83,12 +83,21 @@ def outcome_id(cause: EventMessage | uuid.UUID, index: int = 0) -> uuid.UUID:
 
 def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) -> list[EventMessage]:
     """Wrap what an input led to: derived ids, the input's conversation, the input as the cause,
-    and the input's time (a decision takes effect when what caused it happened)."""
-    return [
-        EventMessage.new(payload, source=source, occurred_at=cause.occurred_at, event_id=outcome_id(cause, index),
-                         correlation_id=cause.correlation_id, causation_id=cause.event_id)
-        for index, payload in enumerate(payloads)
-    ]
+    and the input's time (a decision takes effect when what caused it happened).
+
+    Every part of these envelopes is validated already: the cause's envelope when it was parsed,
+    the payloads when the decider built them, the ids derived here. So they are assembled without
+    a second validation, which was a tenth of a service's CPU per input."""
+    wrapped = []
+    for index, payload in enumerate(payloads):
+        if not isinstance(payload, DomainEvent):
+            raise TypeError(f"an outcome is a DomainEvent, not {type(payload).__name__}")
+        wrapped.append(EventMessage.model_construct(
+            event_id=outcome_id(cause, index), event_type=payload.event_type, schema_version=payload.schema_version,
+            occurred_at=cause.occurred_at, source=source, correlation_id=cause.correlation_id,
+            causation_id=cause.event_id, payload=payload,
+        ))
+    return wrapped
 
 
 # SQLSTATEs of a PostgreSQL server that is away or going away, not of a bad statement: connection
@@ -218,7 +227,7 @@ async def process_batch(
     try:
         handled, duplicates, stored = await with_retries(lambda: commit(good, letters))
         result.handled, result.duplicates, result.dead_lettered = handled, duplicates, stored
-        if getattr(handler, "tracks_inputs", True):
+        if getattr(handler, "tracks_inputs", True) and info_enabled(log):
             for message, event in good:
                 log.info("handled", event_id=str(event.event_id), correlation_id=str(event.correlation_id),
                          event_type=event.event_type, stream=message.stream, position=message.sequence,

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .bulk import insert_rows
 from .tables import UtcDateTime
 
 metadata = MetaData()
@@ -90,7 +91,7 @@ async def already_processed(conn: AsyncConnection, consumer: str, ids: list[str]
 async def mark_processed(conn: AsyncConnection, consumer: str, ids: list[str]) -> None:
     if ids:
         now = datetime.now(timezone.utc)
-        await conn.execute(insert(processed_messages), [{"consumer": consumer, "message_id": i, "processed_at": now} for i in ids])
+        await insert_rows(conn, processed_messages, ("consumer", "message_id", "processed_at"), [(consumer, i, now) for i in ids])
 
 
 async def record_dead_letters(conn: AsyncConnection, letters: list[DeadLetter]) -> int:

@@ -1042,3 +1042,33 @@ def test_an_instant_recorded_near_the_end_of_the_calendar_still_reads_back() -> 
         EventMessage.new(build("HouseholdRegistered"), source=SOURCE, occurred_at=late)
     msg = message()
     assert registry.parse_recorded(recorded_row(msg, occurred_at=late)).occurred_at == late
+
+
+# --- outcome envelopes ---------------------------------------------------------------------------
+
+
+def test_outcome_envelopes_are_what_validating_them_would_give() -> None:
+    from shared.events.consumer import outcome_id, outcomes
+
+    cause = EventMessage.new(TownshipTargetSet(programme_year=2024, township="350421", target_total=10,
+                                               target_government=4, target_self=6),
+                             source="county", occurred_at=datetime(2024, 3, 1, 9, 30, tzinfo=CST))
+    payloads = [AreaRegistered(code="350421101", name="城关镇", level="township", parent_code="350421"),
+                TownshipTargetSet(programme_year=2024, township="350422", target_total=5, target_government=5,
+                                  target_self=0)]
+    wrapped = outcomes(cause, payloads, "enrollment")
+    for index, (envelope, payload) in enumerate(zip(wrapped, payloads, strict=True)):
+        assert EventMessage.model_validate(dict(envelope)) == envelope  # the payload as the model it is
+        assert envelope.event_id == outcome_id(cause, index)
+        assert (envelope.event_type, envelope.payload, envelope.source) == (payload.event_type, payload, "enrollment")
+        assert (envelope.correlation_id, envelope.causation_id, envelope.occurred_at) == (
+            cause.correlation_id, cause.event_id, cause.occurred_at)
+
+
+def test_an_outcome_must_be_an_event_payload() -> None:
+    from shared.events.consumer import outcomes
+
+    cause = EventMessage.new(TownshipTargetSet(programme_year=2024, township="350421", target_total=10,
+                                               target_government=4, target_self=6), source="county")
+    with pytest.raises(TypeError, match="DomainEvent"):
+        outcomes(cause, [{"event_type": "TownshipTargetSet"}], "enrollment")  # type: ignore[list-item]

@@ -84,6 +84,12 @@ def test_check_character_refuses_anything_but_17_digits(length):
         check_character("1" * length)
 
 
+@pytest.mark.parametrize("text", ["1234567890123456a", "１２３４５６７８９０１２３４５６７", "12345678901234 67", "١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧"])
+def test_check_character_refuses_anything_but_ascii_digits(text):
+    with pytest.raises(ValueError):
+        check_character(text)
+
+
 # --- parse_resident_id: accepted -------------------------------------------------------------
 
 
