@@ -1,0 +1,28 @@
+"""``insert_rows`` stores exactly what ``insert(table)`` stores, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import insert, select
+
+from shared.events.bulk import insert_rows
+from shared.events.inbox import metadata as inbox_tables
+from shared.events.inbox import processed_messages
+from shared.events.store import EventStore
+
+
+async def test_rows_given_as_tuples_read_back_as_rows_inserted_the_usual_way(store: EventStore) -> None:
+    await store.create_schema(inbox_tables)
+    at = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=timezone(timedelta(hours=8)))
+    async with store.transaction() as tx:
+        await insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"),
+                          [("c", f"bulk-{i}", at) for i in range(3)])
+        await insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"), [])
+        await tx.connection.execute(insert(processed_messages),
+                                    [{"consumer": "c", "message_id": f"usual-{i}", "processed_at": at} for i in range(3)])
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(processed_messages).order_by(processed_messages.c.message_id))).all()
+    assert [r.message_id for r in rows] == ["bulk-0", "bulk-1", "bulk-2", "usual-0", "usual-1", "usual-2"]
+    assert {r.processed_at for r in rows} == {at}
+    assert all(r.processed_at.utcoffset() == timedelta(0) for r in rows)  # kept in UTC, the same instant
