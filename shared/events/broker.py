@@ -109,7 +109,9 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
     ))
 
 
-def _raw_body(message: Any) -> Any:
+async def _raw_body(message: Any) -> Any:
+    # A coroutine on purpose: FastStream runs a plain-function decoder in a worker thread, a
+    # thread hop for every batch.
     return message.body
 
 

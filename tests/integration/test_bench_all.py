@@ -43,6 +43,12 @@ def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_ben
             if measure.ratio:
                 assert result["ratios"][measure.ratio] == result["runs"][0][measure.ratio] > 0
     assert len(summary["benchmarks"]["pipeline"]["raw_references"]["raw_runs_per_s"]) == 3
+    pipeline_run = summary["benchmarks"]["pipeline"]["runs"][0]
+    floor = pipeline_run["plain_sqlite_inserts"]
+    # 20 households: their registrations, policies and subsidies, inbox rows, insured persons...
+    assert floor["rows"] > 20 * 4 and floor["cpu_us_per_household"] > 0 and floor["wall_us_per_household"] > 0
+    allowed = pipeline_run["cores"] * 1000 / (0.3 * pipeline_run["raw_nats_round_trip_per_s"])
+    assert abs(pipeline_run["cpu_ms_per_household_at_target"] - allowed) < 0.002
 
     markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "test box" in markdown and "| benchmark | guanhuai | raw reference, same run | ratio | target | met |" in markdown
