@@ -133,12 +133,15 @@ class Relay:
         self.acks = PubAcks(nc)
         self.batch_size, self.idle_s = batch_size, idle_s
         self.position = 0
-        # The checkpoint is written at most this often (and on stop): after a crash the relay
-        # republishes a little, which JetStream and the consumers drop as duplicates, instead of
-        # taking the database's write lock after every batch.
+        # The checkpoint is written at most this often while publishing, and whenever the relay has
+        # caught up: after a crash the relay republishes a little, which JetStream and the
+        # consumers drop as duplicates, instead of taking the database's write lock after every
+        # batch. It is written in the background: waiting for the write lock (the services hold
+        # it while they decide) must not hold up publishing.
         self.checkpoint_every_s = checkpoint_every_s
         self.saved_position = 0
         self.saved_at = 0.0
+        self._saving: asyncio.Task[None] | None = None
         self.log = get_logger(component="relay")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -150,7 +153,7 @@ class Relay:
                 try:
                     published = await self.publish_available()
                     if not published:
-                        await self.save(force=True)
+                        self.save(caught_up=True)
                     pause = self.idle_s
                 except Exception as exc:  # noqa: BLE001 - the database away: wait for it, do not die
                     if not transient(exc):
@@ -164,14 +167,36 @@ class Relay:
                     except asyncio.TimeoutError:
                         pass
         finally:
-            await self.save(force=True)
+            await self.flush()
 
-    async def save(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.position != self.saved_position and (force or now - self.saved_at >= self.checkpoint_every_s):
-            position = self.position
-            await with_retries(lambda: save_checkpoint(self.store, self.name, position))
-            self.saved_position, self.saved_at = position, now
+    def save(self, caught_up: bool = False) -> None:
+        """Start writing the checkpoint in the background if it moved, none is being written, and
+        it is due (or the relay has caught up). A write that failed is raised here, the next time,
+        to the loop that handles the database being away."""
+        if self._saving is not None:
+            if not self._saving.done():
+                return
+            failed, self._saving = self._saving.exception(), None
+            if failed is not None:
+                raise failed
+        if self.position != self.saved_position and (caught_up or time.monotonic() - self.saved_at >= self.checkpoint_every_s):
+            self.saved_at = time.monotonic()
+            self._saving = asyncio.create_task(self._write(self.position))
+
+    async def flush(self) -> None:
+        """Wait for a checkpoint being written, then write the latest position (on stop)."""
+        if self._saving is not None:
+            saving, self._saving = self._saving, None
+            try:
+                await saving
+            except Exception as exc:  # noqa: BLE001 - the write below says the same, or succeeds
+                self.log.warning("relay_checkpoint_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        if self.position != self.saved_position:
+            await self._write(self.position)
+
+    async def _write(self, position: int) -> None:
+        await with_retries(lambda: save_checkpoint(self.store, self.name, position))
+        self.saved_position = max(self.saved_position, position)
 
     async def publish_available(self) -> int:
         """Publish everything after the checkpoint; returns how many events were published."""
@@ -179,7 +204,7 @@ class Relay:
         async for rows in self.store.read_rows(self.position, batch_size=self.batch_size):  # noqa: SIM117
             await self._publish(rows)
             self.position = rows[-1][0]
-            await self.save()
+            self.save()
             total += len(rows)
         return total
 

@@ -87,6 +87,50 @@ async def test_the_relay_waits_for_a_database_that_is_away_instead_of_exiting(tm
         await store.close()
 
 
+async def test_the_relay_publishes_on_while_another_writer_holds_the_lock_it_needs_for_its_checkpoint(
+        tmp_path: Path) -> None:
+    """A service deciding a large batch holds the log's write lock: the relay's checkpoint waits
+    for it in the background, and publishing goes on meanwhile."""
+    db = tmp_path / "log.db"
+    store = await EventStore.open(f"sqlite+aiosqlite:///{db}")
+    regs = households(4, seed=11)
+    for reg in regs[:2]:
+        await store.append(f"household-{reg.payload.household_id}", [reg])
+    nats_client = _FakeNats()
+    relay = Relay(store, nats_client, idle_s=0.01, checkpoint_every_s=0.0, batch_size=1)
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        for _ in range(250):
+            if len(nats_client.published) == 2 and relay.saved_position == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert relay.saved_position == 2
+        for reg in regs[2:]:
+            await store.append(f"household-{reg.payload.household_id}", [reg])
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # readers go on (WAL); no other writer gets in
+        try:
+            for _ in range(250):
+                if len(nats_client.published) == 4:
+                    break
+                await asyncio.sleep(0.02)
+            assert nats_client.published == [str(r.event_id) for r in regs]
+            assert relay.saved_position == 2  # its checkpoint is still waiting for the lock
+            assert not running.done()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+    assert relay.saved_position == 4
+    from shared.events.relay import load_checkpoint
+
+    assert await load_checkpoint(store, "relay") == 4
+    await store.close()
+
+
 class _OneHandler:
     consumer = "test-v1"
 
