@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, get_args, get_origin
 
-from pydantic import Json, ValidationError, create_model
+from pydantic import ConfigDict, Json, ValidationError, create_model
 
 from .base import KEY_MAX_LENGTH, PRODUCER_KEY, DomainEvent, EventMessage, RecordedEvent
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+# The columns of a stored row, in the order ``EventRegistry.parse_recorded_rows`` reads them.
+ROW_FIELDS = (
+    "position", "event_id", "stream_id", "stream_version", "event_type", "schema_version", "occurred_at",
+    "recorded_at", "source", "correlation_id", "causation_id", "payload",
+)
 
 
 class EventContractError(ValueError):
@@ -68,6 +73,16 @@ def producer_keys(cls: type[DomainEvent]) -> tuple[str, ...]:
     return tuple(name for name, f in cls.model_fields.items() if PRODUCER_KEY in f.metadata or is_key(f.annotation))
 
 
+class _StoredRow(RecordedEvent):
+    """The base of the per-type recorded classes (``EventRegistry.recorded_class``): a row of the log
+    read back. Its keys are the log's column names, put there by the store's own query and never by
+    a sender, so it does not look for unknown keys: pydantic-core would check every key of every row
+    against the fields for that (about 6% of a row's validation). Every field is still validated,
+    and the payload's models still refuse unknown fields."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 class EventRegistry:
     def __init__(self) -> None:
         self._types: dict[str, type[DomainEvent]] = {}
@@ -108,12 +123,13 @@ class EventRegistry:
             ) from None
 
     def recorded_class(self, event_type: str) -> type[RecordedEvent]:
-        """``RecordedEvent`` narrowed to one payload type that it reads from JSON text, so that a
-        stored row (columns plus the payload's JSON) is validated by one call into pydantic-core."""
+        """``RecordedEvent`` narrowed to one payload type that it reads from JSON text (``str`` or UTF-8
+        ``bytes``), so that a stored row (columns plus the payload's JSON) is validated by one call
+        into pydantic-core."""
         cls = self._recorded.get(event_type)
         if cls is None:
             payload_cls = self.payload_class(event_type)
-            cls = create_model(f"Recorded{event_type}", __base__=RecordedEvent, payload=(Json[payload_cls], ...))
+            cls = create_model(f"Recorded{event_type}", __base__=_StoredRow, payload=(Json[payload_cls], ...))
             self._recorded[event_type] = cls
         return cls
 
@@ -136,9 +152,32 @@ class EventRegistry:
             raise EventContractError("subject_mismatch", f"{event.event_type} published on {subject}", ["event_type"])
         return event
 
+    def parse_recorded_rows(self, rows: Iterable[Sequence[Any]]) -> list[RecordedEvent]:
+        """Stored rows, each a sequence of the log's columns in :data:`ROW_FIELDS` order, to their
+        models: what :meth:`parse_recorded` does row by row, with its fast path written out in one
+        loop. A replay decodes millions of rows, and the two Python calls per row that this saves
+        (building the mapping, entering ``parse_recorded``) are a tenth of a row's cost."""
+        fast = self._fast_recorded
+        decoded = []
+        for r in rows:
+            row = {
+                "position": r[0], "event_id": r[1], "stream_id": r[2], "stream_version": r[3],
+                "event_type": r[4], "schema_version": r[5], "occurred_at": r[6], "recorded_at": r[7],
+                "source": r[8], "correlation_id": r[9], "causation_id": r[10], "payload": r[11],
+            }
+            known = fast.get(r[4])
+            if known is not None and known[0] == r[5]:
+                try:
+                    decoded.append(known[1](row))
+                    continue
+                except ValidationError:
+                    pass  # parse_recorded says what is wrong, with field names
+            decoded.append(self.parse_recorded(row))
+        return decoded
+
     def parse_recorded(self, row: dict[str, Any]) -> RecordedEvent:
-        """A stored row (a mapping of the log's columns; ``payload`` as JSON text) to its model,
-        upcasting an older schema version to the current one."""
+        """A stored row (a mapping of the log's columns; ``payload`` as JSON text or its UTF-8 bytes)
+        to its model, upcasting an older schema version to the current one."""
         fast = self._fast_recorded.get(row["event_type"])
         if fast is not None and fast[0] == row["schema_version"]:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import date, datetime, timezone
 from typing import ClassVar
 
@@ -86,6 +87,35 @@ async def test_reads_what_the_log_knew_at_a_recorded_time(store: EventStore) -> 
 async def test_reads_only_the_event_types_asked_for(store: EventStore) -> None:
     await store.append("s", [target("a"), household("H1"), target("b")])
     assert [e.event_type for e in await all_events(store, event_types=["HouseholdRegistered"])] == ["HouseholdRegistered"]
+
+
+async def test_reads_back_payload_text_exactly_through_every_read(store: EventStore) -> None:
+    # Chinese text, a backslash, quotes and a character outside the BMP: SQLite hands the payload
+    # over as its UTF-8 bytes, PostgreSQL as text; both must give back what was stored.
+    name = '林\\"秀"\\u00e9 😀'
+    sent = household("H-text")
+    members = [sent.payload.members[0].model_copy(update={"name": name}), *sent.payload.members[1:]]
+    sent = sent.model_copy(update={"payload": sent.payload.model_copy(update={"members": members})})
+    await store.append("household-H-text", [sent, target()])
+    everything = await all_events(store)
+    assert everything[0].payload.members[0].name == name
+    assert everything[0].payload == sent.payload
+    assert (await store.read_stream("household-H-text"))[0].payload == sent.payload
+
+
+async def test_decoding_reads_of_an_sqlite_file_see_what_reads_through_the_engine_see(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
+    await store.append_streams([StreamAppend(f"s{n}", [target(f"t{n}"), household(f"H{n}")]) for n in range(30)])
+    direct = [r async for page in store.read_rows(0, batch_size=7, direct=True) for r in page]
+    pooled = [r async for page in store.read_rows(0, batch_size=7) for r in page]
+    assert direct == pooled and len(direct) == 60
+    assert [e.position for e in await all_events(store, batch_size=7)] == list(range(1, 61))
+    assert [e.position for e in await all_events(store, after=50, event_types=["TownshipTargetSet"])] == [51, 53, 55, 57, 59]
+    reader = store._direct_reader()
+    assert reader is not None
+    await store.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the store
+        reader.execute("SELECT 1")
 
 
 async def test_refuses_update_and_delete_of_log_rows(store: EventStore) -> None:

@@ -21,7 +21,7 @@ from shared.events import DomainEvent, EventContractError, EventMessage, Recorde
 from shared.events.claims import ClaimReported
 from shared.events.enrollment import HouseholdRegistered, InsuredPerson, Member
 from shared.events.programme import AreaRegistered, TownshipTargetSet
-from shared.events.registry import EventRegistry
+from shared.events.registry import ROW_FIELDS, EventRegistry
 from shared.events.subsidy import SubsidyLine, SubsidyPlanPublished
 
 # --- realistic test data ---------------------------------------------------------------------
@@ -692,6 +692,51 @@ def test_a_recorded_row_of_an_unknown_type_is_refused():
 def test_a_recorded_row_newer_than_known_is_unsupported():
     err = contract_error(registry.parse_recorded, recorded_row(message(), schema_version=3))
     assert err.code == "unsupported_schema_version"
+
+
+def as_row(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A recorded row as the store's query returns it: its columns in ``ROW_FIELDS`` order."""
+    return tuple(row[name] for name in ROW_FIELDS)
+
+
+def test_recorded_rows_decode_as_parse_recorded_decodes_each_row():
+    plan = message("SubsidyPlanPublished")
+    rows = [
+        recorded_row(message(), position=1),
+        recorded_row(message(), position=2, schema_version=1, payload=json.dumps(household_v1())),
+        recorded_row(plan, position=3, stream_id="plan-x", payload=plan.payload.model_dump_json().encode()),
+    ]
+    decoded = registry.parse_recorded_rows([as_row(r) for r in rows])
+    assert decoded == [registry.parse_recorded(r) for r in rows]
+    assert [e.position for e in decoded] == [1, 2, 3]
+    assert decoded[1].schema_version == 2 and decoded[1].payload.units == 1
+    assert decoded[2].payload == plan.payload
+
+
+def test_a_payload_read_as_utf8_bytes_decodes_as_its_text_does():
+    msg = message()
+    text_row = recorded_row(msg)
+    bytes_row = {**text_row, "payload": text_row["payload"].encode()}
+    assert registry.parse_recorded_rows([as_row(bytes_row)]) == [registry.parse_recorded(text_row)]
+    assert msg.payload.members[0].name in text_row["payload"]  # a Chinese name: more than ASCII
+
+
+def test_an_invalid_row_among_recorded_rows_names_its_field_and_position():
+    payload = payload_data("HouseholdRegistered")
+    payload["members"][0]["relation"] = "cousin"
+    rows = [recorded_row(message(), position=5), recorded_row(message(), position=6, payload=json.dumps(payload))]
+    err = contract_error(registry.parse_recorded_rows, [as_row(r) for r in rows])
+    assert err.code == "invalid_payload"
+    assert err.fields == ("payload.members.0.relation",)
+    assert "at position 6" in str(err)
+
+
+def test_an_unknown_column_is_no_field_of_a_recorded_row_and_a_missing_one_is_refused():
+    row = recorded_row(message())
+    assert registry.parse_recorded({**row, "hash": "0" * 64}) == registry.parse_recorded(row)
+    del row["recorded_at"]
+    err = contract_error(registry.parse_recorded, row)
+    assert err.code == "invalid_stored_event" and err.fields == ("recorded_at",)
 
 
 def test_the_recorded_class_of_a_type_is_built_once_and_narrows_recorded_event():
