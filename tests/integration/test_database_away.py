@@ -41,6 +41,8 @@ class _FakeNats:
     def __init__(self) -> None:
         self.published: list[str] = []
         self.answer: Any = None
+        self.open = asyncio.Event()  # a test may close it to hold publishing up
+        self.open.set()
 
     def new_inbox(self) -> str:
         return "_INBOX.fake"
@@ -50,6 +52,7 @@ class _FakeNats:
         return object()
 
     async def publish(self, subject: str, body: bytes, reply: str, headers: dict[str, str]) -> None:
+        await self.open.wait()
         self.published.append(headers["Nats-Msg-Id"])
         await self.answer(SimpleNamespace(subject=reply, data=b'{"stream":"EVENTS","seq":1}', headers=None))
 
@@ -106,10 +109,14 @@ async def test_the_relay_publishes_on_while_another_writer_holds_the_lock_it_nee
                 break
             await asyncio.sleep(0.02)
         assert relay.saved_position == 2
+        # The relay stays at 2 (its publish is held up) until the other writer has the lock: the
+        # lock is taken in a thread, so that this loop, which the relay shares, never waits on it.
+        nats_client.open.clear()
         for reg in regs[2:]:
             await store.append(f"household-{reg.payload.household_id}", [reg])
-        holder = sqlite3.connect(db, isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")  # readers go on (WAL); no other writer gets in
+        holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")  # readers go on (WAL); no other writer gets in
+        nats_client.open.set()
         try:
             for _ in range(250):
                 if len(nats_client.published) == 4:
