@@ -8,6 +8,9 @@ rejection it led to, with an id derived from the registration's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrollment.decider import EnrollmentState, decide, evolve
 from services.enrollment.tables import insured_households, insured_persons
@@ -49,11 +52,13 @@ class EnrollmentHandler:
         return event
 
     async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
-        conn = tx.connection
+        await (await self.prepare(tx.connection, events)).write(tx)
+
+    async def prepare(self, conn: AsyncConnection, events: Sequence[EventMessage]) -> Enrolled:
+        """Decide a batch on the state in enrollment's own tables; nothing is written here."""
         registrations = [e.payload for e in events if isinstance(e.payload, HouseholdRegistered)]
         state = await load_state(conn, registrations)
-        appends: list[StreamAppend] = []
-        new_households, new_persons = [], []
+        enrolled = Enrolled()
         for event in events:
             recorded = [event]
             if isinstance(event.payload, HouseholdRegistered):
@@ -61,12 +66,25 @@ class EnrollmentHandler:
                 evolve(state, outcome)
                 recorded += outcomes(event, [outcome], SERVICE)
                 if isinstance(outcome, PolicyIssued):
-                    new_households.append((outcome.programme_year, outcome.household_id, outcome.policy_number))
-                    new_persons += [(outcome.programme_year, p.resident_id, outcome.policy_number) for p in outcome.insured]
-            appends.append(StreamAppend(stream_of(event), recorded))
-        await tx.append_streams(appends)
-        await insert_rows(conn, insured_households, ("programme_year", "household_id", "policy_number"), new_households)
-        await insert_rows(conn, insured_persons, ("programme_year", "resident_id", "policy_number"), new_persons)
+                    enrolled.households.append((outcome.programme_year, outcome.household_id, outcome.policy_number))
+                    enrolled.persons += [(outcome.programme_year, p.resident_id, outcome.policy_number) for p in outcome.insured]
+            enrolled.appends.append(StreamAppend(stream_of(event), recorded))
+        return enrolled
+
+
+@dataclass
+class Enrolled:
+    """A batch decided: what goes to the log, and who is now insured for the year."""
+
+    appends: list[StreamAppend] = field(default_factory=list)
+    households: list[tuple[int, str, str]] = field(default_factory=list)
+    persons: list[tuple[int, str, str]] = field(default_factory=list)
+
+    async def write(self, tx: Transaction) -> None:
+        conn = tx.connection
+        await tx.append_streams(self.appends)
+        await insert_rows(conn, insured_households, ("programme_year", "household_id", "policy_number"), self.households)
+        await insert_rows(conn, insured_persons, ("programme_year", "resident_id", "policy_number"), self.persons)
 
 
 async def load_state(conn, registrations: Sequence[HouseholdRegistered]) -> EnrollmentState:  # type: ignore[no-untyped-def]

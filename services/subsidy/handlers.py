@@ -6,8 +6,10 @@ the log has them. State comes from subsidy's own tables, read under the log's wr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Executable, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.subsidy.decider import (
     LineUsage,
@@ -46,29 +48,32 @@ class SubsidyHandler:
         return registry.parse_published(message.subject, message.body)
 
     async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
-        conn = tx.connection
+        await (await self.prepare(tx.connection, events)).write(tx)
+
+    async def prepare(self, conn: AsyncConnection, events: Sequence[EventMessage]) -> Decided:
+        """Decide a batch on the state in subsidy's own tables; nothing is written here."""
         state = await load_state(conn, events)
         before = {(p, line): (u.persons, u.amount_fen) for p, ps in state.plans.items() for line, u in ps.usage.items()}
-        appends: list[StreamAppend] = []
-        new_people: list[tuple[int, str, str]] = []
+        done = Decided()
         for event in events:
             payload = event.payload
             if isinstance(payload, PolicyIssued):
                 decided = decide_policy(payload, state)
                 if any(isinstance(d, SubsidyDeferred) for d in decided):
                     defer(state, payload)  # a plan later in this same batch must see it
-                    await conn.execute(insert(deferred), {"programme_year": payload.programme_year,
-                                                          "policy": payload.model_dump_json(), "decided": False})
+                    done.statements.append(insert(deferred).values(
+                        programme_year=payload.programme_year, policy=payload.model_dump_json(), decided=False))
                 stream = f"subsidy-{payload.policy_number}"
             elif isinstance(payload, SubsidyPlanPublished):
                 decided = decide_plan(payload, state)
                 refused = any(isinstance(d, SubsidyPlanRequestRefused) for d in decided)
                 if not refused:
                     evolve(state, payload)
-                    await conn.execute(insert(plans), {"plan_id": payload.plan_id, "programme_year": payload.programme_year,
-                                                       "plan": payload.model_dump_json(), "closed": False})
-                    await conn.execute(update(deferred).where(deferred.c.programme_year == payload.programme_year)
-                                       .values(decided=True))
+                    done.statements.append(insert(plans).values(
+                        plan_id=payload.plan_id, programme_year=payload.programme_year, plan=payload.model_dump_json(),
+                        closed=False))
+                    done.statements.append(update(deferred).where(deferred.c.programme_year == payload.programme_year)
+                                           .values(decided=True))
                 stream = f"subsidy-plan-{payload.plan_id}"
             elif isinstance(payload, SubsidyPlanCloseRequested):
                 decided = decide_close(payload, state)
@@ -78,15 +83,31 @@ class SubsidyHandler:
             for d in decided:
                 evolve(state, d)
                 if isinstance(d, SubsidyApproved):
-                    new_people.append((d.programme_year, d.resident_id, d.plan_id))
+                    done.people.append((d.programme_year, d.resident_id, d.plan_id))
                 if isinstance(d, SubsidyDisbursed):
-                    await conn.execute(update(plans).where(plans.c.plan_id == d.plan_id).values(closed=True))
+                    done.statements.append(update(plans).where(plans.c.plan_id == d.plan_id).values(closed=True))
             if decided:
-                appends.append(StreamAppend(stream, outcomes(event, decided, SERVICE)))
-        if appends:
-            await tx.append_streams(appends)
-        await insert_rows(conn, subsidised, ("programme_year", "resident_id", "plan_id"), new_people)
-        await save_usage(conn, state, before)
+                done.appends.append(StreamAppend(stream, outcomes(event, decided, SERVICE)))
+        done.statements += usage_changes(state, before)
+        return done
+
+
+@dataclass
+class Decided:
+    """A batch decided: what goes to the log, who is now subsidised, and the changes to plans,
+    deferred policies and line usage, in the order they were made."""
+
+    appends: list[StreamAppend] = field(default_factory=list)
+    people: list[tuple[int, str, str]] = field(default_factory=list)
+    statements: list[Executable] = field(default_factory=list)
+
+    async def write(self, tx: Transaction) -> None:
+        conn = tx.connection
+        if self.appends:
+            await tx.append_streams(self.appends)
+        for statement in self.statements:
+            await conn.execute(statement)
+        await insert_rows(conn, subsidised, ("programme_year", "resident_id", "plan_id"), self.people)
 
 
 async def load_state(conn, events: Sequence[EventMessage]) -> SubsidyState:  # type: ignore[no-untyped-def]
@@ -113,13 +134,16 @@ async def load_state(conn, events: Sequence[EventMessage]) -> SubsidyState:  # t
     return state
 
 
-async def save_usage(conn, state: SubsidyState, before: dict) -> None:  # type: ignore[no-untyped-def]
+def usage_changes(state: SubsidyState, before: dict) -> list[Executable]:  # type: ignore[type-arg]
+    """The line-usage rows that this batch created or changed."""
+    changes: list[Executable] = []
     for plan_id, plan in state.plans.items():
         for line, usage in plan.usage.items():
             old = before.get((plan_id, line))
             if old is None:
-                await conn.execute(insert(line_usage), {"plan_id": plan_id, "line": line, "persons": usage.persons,
-                                                        "amount_fen": usage.amount_fen})
+                changes.append(insert(line_usage).values(plan_id=plan_id, line=line, persons=usage.persons,
+                                                         amount_fen=usage.amount_fen))
             elif old != (usage.persons, usage.amount_fen):
-                await conn.execute(update(line_usage).where(line_usage.c.plan_id == plan_id, line_usage.c.line == line)
-                                   .values(persons=usage.persons, amount_fen=usage.amount_fen))
+                changes.append(update(line_usage).where(line_usage.c.plan_id == plan_id, line_usage.c.line == line)
+                               .values(persons=usage.persons, amount_fen=usage.amount_fen))
+    return changes

@@ -17,9 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .base import DomainEvent, EventMessage
-from .inbox import DeadLetter, already_processed, dead_letters, mark_processed, record_dead_letters
+from .inbox import (
+    DeadLetter,
+    already_processed,
+    bump_consumer_version,
+    consumer_version,
+    dead_letters,
+    mark_processed,
+    record_dead_letters,
+)
 from .logs import get_logger, info_enabled
 from .registry import EventContractError
 from .store import EventStore, Transaction
@@ -61,7 +70,10 @@ class Rejected(Exception):
 
 class Handler(Protocol):
     """A consumer's logic. A handler that keeps its own checkpoint in its transaction (the
-    reporting projection) sets ``tracks_inputs = False`` and is then given every input."""
+    reporting projection) sets ``tracks_inputs = False`` and is then given every input.
+
+    A handler may also offer ``prepare`` (see :class:`Preparing`): then a batch is decided before
+    the log's write lock is taken, and only written under it."""
 
     consumer: str
 
@@ -72,6 +84,54 @@ class Handler(Protocol):
     async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
         """Decide and append what ``events`` lead to (and update the service's own tables)."""
         ...
+
+
+class Prepared(Protocol):
+    """What a batch was decided to lead to: its events and the rows of the service's own tables."""
+
+    async def write(self, tx: Transaction) -> None:
+        """Append the events and write the rows, in the transaction that marks the inputs handled."""
+        ...
+
+
+class Preparing(Handler, Protocol):
+    """A handler whose decisions read only its own tables, and are made apart from their writing:
+    ``prepare`` reads state through ``conn`` and decides, writing nothing; ``handle(tx, events)``
+    is ``(await prepare(tx.connection, events)).write(tx)``."""
+
+    async def prepare(self, conn: AsyncConnection, events: Sequence[EventMessage]) -> Prepared:
+        ...
+
+
+@dataclass
+class _Ahead:
+    """A batch decided before the write lock: on the consumer's state at ``version``."""
+
+    version: int
+    fresh: list[EventMessage]
+    prepared: Prepared | None
+
+
+async def _decide_ahead(store: EventStore, handler: Preparing, batch: Sequence[EventMessage]) -> _Ahead:
+    """Decide a batch without the log's write lock, so that another service can write meanwhile.
+    The version is read first: whatever commit lands after it, the state read next may include,
+    and that commit moves the version, so the batch is decided again under the lock."""
+    async with store.engine.connect() as conn:
+        version = await consumer_version(conn, handler.consumer)
+        fresh = _fresh(batch, await already_processed(conn, handler.consumer, [str(e.event_id) for e in batch]))
+        prepared = await handler.prepare(conn, fresh) if fresh else None
+    return _Ahead(version, fresh, prepared)
+
+
+def _fresh(batch: Sequence[EventMessage], seen: set[str]) -> list[EventMessage]:
+    """The inputs not handled yet, each once."""
+    fresh, fresh_ids = [], set()
+    for event in batch:
+        key = str(event.event_id)
+        if key not in seen and key not in fresh_ids:
+            fresh.append(event)
+            fresh_ids.add(key)
+    return fresh
 
 
 def outcome_id(cause: EventMessage | uuid.UUID, index: int = 0) -> uuid.UUID:
@@ -203,31 +263,39 @@ async def process_batch(
         else:
             good.append((message, admitted))
 
+    tracks_inputs = getattr(handler, "tracks_inputs", True)
+    preparing = tracks_inputs and callable(getattr(handler, "prepare", None))
+
     async def commit(batch: list[tuple[Incoming, EventMessage]], dead: list[DeadLetter]) -> tuple[int, int, int]:
+        events = [e for _, e in batch]
+        # Deciding is most of a batch's work: done before the write lock, other services write
+        # meanwhile. It stands if no commit of this consumer came between (else decided again).
+        ahead = await _decide_ahead(store, handler, events) if preparing and events else None  # type: ignore[arg-type]
         async with store.transaction() as tx:
             await tx.lock()
-            if not getattr(handler, "tracks_inputs", True):  # it keeps its own checkpoint instead
+            if not tracks_inputs:  # it keeps its own checkpoint instead
                 if batch:
-                    await handler.handle(tx, [e for _, e in batch])
+                    await handler.handle(tx, events)
                 return len(batch), 0, await record_dead_letters(tx.connection, dead)
-            ids = [str(e.event_id) for _, e in batch]
-            seen = await already_processed(tx.connection, handler.consumer, ids)
-            fresh, fresh_ids = [], set()
-            for _, event in batch:
-                key = str(event.event_id)
-                if key not in seen and key not in fresh_ids:
-                    fresh.append(event)
-                    fresh_ids.add(key)
+            if ahead is not None and await consumer_version(tx.connection, handler.consumer) == ahead.version:
+                fresh = ahead.fresh
+                if ahead.prepared is not None:
+                    await ahead.prepared.write(tx)
+            else:
+                ids = [str(e.event_id) for e in events]
+                fresh = _fresh(events, await already_processed(tx.connection, handler.consumer, ids))
+                if fresh:
+                    await handler.handle(tx, fresh)
             if fresh:
-                await handler.handle(tx, fresh)
                 await mark_processed(tx.connection, handler.consumer, [str(e.event_id) for e in fresh])
+                await bump_consumer_version(tx.connection, handler.consumer)
             stored = await record_dead_letters(tx.connection, dead)
         return len(fresh), len(batch) - len(fresh), stored
 
     try:
         handled, duplicates, stored = await with_retries(lambda: commit(good, letters))
         result.handled, result.duplicates, result.dead_lettered = handled, duplicates, stored
-        if getattr(handler, "tracks_inputs", True) and info_enabled(log):
+        if tracks_inputs and info_enabled(log):
             for message, event in good:
                 log.info("handled", event_id=str(event.event_id), correlation_id=str(event.correlation_id),
                          event_type=event.event_type, stream=message.stream, position=message.sequence,

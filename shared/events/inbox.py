@@ -1,9 +1,13 @@
-"""What every consuming service keeps beside the log: which inputs it has handled, and the
-dead letters (inputs it could not take, with the original bytes and the reason).
+"""What every consuming service keeps beside the log: which inputs it has handled, the dead
+letters (inputs it could not take, with the original bytes and the reason), and a version of
+each consumer's state.
 
-Both are written in the same transaction as the events an input leads to, so an input is handled
-exactly once in effect, whatever NATS redelivers and whatever the JetStream duplicate window.
-Neither table is ever updated or deleted from.
+The first two are written in the same transaction as the events an input leads to, so an input
+is handled exactly once in effect, whatever NATS redelivers and whatever the JetStream duplicate
+window. Neither is ever updated or deleted from. ``consumer_versions`` counts the commits that
+changed a consumer's state (its inputs and its own tables): a batch decided outside the log's
+write lock is written only if that count has not moved since its state was read
+(see :func:`shared.events.consumer.process_batch`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sqlalchemy import (
     bindparam,
     insert,
     select,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,6 +47,13 @@ processed_messages = Table(
     Column("message_id", String(64), nullable=False, comment="the input's event id"),
     Column("processed_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("consumer", "message_id"),
+)
+
+consumer_versions = Table(
+    "consumer_versions",
+    metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("version", BigInteger, nullable=False, comment="commits that changed this consumer's state"),
 )
 
 dead_letters = Table(
@@ -92,6 +104,21 @@ async def mark_processed(conn: AsyncConnection, consumer: str, ids: list[str]) -
     if ids:
         now = datetime.now(timezone.utc)
         await insert_rows(conn, processed_messages, ("consumer", "message_id", "processed_at"), [(consumer, i, now) for i in ids])
+
+
+async def consumer_version(conn: AsyncConnection, consumer: str) -> int:
+    """How many commits have changed ``consumer``'s state so far (0 before the first)."""
+    query = select(consumer_versions.c.version).where(consumer_versions.c.consumer == consumer)
+    return (await conn.execute(query)).scalar_one_or_none() or 0
+
+
+async def bump_consumer_version(conn: AsyncConnection, consumer: str) -> None:
+    """Count one more change of ``consumer``'s state. Called under the log's write lock, which
+    every writer holds, so the update-or-insert cannot race with another instance."""
+    c = consumer_versions.c
+    done = await conn.execute(update(consumer_versions).where(c.consumer == consumer).values(version=c.version + 1))
+    if done.rowcount == 0:
+        await conn.execute(insert(consumer_versions), {"consumer": consumer, "version": 1})
 
 
 async def record_dead_letters(conn: AsyncConnection, letters: list[DeadLetter]) -> int:

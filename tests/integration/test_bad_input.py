@@ -17,7 +17,7 @@ from shared.events.inbox import dead_letters
 from shared.events.inbox import metadata as inbox_tables
 from shared.events.store import EventStore
 from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, event_subject
-from tests.support.programme import unknown_policy_claim
+from tests.support.programme import households, unknown_policy_claim
 
 
 async def test_a_dead_letter_is_stored_whatever_the_length_of_the_senders_id_and_subject(store: EventStore) -> None:
@@ -35,17 +35,26 @@ async def test_a_dead_letter_is_stored_whatever_the_length_of_the_senders_id_and
 
 
 class FailingEnrollment(EnrollmentHandler):
+    """Enrollment with a rule nobody foresaw: it fails whether it decides before the lock or under it."""
+
+    async def prepare(self, conn, events):  # type: ignore[no-untyped-def]
+        raise ValueError("a rule nobody foresaw")
+
     async def handle(self, tx, events) -> None:  # type: ignore[no-untyped-def]
         raise ValueError("a rule nobody foresaw")
 
 
 async def test_an_input_whose_handler_fails_on_its_last_delivery_is_counted_as_one_dead_letter(store: EventStore) -> None:
     await store.create_schema(inbox_tables)
-    body = unknown_policy_claim("C-1").model_dump_json().encode()
-    message = Incoming(subject="guanhuai.in.insurer.ClaimReported", body=body, headers={}, stream=INBOUND_STREAM,
-                       sequence=3, delivered=5)
+    (registration,) = households(1, seed=3)
+    message = Incoming(subject="guanhuai.in.county.HouseholdRegistered", body=registration.model_dump_json().encode(),
+                       headers={}, stream=INBOUND_STREAM, sequence=3, delivered=5)
     result = await process_batch(store, FailingEnrollment(), [message], max_deliver=5)
     assert result.dead_lettered == 1 and result.handled == 0 and result.failed == []
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(select(dead_letters))).one()
+    assert row.reason == "handler_error" and "a rule nobody foresaw" in row.detail
+    assert row.event_id == str(registration.event_id)
 
 
 def recorded(message: EventMessage, position: int) -> Incoming:

@@ -1,0 +1,145 @@
+"""Batches decided before the log's write lock (``Preparing`` handlers): written as decided while
+the consumer's state stands still, decided again under the lock when another instance changed it
+meanwhile. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+
+from services.enrollment.handlers import EnrollmentHandler
+from services.enrollment.tables import insured_households
+from services.enrollment.tables import metadata as enrollment_tables
+from services.subsidy.handlers import SubsidyHandler
+from services.subsidy.tables import line_usage
+from services.subsidy.tables import metadata as subsidy_tables
+from shared.events import EventMessage, RecordedEvent
+from shared.events.consumer import Incoming, process_batch
+from shared.events.inbox import consumer_version, processed_messages
+from shared.events.inbox import metadata as inbox_tables
+from shared.events.store import EventStore
+from shared.events.enrollment import HouseholdCategory, Payer
+from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, event_subject, inbound_subject
+from tests.support.programme import households, plan
+
+
+def incoming(event: EventMessage, sequence: int) -> Incoming:
+    return Incoming(subject=inbound_subject("county", event.event_type), body=event.model_dump_json().encode(),
+                    headers={"Nats-Msg-Id": str(event.event_id)}, stream=INBOUND_STREAM, sequence=sequence)
+
+
+def sent_again(event: EventMessage) -> EventMessage:
+    """The same registration under a new event id: the county sent it twice."""
+    return EventMessage.new(event.payload, source=event.source, occurred_at=event.occurred_at)
+
+
+class HeldEnrollment(EnrollmentHandler):
+    """Enrollment that, once it has decided a batch, waits before the batch is written."""
+
+    def __init__(self) -> None:
+        self.decided = asyncio.Event()
+        self.go_on = asyncio.Event()
+        self.prepared = 0
+
+    async def prepare(self, conn, events: Sequence[EventMessage]):  # type: ignore[no-untyped-def]
+        prepared = await super().prepare(conn, events)
+        self.prepared += 1
+        if self.prepared == 1:
+            self.decided.set()
+            await self.go_on.wait()
+        return prepared
+
+
+async def outcomes_of(store: EventStore, household_id: str) -> list[str]:
+    return [e.event_type async for batch in store.read_all() for e in batch
+            if getattr(e.payload, "household_id", None) == household_id and e.event_type != "HouseholdRegistered"]
+
+
+async def test_a_batch_decided_before_the_lock_is_written_as_decided_and_counts_a_version(store: EventStore) -> None:
+    await store.create_schema(inbox_tables, enrollment_tables)
+    regs = households(3, seed=5)
+    result = await process_batch(store, EnrollmentHandler(), [incoming(r, n) for n, r in enumerate(regs, 1)])
+    assert (result.handled, result.duplicates) == (3, 0)
+    async with store.engine.connect() as conn:
+        assert await consumer_version(conn, EnrollmentHandler.consumer) == 1
+    again = await process_batch(store, EnrollmentHandler(), [incoming(r, n) for n, r in enumerate(regs, 1)])
+    assert (again.handled, again.duplicates) == (0, 3)
+    async with store.engine.connect() as conn:
+        assert await consumer_version(conn, EnrollmentHandler.consumer) == 1  # nothing changed
+    assert await outcomes_of(store, regs[0].payload.household_id) == ["PolicyIssued"]
+
+
+async def test_a_batch_decided_on_state_that_another_instance_changed_is_decided_again_under_the_lock(
+        store: EventStore) -> None:
+    await store.create_schema(inbox_tables, enrollment_tables)
+    (reg,) = households(1, seed=9)
+    twice = sent_again(reg)
+    held = HeldEnrollment()
+    # The first instance decides a policy for the household, and waits to write it...
+    first = asyncio.create_task(process_batch(store, held, [incoming(reg, 1)]))
+    await asyncio.wait_for(held.decided.wait(), 30)
+    # ...while another instance insures the same household from the county's second sending.
+    other = await process_batch(store, EnrollmentHandler(), [incoming(twice, 2)])
+    assert other.handled == 1
+    held.go_on.set()
+    result = await asyncio.wait_for(first, 30)
+    assert result.handled == 1 and held.prepared == 2  # decided again, under the lock
+    household = reg.payload.household_id
+    assert sorted(await outcomes_of(store, household)) == ["HouseholdRejected", "PolicyIssued"]
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(insured_households))).scalar_one() == 1
+        assert (await conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 2
+        assert await consumer_version(conn, EnrollmentHandler.consumer) == 2
+
+
+class HeldSubsidy(SubsidyHandler):
+    """Subsidy that, once it has decided its first batch of policies, waits before writing it."""
+
+    def __init__(self) -> None:
+        self.decided = asyncio.Event()
+        self.go_on = asyncio.Event()
+        self.prepared = 0
+
+    async def prepare(self, conn, events: Sequence[EventMessage]):  # type: ignore[no-untyped-def]
+        prepared = await super().prepare(conn, events)
+        self.prepared += 1
+        if self.prepared == 1:
+            self.decided.set()
+            await self.go_on.wait()
+        return prepared
+
+
+def published(event: RecordedEvent) -> Incoming:
+    return Incoming(subject=event_subject(event.event_type), body=event.model_dump_json().encode(),
+                    headers={"Nats-Msg-Id": str(event.event_id)}, stream=EVENTS_STREAM, sequence=event.position)
+
+
+async def test_line_usage_decided_on_state_another_instance_changed_is_counted_again_not_overwritten(
+        store: EventStore) -> None:
+    await store.create_schema(inbox_tables, enrollment_tables, subsidy_tables)
+    regs = [r.model_copy(update={"payload": r.payload.model_copy(update={
+        "category": HouseholdCategory.special_family, "payer": Payer.government})}) for r in households(3, seed=13)]
+    county = [plan(year=regs[0].payload.programme_year), *regs]
+    assert (await process_batch(store, EnrollmentHandler(), [incoming(e, n) for n, e in enumerate(county, 1)])).handled == 4
+    log = {e.event_type + getattr(e.payload, "household_id", ""): e async for batch in store.read_all() for e in batch}
+    earlier, first_policy, second_policy = (log["PolicyIssued" + r.payload.household_id] for r in regs)
+    # The plan and a first policy: the line's usage row exists, so what follows updates it.
+    assert (await process_batch(store, SubsidyHandler(), [published(log["SubsidyPlanPublished"]),
+                                                          published(earlier)])).handled == 2
+
+    held = HeldSubsidy()
+    first = asyncio.create_task(process_batch(store, held, [published(first_policy)]))
+    await asyncio.wait_for(held.decided.wait(), 30)
+    assert (await process_batch(store, SubsidyHandler(), [published(second_policy)])).handled == 1
+    held.go_on.set()
+    assert (await asyncio.wait_for(first, 30)).handled == 1
+    assert held.prepared == 2  # decided again, under the lock, on the usage the other instance left
+
+    approved = [e async for batch in store.read_all(event_types=["SubsidyApproved"]) for e in batch]
+    persons = sum(len(p.payload.insured) for p in (earlier, first_policy, second_policy))
+    assert len(approved) == persons
+    async with store.engine.connect() as conn:
+        usage = (await conn.execute(select(line_usage.c.persons, line_usage.c.amount_fen))).one()
+    assert tuple(usage) == (persons, sum(e.payload.amount_fen for e in approved))
