@@ -35,8 +35,8 @@ def sent_again(event: EventMessage) -> EventMessage:
     return EventMessage.new(event.payload, source=event.source, occurred_at=event.occurred_at)
 
 
-class HeldEnrollment(EnrollmentHandler):
-    """Enrollment that, once it has decided a batch, waits before the batch is written."""
+class HoldsItsFirstDecision:
+    """Mixed into a handler: once it has decided its first batch, it waits before the batch is written."""
 
     def __init__(self) -> None:
         self.decided = asyncio.Event()
@@ -44,12 +44,20 @@ class HeldEnrollment(EnrollmentHandler):
         self.prepared = 0
 
     async def prepare(self, conn, events: Sequence[EventMessage]):  # type: ignore[no-untyped-def]
-        prepared = await super().prepare(conn, events)
+        prepared = await super().prepare(conn, events)  # type: ignore[misc]
         self.prepared += 1
         if self.prepared == 1:
             self.decided.set()
             await self.go_on.wait()
         return prepared
+
+
+class HeldEnrollment(HoldsItsFirstDecision, EnrollmentHandler):
+    pass
+
+
+class HeldSubsidy(HoldsItsFirstDecision, SubsidyHandler):
+    pass
 
 
 async def outcomes_of(store: EventStore, household_id: str) -> list[str]:
@@ -92,23 +100,6 @@ async def test_a_batch_decided_on_state_that_another_instance_changed_is_decided
         assert (await conn.execute(select(func.count()).select_from(insured_households))).scalar_one() == 1
         assert (await conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 2
         assert await consumer_version(conn, EnrollmentHandler.consumer) == 2
-
-
-class HeldSubsidy(SubsidyHandler):
-    """Subsidy that, once it has decided its first batch of policies, waits before writing it."""
-
-    def __init__(self) -> None:
-        self.decided = asyncio.Event()
-        self.go_on = asyncio.Event()
-        self.prepared = 0
-
-    async def prepare(self, conn, events: Sequence[EventMessage]):  # type: ignore[no-untyped-def]
-        prepared = await super().prepare(conn, events)
-        self.prepared += 1
-        if self.prepared == 1:
-            self.decided.set()
-            await self.go_on.wait()
-        return prepared
 
 
 def published(event: RecordedEvent) -> Incoming:
