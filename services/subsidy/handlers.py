@@ -1,7 +1,9 @@
 """Subsidy's handler: recorded events in log order (plans, policies, closings) -> decisions.
 
 It consumes the recorded-event stream, so a plan and the policies around it arrive in the order
-the log has them. State comes from subsidy's own tables, read under the log's write lock."""
+the log has them. State comes from subsidy's own tables: a batch is decided (``prepare``) before
+the log's write lock is taken, and decided again under it if another instance wrote meanwhile
+(see ``shared.events.consumer.process_batch``)."""
 
 from __future__ import annotations
 

@@ -171,8 +171,8 @@ class EventRegistry:
                     decoded.append(known[1](row))
                     continue
                 except ValidationError:
-                    pass  # parse_recorded says what is wrong, with field names
-            decoded.append(self.parse_recorded(row))
+                    pass  # the checked path says what is wrong, with field names
+            decoded.append(self._parse_recorded_checked(row))
         return decoded
 
     def parse_recorded(self, row: dict[str, Any]) -> RecordedEvent:

@@ -445,8 +445,3 @@ class EventStore:
                 rows = await following
             else:
                 rows = await page(rows[-1][0]) if len(rows) == batch_size else []
-
-    def decode(self, row: Sequence[Any]) -> RecordedEvent:
-        """A stored row (columns in ``_COLUMNS`` order; the payload as text or UTF-8 bytes) to a
-        :class:`RecordedEvent`."""
-        return self.registry.parse_recorded_rows([row])[0]
