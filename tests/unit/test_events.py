@@ -739,6 +739,21 @@ def test_an_unknown_column_is_no_field_of_a_recorded_row_and_a_missing_one_is_re
     assert err.code == "invalid_stored_event" and err.fields == ("recorded_at",)
 
 
+@pytest.mark.parametrize("version", [2, 1], ids=["current version", "upcast from v1"])
+def test_a_stored_row_is_read_with_its_types_checked_but_not_the_bounds_checked_at_intake(version):
+    payload = json.dumps(household_v1()) if version == 1 else message().payload.model_dump_json()
+    # A name a producer could not send today (a space) and a position the log never gives (0):
+    # what was recorded reads back as recorded; ``audit verify`` is what finds an altered row.
+    row = recorded_row(message(), schema_version=version, payload=payload, position=0, source="county system")
+    event = registry.parse_recorded_rows([as_row(row)])[0]
+    assert (event.position, event.source, event.schema_version) == (0, "county system", 2)
+    for column, value in [("position", "seven"), ("stream_version", None), ("source", 42), ("event_id", "not-a-uuid")]:
+        err = contract_error(registry.parse_recorded_rows, [as_row({**row, column: value})])
+        assert err.code == "invalid_stored_event" and err.fields == (column,), column
+    with pytest.raises(ValidationError):  # the contract for senders keeps its bounds
+        EventMessage.model_validate({**message().model_dump(), "source": "county system"})
+
+
 def test_the_recorded_class_of_a_type_is_built_once_and_narrows_recorded_event():
     cls = registry.recorded_class("ClaimPaid")
     assert registry.recorded_class("ClaimPaid") is cls
