@@ -10,7 +10,9 @@ Choices made on purpose (see DESIGN.md, "FastStream and NATS: known traps"):
   and on its last delivery it is dead-lettered instead of dropped.
 * nats-py 2.16 raises a bare ``asyncio.TimeoutError`` inside ``fetch`` that FastStream's batch
   loop does not catch, dropping partly collected batches until ``ack_wait``; :func:`fix_nats_fetch`
-  turns it into nats' own TimeoutError (upstream: nats-io/nats.py PR #1008).
+  turns it into nats' own TimeoutError (upstream: nats-io/nats.py PR #1008). It also fetches
+  batches with :func:`shared.events.pull.fetch_batch`, which waits once per burst of messages
+  instead of once per message.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from nats.js.client import JetStreamContext
 
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
+from .pull import fast_fetch_supported, fetch_batch
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
 from .tls import connect_nats
@@ -50,9 +53,11 @@ def fix_nats_fetch() -> None:
         return
     original = JetStreamContext.PullSubscription.fetch
 
-    async def fetch(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
+    async def fetch(self, batch: int = 1, timeout: float | None = 5, heartbeat: float | None = None) -> Any:  # type: ignore[no-untyped-def]
         try:
-            return await original(self, *args, **kwargs)
+            if batch > 1 and fast_fetch_supported(self):
+                return await fetch_batch(self, batch, timeout, heartbeat)
+            return await original(self, batch, timeout, heartbeat)
         except nats.errors.TimeoutError:
             raise
         except asyncio.TimeoutError as exc:

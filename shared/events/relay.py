@@ -41,17 +41,22 @@ def _stamp(value: str | datetime) -> str:
     return value if isinstance(value, str) else utc_text(value)
 
 
+# One encoder for every body: ``json.dumps(..., ensure_ascii=False)`` builds a new JSONEncoder on
+# every call, which was half the cost of a body's envelope (about 5 µs an event here).
+_encode_head = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def published_body(row: Any) -> bytes:
     """The JSON of a ``RecordedEvent`` built from a stored row; the payload text is spliced in as
     stored (it is the hashed JSON, so it is not parsed and re-serialised on the way)."""
     (position, event_id, stream_id, version, event_type, schema_version, occurred_at, recorded_at, source,
      correlation_id, causation_id, payload) = row
-    head = json.dumps({
+    head = _encode_head({
         "event_id": event_id, "event_type": event_type, "schema_version": schema_version,
         "occurred_at": _stamp(occurred_at), "source": source, "correlation_id": correlation_id,
         "causation_id": causation_id, "stream_id": stream_id, "stream_version": version, "position": position,
         "recorded_at": _stamp(recorded_at),
-    }, ensure_ascii=False)
+    })
     return (head[:-1] + ',"payload":' + payload + "}").encode()
 
 

@@ -1,0 +1,113 @@
+"""Fetching a batch from a JetStream pull consumer with one wait per burst of messages.
+
+nats-py's ``PullSubscription.fetch(n)`` waits for every message of a batch on its own: each one
+costs a new task, a ``uuid4`` to name it and an ``asyncio.wait_for`` with its timer, although the
+client's reader has usually put a whole burst of messages in the subscription's queue at once.
+Measured here (20,000 messages of 900 bytes, fetched 500 at a time and acked, one process): 48 to
+78 µs of CPU per message that way, 16 to 22 µs with :func:`fetch_batch`. A household passes two
+pull consumers (enrollment's and subsidy's), so that was about a tenth of the pipeline's CPU.
+
+:func:`fetch_batch` sends one pull request for the batch (with ``expires``, so that the server
+ends it when the time is up), takes what has arrived from the queue as it is, and waits only when
+the queue is empty. A data message left from an earlier request is taken first, and a status message
+left from one is dropped. All requests of a subscription share its reply subject, so a status
+cannot say which request it answers: "request timeout" (408) ends this request only in its last
+moments, when this request's own expiry comes (a fetch that ran out of time leaves its request's
+408 to arrive during the next fetch, which would otherwise end each next request at once); "no
+messages" (404) answers only requests that do not wait, which this one does, so it is stale;
+heartbeats (100) are skipped; "conflict" (409: the consumer deleted, too many waiting requests...)
+ends the request, as nats-py has it; any other status is an error unless messages have arrived,
+which are then returned. No data message taken from the queue is dropped.
+It reads nats-py's subscription internals (``_sub``, its ``_pending_queue``), so
+:func:`fast_fetch_supported` checks they are there; without them the library's own fetch is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import api
+
+_SKIPPED = frozenset({api.StatusCode.CONTROL_MESSAGE, api.StatusCode.NO_MESSAGES})
+OWN_EXPIRY_S = 0.01  # a 408 this close to the deadline (or a tenth of the timeout, if more) is this request's
+
+
+def _status(msg: Any) -> str | None:
+    headers = msg.headers
+    return headers.get(api.Header.STATUS) if headers else None
+
+
+def fast_fetch_supported(psub: Any) -> bool:
+    """Whether this pull subscription has the nats-py internals :func:`fetch_batch` reads."""
+    sub = getattr(psub, "_sub", None)
+    return (sub is not None and isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue)
+            and hasattr(sub, "_pending_size") and all(hasattr(psub, a) for a in ("_nc", "_nms", "_deliver")))
+
+
+async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None) -> list[Any]:
+    """Up to ``batch`` messages of the pull subscription ``psub`` (nats-py's ``PullSubscription``),
+    waiting at most ``timeout`` seconds; raises ``nats.errors.TimeoutError`` when none came."""
+    if batch < 1:
+        raise ValueError("nats: invalid batch size")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("nats: invalid fetch timeout")
+    nc, sub = psub._nc, psub._sub
+    if nc.is_closed:
+        raise nats.errors.ConnectionClosedError
+    queue: asyncio.Queue[Any] = sub._pending_queue
+    msgs: list[Any] = []
+
+    def taken(msg: Any) -> Any:
+        sub._pending_size -= len(msg.data)
+        return msg
+
+    # What earlier requests left: their data messages are ours to hand over, their statuses stale.
+    while len(msgs) < batch and not queue.empty():
+        msg = taken(queue.get_nowait())
+        if _status(msg) is None:
+            msgs.append(msg)
+    if len(msgs) == batch:
+        return msgs
+
+    request: dict[str, Any] = {"batch": batch - len(msgs)}
+    if timeout is not None:
+        request["expires"] = int(timeout * 1_000_000_000) - 100_000
+    if heartbeat:
+        request["idle_heartbeat"] = int(heartbeat * 1_000_000_000)
+    await nc.publish(psub._nms, json.dumps(request).encode(), psub._deliver)
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    margin = max(OWN_EXPIRY_S, (timeout or 0) / 10)
+    while len(msgs) < batch:
+        if queue.empty():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            try:
+                msg = taken(await asyncio.wait_for(queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        else:
+            msg = taken(queue.get_nowait())
+        status = _status(msg)
+        if status is None:
+            msgs.append(msg)
+        elif status in _SKIPPED:
+            continue
+        elif status == api.StatusCode.REQUEST_TIMEOUT:
+            if deadline is not None and deadline - time.monotonic() <= margin:
+                break
+        elif status == api.StatusCode.CONFLICT or msgs:
+            break
+        else:
+            raise nats.js.errors.APIError.from_msg(msg)
+    if not msgs:
+        if nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        raise nats.errors.TimeoutError
+    return msgs
