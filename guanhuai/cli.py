@@ -253,6 +253,10 @@ def bench_pipeline(
     floor = figures["plain_sqlite_inserts"]
     out.print(f"plain sqlite3 inserts of the same {floor['rows']:,} rows: {floor['cpu_us_per_household'] / 1000:.3f} "
               f"CPU ms per household")
+    moved = figures["nats_floor"]
+    out.print(f"the same messages at raw nats-py cost ({moved['publishes_per_household']} publishes and "
+              f"{moved['deliveries_per_household']} deliveries per household): {moved['cpu_ms_per_household']:.3f} "
+              f"CPU ms per household")
     print(json.dumps(figures), flush=True)
 
 

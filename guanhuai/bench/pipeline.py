@@ -32,7 +32,7 @@ from guanhuai.perf import cpu_seconds
 from guanhuai.simulate import Area, registration_messages
 from shared.events import EventMessage
 from shared.events.store import EventStore
-from shared.events.subjects import CONSUMER_READY, EVENTS_STREAM, inbound_subject
+from shared.events.subjects import CONSUMER_READY, EVENTS_STREAM, INBOUND_STREAM, inbound_subject
 from shared.events.subsidy import SubsidyLine, SubsidyPlanPublished
 from shared.events.tables import events
 
@@ -82,6 +82,57 @@ async def raw_round_trip(url: str, bodies: list[bytes], run: int = 0) -> float:
     return len(bodies) / elapsed
 
 
+async def raw_costs(url: str, bodies: list[bytes], server_pid: int | None) -> dict[str, float]:
+    """CPU microseconds per message of the raw round trip's two halves, one after the other: publish
+    with acks (all of them, as many in flight as our publisher), then pull and ack (all of them);
+    for this process and for nats-server. What a message costs the messaging alone, whoever sends it."""
+    nc = await nats.connect(url)
+    js = nc.jetstream(publish_async_max_pending=IN_FLIGHT * 2)
+    await js.add_stream(StreamConfig(name="RAWCOST", subjects=["rawcost.>"], storage=StorageType.FILE))
+    await js.add_consumer("RAWCOST", ConsumerConfig(durable_name="raw", ack_wait=30, max_ack_pending=len(bodies) + 1000))
+    sub = await js.pull_subscribe("rawcost.>", durable="raw", stream="RAWCOST")
+
+    def now() -> tuple[float, float]:
+        return time.process_time(), (cpu_seconds(server_pid) or 0.0) if server_pid else 0.0
+
+    start = now()
+    await _publish_all(js, [("rawcost.msg", b, f"rawcost-{i}") for i, b in enumerate(bodies)])
+    published = now()
+    received = 0
+    while received < len(bodies):
+        try:
+            msgs = await sub.fetch(1000, timeout=1)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            continue
+        for m in msgs:
+            await m.ack()
+        received += len(msgs)
+    done = now()
+    await nc.close()
+    per = 1e6 / len(bodies)
+    return {
+        "publish_client_us": round((published[0] - start[0]) * per, 1),
+        "publish_server_us": round((published[1] - start[1]) * per, 1),
+        "pull_ack_client_us": round((done[0] - published[0]) * per, 1),
+        "pull_ack_server_us": round((done[1] - published[1]) * per, 1),
+    }
+
+
+def nats_floor(costs: dict[str, float], publishes: int, deliveries: int, households: int) -> dict[str, float]:
+    """What a household's messages alone cost at the raw client's and server's CPU per message: the
+    least any implementation on nats-py would spend to move them, before storing or deciding
+    anything. ``publishes``: messages put on JetStream (the inbound ones and every relayed event);
+    ``deliveries``: messages pulled and acked by the services."""
+    publish_us = costs["publish_client_us"] + costs["publish_server_us"]
+    pull_us = costs["pull_ack_client_us"] + costs["pull_ack_server_us"]
+    return {
+        **costs,
+        "publishes_per_household": round(publishes / households, 2),
+        "deliveries_per_household": round(deliveries / households, 2),
+        "cpu_ms_per_household": round((publishes * publish_us + deliveries * pull_us) / households / 1000, 3),
+    }
+
+
 def _start(name: str, env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "guanhuai", "serve", name], env=env,
                             stdout=(logdir / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
@@ -101,6 +152,15 @@ async def _caught_up(js: Any, head: int) -> bool:
     info = await js.stream_info(EVENTS_STREAM)
     consumer = await js.consumer_info(EVENTS_STREAM, "subsidy-v1")
     return info.state.last_seq >= head and consumer.num_pending == 0 and consumer.num_ack_pending == 0
+
+
+async def _messages_moved(js: Any) -> tuple[int, int]:
+    """(messages put on the two streams, messages delivered to the services' consumers) so far."""
+    publishes = sum([(await js.stream_info(name)).state.last_seq for name in (INBOUND_STREAM, EVENTS_STREAM)])
+    deliveries = 0
+    for stream, durable in CONSUMER_READY:
+        deliveries += (await js.consumer_info(stream, durable)).delivered.consumer_seq
+    return publishes, deliveries
 
 
 async def _decisions(store: EventStore) -> tuple[int, datetime]:
@@ -131,6 +191,9 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
                 raw_rates.append(await raw_round_trip(server.url, [body for _, body, _ in items], run_no))
                 progress("raw nats-py round trip (3 runs)", run_no + 1, 3)
             raw_rate = sorted(raw_rates)[1]
+            costs = await raw_costs(server.url, [body for _, body, _ in items],
+                                    server.process.pid if server.process else None)
+            progress("raw nats-py costs per message", 1, 1)
 
             db_url = f"sqlite+aiosqlite:///{base / 'log.db'}"
             env = dict(os.environ, GUANHUAI_DB_URL=db_url, GUANHUAI_NATS_URL=server.url, GUANHUAI_LOG_LEVEL="WARNING",
@@ -158,6 +221,7 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
                 await publisher
                 decisions, last_decision = await _decisions(store)
                 cpu = _cpu_used(cpu_at_start, _cpu_now(procs, server))
+                publishes, deliveries = await _messages_moved(js)
                 elapsed = (last_decision - start).total_seconds()
                 await nc.close()
             finally:
@@ -187,6 +251,8 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
         "cores": cores,
         # The database's share alone: the same rows inserted with plain sqlite3 (guanhuai/bench/floor.py).
         "plain_sqlite_inserts": floor,
+        # The messaging's share alone: this run's messages at the raw nats-py cost per message.
+        "nats_floor": nats_floor(costs, publishes, deliveries, households),
     }
 
 

@@ -49,6 +49,17 @@ def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_ben
     assert floor["rows"] > 20 * 4 and floor["cpu_us_per_household"] > 0 and floor["wall_us_per_household"] > 0
     allowed = pipeline_run["cores"] * 1000 / (0.3 * pipeline_run["raw_nats_round_trip_per_s"])
     assert abs(pipeline_run["cpu_ms_per_household_at_target"] - allowed) < 0.002
+    moved = pipeline_run["nats_floor"]
+    # Each household is sent once and delivered to enrollment once; the relay puts its registration,
+    # its outcome and any subsidy decisions on NATS too; subsidy is delivered the outcomes it reads.
+    assert moved["deliveries_per_household"] >= 1 + 1 / 20 and moved["publishes_per_household"] >= 3
+    per_message = {k: moved[k] for k in ("publish_client_us", "publish_server_us", "pull_ack_client_us", "pull_ack_server_us")}
+    # (the server's share of 20 messages may be under one clock tick of /proc: 0)
+    assert per_message["publish_client_us"] > 0 and per_message["pull_ack_client_us"] > 0
+    assert min(per_message.values()) >= 0
+    expected = (moved["publishes_per_household"] * (per_message["publish_client_us"] + per_message["publish_server_us"])
+                + moved["deliveries_per_household"] * (per_message["pull_ack_client_us"] + per_message["pull_ack_server_us"])) / 1000
+    assert abs(moved["cpu_ms_per_household"] - expected) < 0.01
 
     markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "test box" in markdown and "| benchmark | guanhuai | raw reference, same run | ratio | target | met |" in markdown
