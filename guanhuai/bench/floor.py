@@ -13,6 +13,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from guanhuai.bench.reference import plain_database
+
 # The tables the pipeline writes for each household: the log, the inboxes, and each service's own.
 TABLES = ("events", "processed_messages", "enrollment_households", "enrollment_persons", "subsidy_persons")
 
@@ -25,12 +27,8 @@ def sqlite_insert_floor(source: Path, workdir: Path, households: int, batch_hous
             "ORDER BY type != 'table'")]
         data = {t: src.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in TABLES}  # noqa: S608
     target = workdir / "floor.db"
-    out = sqlite3.connect(target, isolation_level=None)
+    out = plain_database(target, ddl)
     try:
-        out.execute("PRAGMA journal_mode=WAL")
-        out.execute("PRAGMA synchronous=FULL")
-        for statement in ddl:
-            out.execute(statement)
         statements = {t: f"INSERT INTO {t} VALUES ({','.join('?' * len(rows[0]))})" for t, rows in data.items() if rows}
         parts = 2 * max(1, -(-households // batch_households))  # enrollment's and subsidy's commits
         cpu, wall = time.process_time(), time.perf_counter()

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from guanhuai.perf import peak_rss_mb, reset_peak_rss
 
@@ -23,3 +24,14 @@ def plain_scan(conn: sqlite3.Connection, total: int, progress: Callable[[str, in
         if scanned % 20000 == 0:
             progress(label, scanned, total)
     return scanned, time.perf_counter() - start, peak_rss_mb()
+
+
+def plain_database(path: Path, ddl: list[str]) -> sqlite3.Connection:
+    """An empty plain sqlite3 database of the given schema, set up as the log is (WAL, durable on
+    power loss), in autocommit mode: the raw side's own transactions are explicit."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    for statement in ddl:
+        conn.execute(statement)
+    return conn

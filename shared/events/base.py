@@ -18,7 +18,9 @@ from typing import Annotated, ClassVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
 
 # Identifiers that end up in subjects, stream ids and hashes: printable, no spaces or controls.
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+NAME_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+NAME_MAX_LENGTH = 200
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN)]
 # What producers name things by (households, townships, areas, plans, claims): services build stream
 # ids and policy numbers from these ("subsidy-P2024-<township>-<household>"), which must stay Names,
 # so a producer may send at most KEY_MAX_LENGTH characters (the published schemas say so, and
@@ -28,7 +30,7 @@ KEY_MAX_LENGTH = 80
 PRODUCER_KEY = object()  # marks a Key field in its annotation (see ``registry.producer_keys``)
 Key = Annotated[
     str,
-    Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$", json_schema_extra={"maxLength": KEY_MAX_LENGTH}),
+    Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN, json_schema_extra={"maxLength": KEY_MAX_LENGTH}),
     PRODUCER_KEY,
 ]
 Fen = Annotated[int, Field(ge=0, le=10**13, description="amount in integer fen (分); 100 fen = 1 yuan")]

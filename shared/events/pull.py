@@ -16,8 +16,10 @@ moments, when this request's own expiry comes (a fetch that ran out of time leav
 408 to arrive during the next fetch, which would otherwise end each next request at once); "no
 messages" (404) answers only requests that do not wait, which this one does, so it is stale;
 heartbeats (100) are skipped; "conflict" (409: the consumer deleted, too many waiting requests...)
-ends the request, as nats-py has it; any other status is an error unless messages have arrived,
-which are then returned. No data message taken from the queue is dropped.
+ends the request when messages have arrived, and otherwise the fetch waits out its time, as
+nats-py's does; any other status is an error unless messages have arrived, which are then
+returned. No data message taken from the queue is dropped. When the queue is empty it waits with
+nats-py's own ``next_msg`` (once per burst), which a closing client wakes.
 It reads nats-py's subscription internals (``_sub``, its ``_pending_queue``), so
 :func:`fast_fetch_supported` checks they are there; without them the library's own fetch is used.
 """
@@ -62,17 +64,69 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
     queue: asyncio.Queue[Any] = sub._pending_queue
     msgs: list[Any] = []
 
-    def taken(msg: Any) -> Any:
+    def take() -> Any:
+        """The next message already in the queue, counted out as ``next_msg`` counts it."""
+        msg = queue.get_nowait()
         sub._pending_size -= len(msg.data)
+        queue.task_done()  # ``Subscription.drain`` waits for every queued message to be done
         return msg
 
     # What earlier requests left: their data messages are ours to hand over, their statuses stale.
     while len(msgs) < batch and not queue.empty():
-        msg = taken(queue.get_nowait())
+        msg = take()
         if _status(msg) is None:
             msgs.append(msg)
     if len(msgs) == batch:
         return msgs
+
+    request: dict[str, Any] = {"batch": batch - len(msgs)}
+    if timeout is not None:
+        request["expires"] = int(timeout * 1_000_000_000) - 100_000
+        if request["expires"] <= 0:  # too little time left to ask for more (0 would mean "never expire")
+            if msgs:
+                return msgs
+            raise nats.errors.TimeoutError
+    if heartbeat:
+        request["idle_heartbeat"] = int(heartbeat * 1_000_000_000)
+    await nc.publish(psub._nms, json.dumps(request).encode(), psub._deliver)
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    margin = max(OWN_EXPIRY_S, (timeout or 0) / 10)
+    while len(msgs) < batch:
+        if queue.empty():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            try:
+                # nats-py's own wait: woken with ConnectionClosedError when the client closes.
+                msg = await sub.next_msg(timeout=remaining)
+            except nats.errors.TimeoutError:
+                break
+        else:
+            msg = take()
+        status = _status(msg)
+        if status is None:
+            msgs.append(msg)
+        elif status in _SKIPPED:
+            continue
+        elif status == api.StatusCode.REQUEST_TIMEOUT:
+            if deadline is not None and deadline - time.monotonic() <= margin:
+                break
+        elif status == api.StatusCode.CONFLICT:
+            # The server refused or ended the request (too many waiting, consumer deleted...): hand
+            # over what came; with nothing, wait out the time as nats-py does rather than at once
+            # sending a request that the server refuses again.
+            if msgs:
+                break
+        elif msgs:
+            break
+        else:
+            raise nats.js.errors.APIError.from_msg(msg)
+    if not msgs:
+        if nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        raise nats.errors.TimeoutError
+    return msgs
 
     request: dict[str, Any] = {"batch": batch - len(msgs)}
     if timeout is not None:

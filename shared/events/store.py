@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from sqlalchemy import LargeBinary, MetaData, String, bindparam, cast, func, lit
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .base import EventMessage, RecordedEvent
+from .base import NAME_MAX_LENGTH, NAME_PATTERN, EventMessage, RecordedEvent
 from .catalog import registry as default_registry
 from .database import create_engine, write_connection
 from .hashing import GENESIS, chain_hash
@@ -35,6 +36,7 @@ from .tables import events, metadata, utc_text
 ADVISORY_LOCK_KEY = 0x6775616E68756169 & 0x7FFFFFFFFFFFFFFF  # "guanhuai"
 ANY = None  # expected_version meaning "wherever the stream is"
 DECODE_SLICE = 100  # events decoded and handed over at a time by ``read_all``
+_NAME = re.compile(NAME_PATTERN)
 
 _COLUMNS = [
     events.c.position,
@@ -84,6 +86,12 @@ class StreamAppend:
     stream_id: str
     events: Sequence[EventMessage]
     expected_version: int | None = ANY
+
+    def __post_init__(self) -> None:
+        # Checked here, once, as the envelope's names are checked when an event is made: the log
+        # reads its rows back without checking them again (see ``registry._StoredRow``).
+        if not isinstance(self.stream_id, str) or len(self.stream_id) > NAME_MAX_LENGTH or not _NAME.match(self.stream_id):
+            raise ValueError(f"stream id {self.stream_id!r}: 1 to {NAME_MAX_LENGTH} printable characters, no spaces")
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,8 +64,10 @@ def test_store_benchmark_prints_its_figures_as_a_last_json_line(tmp_path: Path) 
     for key in ("append_events_per_s", "plain_sqlite_append_per_s", "append_ratio", "replay_events_per_s",
                 "plain_sqlite_replay_per_s", "replay_ratio", "replay_peak_rss_mb"):
         assert figures[key] > 0
-    # The replays took turns, three of each; the figures are their medians.
+    # Three rounds of one replay each; the ratio is the median of the rounds' ratios, the rates the
+    # medians of each side's.
     rounds = figures["replay_rounds"]
     assert len(rounds) == 3 and "replay round 3:" in result.stdout
+    assert figures["replay_ratio"] == sorted(r["ratio"] for r in rounds)[1]
     assert figures["replay_events_per_s"] == sorted(r["replay_events_per_s"] for r in rounds)[1]
     assert figures["plain_sqlite_replay_per_s"] == sorted(r["plain_sqlite_replay_per_s"] for r in rounds)[1]

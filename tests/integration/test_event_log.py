@@ -34,6 +34,15 @@ async def test_appends_to_a_new_stream_and_reads_it_back_equal(store: EventStore
     assert back[0].recorded_at.tzinfo is not None
 
 
+@pytest.mark.parametrize("bad", ["", "targets 2020", "targets\t2020", "x" * 201, "line\nbreak"])
+async def test_a_stream_id_that_is_no_name_is_refused_before_anything_is_stored(store: EventStore, bad: str) -> None:
+    with pytest.raises(ValueError, match="stream id"):
+        await store.append(bad, [target()])
+    assert await store.head_position() == 0
+    await store.append("区-2020", [target()])  # any printable characters, Chinese too
+    assert [e.stream_id for e in await store.read_stream("区-2020")] == ["区-2020"]
+
+
 async def test_refuses_a_stale_expected_version_and_stores_nothing_of_that_append(store: EventStore) -> None:
     await store.append("targets-2020", [target()], expected_version=0)
     other, stale = target("hanxian", 605, 455), target("shaxi", 287, 187)

@@ -74,20 +74,21 @@ async def test_it_returns_what_came_when_its_time_is_up_and_waits_for_what_comes
     assert [int(m.data) for m in await later] == [3, 4]
 
 
-async def test_messages_of_a_request_that_outlived_its_fetch_are_handed_over_next_time(js) -> None:  # type: ignore[no-untyped-def]
+async def test_messages_of_a_request_that_outlived_its_fetch_are_handed_over_next_time_once(js) -> None:  # type: ignore[no-untyped-def]
     sub = await js.pull_subscribe("p.>", durable="c", stream="P")
-    with pytest.raises(nats.errors.TimeoutError):
-        await fetch_batch(sub, 10, 0.1)
-    # A message in the queue from an earlier request, and that request's stale status after it.
-    await publish(js, 0, 1)
-    first = await fetch_batch(sub, 1, 1.0)
-    queue = sub._sub._pending_queue
-    stale = status(sub, "408", "Request Timeout")
-    queue.put_nowait(first[0])
-    queue.put_nowait(stale)
-    await publish(js, 1, 1)
-    msgs = await fetch_batch(sub, 5, 0.5)
-    assert [int(m.data) for m in msgs] == [0, 1]
+    waiting = asyncio.create_task(fetch_batch(sub, 10, 5.0))
+    await asyncio.sleep(0.2)
+    waiting.cancel()  # its request stays on the server for five seconds
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await publish(js, 0, 3)  # delivered to that request, into the queue, with nobody waiting
+    await asyncio.sleep(0.3)
+    assert sub._sub._pending_queue.qsize() == 3
+    msgs = await fetch_batch(sub, 2, 0.5)  # takes two of what came; no new request needed
+    msgs += await fetch_batch(sub, 10, 0.5)
+    assert [int(m.data) for m in msgs] == [0, 1, 2]
+    assert sub._sub._pending_size == 0
+    await asyncio.wait_for(sub._sub._pending_queue.join(), 1)  # every message counted done (drain waits for it)
 
 
 def status(sub: Any, code: str, description: str) -> Msg:
@@ -113,17 +114,54 @@ async def test_an_error_status_is_raised_when_nothing_came_and_ends_the_batch_wh
     await answer
     assert [int(m.data) for m in msgs] == [0, 1] and time.monotonic() - started < 4.0
 
-    # Heartbeats and "no messages" (which only requests that do not wait are sent) end nothing; a
-    # "conflict" ends the request without an error.
-    for item in (status(sub, "100", "Idle Heartbeat"), status(sub, "404", "No Messages")):
-        sub._sub._pending_queue.put_nowait(item)
-    answer = asyncio.create_task(arrives(sub, status(sub, "100", "Idle Heartbeat"), 0.05))
-    late = asyncio.create_task(arrives(sub, status(sub, "409", "Exceeded MaxWaiting"), 0.15))
+
+async def test_heartbeats_and_stale_no_messages_end_nothing_and_a_conflict_waits_out_its_time(js) -> None:  # type: ignore[no-untyped-def]
+    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
+    beats = [asyncio.create_task(arrives(sub, status(sub, code, text), after)) for code, text, after in
+             [("100", "Idle Heartbeat", 0.05), ("404", "No Messages", 0.1)]]
+    later = asyncio.create_task(fetch_batch(sub, 5, 3.0))
+    await asyncio.sleep(0.3)
+    await publish(js, 0, 1)  # after the heartbeat and the 404: the fetch was still waiting
+    assert [int(m.data) for m in await later] == [0]
+    await asyncio.gather(*beats)
+
+    # A conflict with nothing fetched: no error, and no new request at once either (FastStream's
+    # loop would send the next one straight away): the fetch waits out its time.
+    refused = asyncio.create_task(arrives(sub, status(sub, "409", "Exceeded MaxWaiting"), 0.05))
     started = time.monotonic()
     with pytest.raises(nats.errors.TimeoutError):
-        await fetch_batch(sub, 5, 3.0)
-    await answer, await late
-    assert time.monotonic() - started < 2.0  # the 409 ended it, not the timeout
+        await fetch_batch(sub, 5, 1.0)
+    await refused
+    assert time.monotonic() - started >= 0.9
+
+    await publish(js, 1, 1)
+    late = asyncio.create_task(arrives(sub, status(sub, "409", "Exceeded MaxWaiting"), 0.3))
+    started = time.monotonic()
+    assert [int(m.data) for m in await fetch_batch(sub, 5, 5.0)] == [1]  # ended by the 409, not the timeout
+    await late
+    assert time.monotonic() - started < 4.0
+
+
+async def test_a_client_closing_wakes_a_waiting_fetch(js) -> None:  # type: ignore[no-untyped-def]
+    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
+    waiting = asyncio.create_task(fetch_batch(sub, 5, None))  # no timeout at all
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await js._nc.close()
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await asyncio.wait_for(waiting, 5)
+    assert time.monotonic() - started < 3.0
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await fetch_batch(sub, 5, 1.0)
+
+
+async def test_without_a_timeout_it_waits_until_messages_come(js) -> None:  # type: ignore[no-untyped-def]
+    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
+    later = asyncio.create_task(fetch_batch(sub, 2, None))
+    await asyncio.sleep(0.5)
+    assert not later.done()
+    await publish(js, 0, 2)
+    assert [int(m.data) for m in await asyncio.wait_for(later, 5)] == [0, 1]
 
 
 async def test_a_request_timeout_left_by_an_earlier_request_does_not_end_this_one(js) -> None:  # type: ignore[no-untyped-def]
@@ -142,6 +180,13 @@ async def test_bad_arguments_are_refused_as_nats_py_refuses_them(js) -> None:  #
         await fetch_batch(sub, 0, 1.0)
     with pytest.raises(ValueError, match="timeout"):
         await fetch_batch(sub, 5, 0)
+    # Time left too short to ask the server for anything (its expires would be 0, "never"):
+    # a timeout at once, and no request left waiting on the server.
+    started = time.monotonic()
+    with pytest.raises(nats.errors.TimeoutError):
+        await fetch_batch(sub, 5, 0.00005)
+    assert time.monotonic() - started < 0.5
+    assert (await js.consumer_info("P", "c")).num_waiting == 0
 
 
 async def test_the_services_fetch_takes_batches_this_way_and_single_messages_as_nats_py_does(js, monkeypatch) -> None:  # type: ignore[no-untyped-def]
