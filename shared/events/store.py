@@ -90,7 +90,7 @@ class StreamAppend:
     def __post_init__(self) -> None:
         # Checked here, once, as the envelope's names are checked when an event is made: the log
         # reads its rows back without checking them again (see ``registry._StoredRow``).
-        if not isinstance(self.stream_id, str) or len(self.stream_id) > NAME_MAX_LENGTH or not _NAME.match(self.stream_id):
+        if not isinstance(self.stream_id, str) or len(self.stream_id) > NAME_MAX_LENGTH or not _NAME.fullmatch(self.stream_id):
             raise ValueError(f"stream id {self.stream_id!r}: 1 to {NAME_MAX_LENGTH} printable characters, no spaces")
 
 

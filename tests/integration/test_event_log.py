@@ -34,7 +34,7 @@ async def test_appends_to_a_new_stream_and_reads_it_back_equal(store: EventStore
     assert back[0].recorded_at.tzinfo is not None
 
 
-@pytest.mark.parametrize("bad", ["", "targets 2020", "targets\t2020", "x" * 201, "line\nbreak"])
+@pytest.mark.parametrize("bad", ["", "targets 2020", "targets\t2020", "x" * 201, "line\nbreak", "trailing\n"])
 async def test_a_stream_id_that_is_no_name_is_refused_before_anything_is_stored(store: EventStore, bad: str) -> None:
     with pytest.raises(ValueError, match="stream id"):
         await store.append(bad, [target()])
