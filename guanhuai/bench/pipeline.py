@@ -197,14 +197,14 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         base = Path(tmp)
         with NatsServer(base / "nats") as server:
+            bodies = [body for _, body, _ in items]
             # The raw rate varies from run to run on a small machine: take the median of three.
             raw_rates = []
             for run_no in range(3):
-                raw_rates.append(await raw_round_trip(server.url, [body for _, body, _ in items], run_no))
+                raw_rates.append(await raw_round_trip(server.url, bodies, run_no))
                 progress("raw nats-py round trip (3 runs)", run_no + 1, 3)
             raw_rate = sorted(raw_rates)[1]
-            costs = await raw_costs(server.url, [body for _, body, _ in items],
-                                    server.process.pid if server.process else None)
+            costs = await raw_costs(server.url, bodies, server.process.pid if server.process else None)
             progress("raw nats-py costs per message", 1, 1)
 
             db_url = f"sqlite+aiosqlite:///{base / 'log.db'}"

@@ -162,31 +162,37 @@ async def run(total: int, batch_size: int, workdir: Path | None, progress: Calla
                     done += len(rows)
                     progress("append (plain sqlite3)", done, total)
 
-                rounds, peak, plain_peak = [], 0.0, 0.0
-                for n in range(1, replay_rounds + 1):
-                    # Each side goes first in every other round, so that a steady drift of the
-                    # machine's speed favours neither; both run with the same collector settings.
-                    async def ours() -> tuple[int, float, float]:
-                        return await _replay(store, total, progress, f"replay {n}/{replay_rounds} (guanhuai, decoded)")
-
-                    async def plain() -> tuple[int, float, float]:
-                        with bulk_gc():
-                            return plain_scan(conn, total, progress, f"replay {n}/{replay_rounds} (plain sqlite3)")
-
-                    if n % 2:
-                        (replay_n, replay_s, replay_peak), (plain_n, plain_replay_s, plain_replay_peak) = await ours(), await plain()
-                    else:
-                        (plain_n, plain_replay_s, plain_replay_peak), (replay_n, replay_s, replay_peak) = await plain(), await ours()
-                    if replay_n != total or plain_n != total:
-                        raise RuntimeError(f"replayed {replay_n} and {plain_n} events, expected {total}")
-                    rounds.append((replay_n / replay_s, plain_n / plain_replay_s))
-                    peak, plain_peak = max(peak, replay_peak), max(plain_peak, plain_replay_peak)
+                rounds, peak, plain_peak = await _replay_rounds(store, conn, total, replay_rounds, progress)
             finally:
                 conn.close()
         finally:
             await store.close()
         return StoreFigures(total, total / append_s, total / plain_s, statistics.median(r[0] for r in rounds),
                             statistics.median(r[1] for r in rounds), peak, plain_peak, rounds)
+
+
+async def _replay_rounds(store: EventStore, conn: sqlite3.Connection, total: int, count: int,
+                         progress: Callable[[str, int, int], None]) -> tuple[list[tuple[float, float]], float, float]:
+    """``count`` rounds of one replay of each side: (ours, plain) events/s per round, and each
+    side's peak RSS. Each side goes first in every other round, so that a steady drift of the
+    machine's speed favours neither; both run with the same collector settings."""
+    rounds, peak, plain_peak = [], 0.0, 0.0
+    for n in range(1, count + 1):
+        def plain() -> tuple[int, float, float]:
+            with bulk_gc():
+                return plain_scan(conn, total, progress, f"replay {n}/{count} (plain sqlite3)")
+
+        ours_label = f"replay {n}/{count} (guanhuai, decoded)"
+        if n % 2:
+            ours, theirs = await _replay(store, total, progress, ours_label), plain()
+        else:
+            theirs = plain()
+            ours = await _replay(store, total, progress, ours_label)
+        if ours[0] != total or theirs[0] != total:
+            raise RuntimeError(f"replayed {ours[0]} and {theirs[0]} events, expected {total}")
+        rounds.append((ours[0] / ours[1], theirs[0] / theirs[1]))
+        peak, plain_peak = max(peak, ours[2]), max(plain_peak, theirs[2])
+    return rounds, peak, plain_peak
 
 
 async def _replay(store: EventStore, total: int, progress: Callable[[str, int, int], None],

@@ -118,13 +118,14 @@ async def _decide_ahead(store: EventStore, handler: Preparing, batch: Sequence[E
     and that commit moves the version, so the batch is decided again under the lock."""
     async with store.engine.connect() as conn:
         version = await consumer_version(conn, handler.consumer)
-        fresh = _fresh(batch, await already_processed(conn, handler.consumer, [str(e.event_id) for e in batch]))
+        fresh = await _unhandled(conn, handler.consumer, batch)
         prepared = await handler.prepare(conn, fresh) if fresh else None
     return _Ahead(version, fresh, prepared)
 
 
-def _fresh(batch: Sequence[EventMessage], seen: set[str]) -> list[EventMessage]:
-    """The inputs not handled yet, each once."""
+async def _unhandled(conn: AsyncConnection, consumer: str, batch: Sequence[EventMessage]) -> list[EventMessage]:
+    """The inputs of ``batch`` that ``consumer`` has not handled yet, each once."""
+    seen = await already_processed(conn, consumer, [str(e.event_id) for e in batch])
     fresh, fresh_ids = [], set()
     for event in batch:
         key = str(event.event_id)
@@ -282,8 +283,7 @@ async def process_batch(
                 if ahead.prepared is not None:
                     await ahead.prepared.write(tx)
             else:
-                ids = [str(e.event_id) for e in events]
-                fresh = _fresh(events, await already_processed(tx.connection, handler.consumer, ids))
+                fresh = await _unhandled(tx.connection, handler.consumer, events)
                 if fresh:
                     await handler.handle(tx, fresh)
             if fresh:
