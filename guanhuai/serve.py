@@ -7,6 +7,7 @@ import os
 import signal
 from importlib import import_module
 
+from guanhuai.perf import service_gc
 from guanhuai.settings import Settings
 from shared.events.broker import ensure_streams
 from shared.events.logs import configure_logging, get_logger
@@ -48,6 +49,7 @@ async def _serve(name: str, settings: Settings) -> None:
         await run_api(settings)
         return
     app = import_module(SERVICES[name]).create_app(settings)
+    service_gc()
     get_logger().info("service_starting", nats=settings.nats_servers)
     await app.run()
 
@@ -66,6 +68,7 @@ async def run_relay(settings: Settings) -> None:
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
 
+    service_gc()
     nc = await connect_nats(settings.nats_servers, settings.nats_tls_context(), name="guanhuai-relay",
                             max_reconnect_attempts=-1, reconnect_time_wait=0.5, disconnected_cb=on_disconnect,
                             reconnected_cb=on_reconnect)

@@ -61,17 +61,26 @@ class ResidentId:
 
 def parse_resident_id(text: str) -> ResidentId:
     """Validate shape, birth date and check character; a lower-case ``x`` is read as ``X``."""
+    return ResidentId(_checked(text)[0])
+
+
+def resident_id_birth_date(text: str) -> date:
+    """The birth date in a valid resident ID number; :class:`ResidentIdError` as
+    :func:`parse_resident_id` raises it for one that is not valid."""
+    return _checked(text)[1]
+
+
+def _checked(text: str) -> tuple[str, date]:
     number = text.strip().upper()
     if not _SHAPE.match(number):
         raise ResidentIdError("id_malformed", "a resident ID number is 17 digits and a check character 0-9 or X")
     try:
-        _birth_date(number)
+        birth = _birth_date(number)
     except ValueError as exc:
         raise ResidentIdError("id_bad_birth_date", f"the birth date in the ID number is not a date: {exc}") from exc
-    expected = check_character(number[:17])
-    if number[17] != expected:
+    if number[17] != _CHECK[(sum(map(mul, number[:17].encode("ascii"), _WEIGHTS)) - _CODE_OFFSET) % 11]:
         raise ResidentIdError("id_bad_check_character", "the check character of the ID number is wrong")
-    return ResidentId(number)
+    return number, birth
 
 
 def _birth_date(number: str) -> date:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from hashlib import sha1
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -135,11 +136,34 @@ async def _unhandled(conn: AsyncConnection, consumer: str, batch: Sequence[Event
     return fresh
 
 
+_NAMESPACE_BYTES = OUTCOME_NAMESPACE.bytes
+
+
 def outcome_id(cause: EventMessage | uuid.UUID, index: int = 0) -> uuid.UUID:
     """Event ids of what an input leads to are derived from the input: a replay or a redelivery
-    produces the same ids, which the log then treats as already stored."""
+    produces the same ids, which the log then treats as already stored. (``uuid5`` of the
+    input's id and the index, under :data:`OUTCOME_NAMESPACE`.)"""
     cause_id = cause if isinstance(cause, uuid.UUID) else cause.event_id
-    return uuid.uuid5(OUTCOME_NAMESPACE, f"{cause_id}/{index}")
+    return _derived_id(f"{cause_id}/", index)
+
+
+def _derived_id(prefix: str, index: int) -> uuid.UUID:
+    # What uuid.uuid5 does, without its import and its keyword checks on every call.
+    return uuid.UUID(bytes=sha1(_NAMESPACE_BYTES + f"{prefix}{index}".encode()).digest()[:16], version=5)
+
+
+_ENVELOPE_FIELDS = frozenset(EventMessage.model_fields)
+
+
+def _assembled(values: dict[str, Any]) -> EventMessage:
+    """``EventMessage.model_construct(**values)`` for ``values`` that name every field (about a
+    third of its cost: it looks up each field's alias and default, which these never need)."""
+    message = EventMessage.__new__(EventMessage)
+    object.__setattr__(message, "__dict__", values)
+    object.__setattr__(message, "__pydantic_fields_set__", set(_ENVELOPE_FIELDS))
+    object.__setattr__(message, "__pydantic_extra__", None)
+    object.__setattr__(message, "__pydantic_private__", None)
+    return message
 
 
 def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) -> list[EventMessage]:
@@ -150,14 +174,15 @@ def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) 
     the payloads when the decider built them, the ids derived here. So they are assembled without
     a second validation, which was a tenth of a service's CPU per input."""
     wrapped = []
+    prefix = f"{cause.event_id}/"
     for index, payload in enumerate(payloads):
         if not isinstance(payload, DomainEvent):
             raise TypeError(f"an outcome is a DomainEvent, not {type(payload).__name__}")
-        wrapped.append(EventMessage.model_construct(
-            event_id=outcome_id(cause, index), event_type=payload.event_type, schema_version=payload.schema_version,
-            occurred_at=cause.occurred_at, source=source, correlation_id=cause.correlation_id,
-            causation_id=cause.event_id, payload=payload,
-        ))
+        wrapped.append(_assembled({
+            "event_id": _derived_id(prefix, index), "event_type": payload.event_type,
+            "schema_version": payload.schema_version, "occurred_at": cause.occurred_at, "source": source,
+            "correlation_id": cause.correlation_id, "causation_id": cause.event_id, "payload": payload,
+        }))
     return wrapped
 
 

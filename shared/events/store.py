@@ -197,6 +197,18 @@ class _Plan:
         self.rows: list[tuple[Any, ...]] = []
         self.results: list[AppendResult] = []
         position, prev = head.position, head.hash
+        # The outcomes of one input share its time, conversation and id (the same objects), and a
+        # batch's inputs share a few times: each is turned into text once, looked up by identity
+        # (every object looked up lives in ``batch`` until the plan is made).
+        texts: dict[int, str] = {}
+
+        def text_of(value: Any, convert: Any = str) -> str:
+            key = id(value)
+            found = texts.get(key)
+            if found is None:
+                found = texts[key] = convert(value)
+            return found
+
         for item, item_ids in zip(batch, ids, strict=True):
             known = [stored[i] for i in item_ids if i in stored]
             if known and len(known) == len(item_ids):
@@ -210,9 +222,9 @@ class _Plan:
             first = position + 1
             for version, (event_id, ev) in enumerate(zip(item_ids, item.events, strict=True), start=current + 1):
                 position += 1
-                occurred_text = utc_text(ev.occurred_at)
-                correlation = str(ev.correlation_id)
-                causation = str(ev.causation_id) if ev.causation_id else None
+                occurred_text = text_of(ev.occurred_at, utc_text)
+                correlation = text_of(ev.correlation_id)
+                causation = text_of(ev.causation_id) if ev.causation_id else None
                 payload = ev.payload.model_dump_json()
                 digest = chain_hash(
                     prev, position, event_id, item.stream_id, version, ev.event_type, ev.schema_version,

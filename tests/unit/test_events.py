@@ -1125,6 +1125,29 @@ def test_outcome_envelopes_are_what_validating_them_would_give() -> None:
             cause.correlation_id, cause.event_id, cause.occurred_at)
 
 
+def test_outcome_ids_are_uuid5_of_the_cause_and_index_and_envelopes_match_model_construct() -> None:
+    # The ids are a contract: a replay long after must derive the ids already stored.
+    from shared.events.consumer import OUTCOME_NAMESPACE, outcome_id, outcomes
+
+    cause = EventMessage.new(TownshipTargetSet(programme_year=2024, township="350421", target_total=10,
+                                               target_government=4, target_self=6), source="county")
+    payloads = [TownshipTargetSet(programme_year=2024, township=f"35042{i}", target_total=1, target_government=1,
+                                  target_self=0) for i in range(12)]
+    wrapped = outcomes(cause, payloads, "enrollment")
+    for index, envelope in enumerate(wrapped):
+        expected_id = uuid.uuid5(OUTCOME_NAMESPACE, f"{cause.event_id}/{index}")
+        assert envelope.event_id == expected_id == outcome_id(cause, index) == outcome_id(cause.event_id, index)
+        constructed = EventMessage.model_construct(
+            event_id=expected_id, event_type=payloads[index].event_type, schema_version=payloads[index].schema_version,
+            occurred_at=cause.occurred_at, source="enrollment", correlation_id=cause.correlation_id,
+            causation_id=cause.event_id, payload=payloads[index])
+        assert envelope == constructed
+        assert envelope.model_fields_set == constructed.model_fields_set == set(EventMessage.model_fields)
+        assert envelope.model_dump_json() == constructed.model_dump_json()
+        assert envelope.model_copy(update={"source": "other"}).source == "other" and envelope.source == "enrollment"
+    assert len({e.event_id for e in wrapped}) == len(payloads)
+
+
 def test_an_outcome_must_be_an_event_payload() -> None:
     from shared.events.consumer import outcomes
 

@@ -16,6 +16,7 @@ from shared.domain.identity import (
     mask,
     mask_in_text,
     parse_resident_id,
+    resident_id_birth_date,
 )
 
 no_db = settings(database=None)
@@ -354,3 +355,24 @@ def test_a_made_resident_id_parses_back_to_the_same_number_and_birth_date(region
     assert rid.birth_date == birth
     assert number[:6] == region
     assert int(number[14:17]) == sequence
+
+
+@no_db
+@given(st.text(alphabet="0123456789Xx \u0661", min_size=0, max_size=20))
+def test_birth_date_reading_refuses_exactly_what_parsing_refuses(text: str) -> None:
+    try:
+        parsed = parse_resident_id(text)
+    except ResidentIdError as exc:
+        with pytest.raises(ResidentIdError) as again:
+            resident_id_birth_date(text)
+        assert again.value.code == exc.code
+    else:
+        assert resident_id_birth_date(text) == parsed.birth_date
+
+
+def test_birth_date_of_valid_numbers() -> None:
+    assert resident_id_birth_date(VALID_X) == date(1949, 12, 31)
+    assert resident_id_birth_date(VALID_DIGIT.lower()) == date(1880, 1, 1)
+    with pytest.raises(ResidentIdError) as bad:
+        resident_id_birth_date(VALID_X[:-1] + "1")
+    assert bad.value.code == "id_bad_check_character"
