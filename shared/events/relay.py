@@ -15,7 +15,7 @@ message: that bookkeeping was most of the relay's CPU, at about four events per 
 from __future__ import annotations
 
 import asyncio
-import json
+from json.encoder import encode_basestring as _text
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -41,23 +41,24 @@ def _stamp(value: str | datetime) -> str:
     return value if isinstance(value, str) else utc_text(value)
 
 
-# One encoder for every body: ``json.dumps(..., ensure_ascii=False)`` builds a new JSONEncoder on
-# every call, which was half the cost of a body's envelope (about 5 µs an event here).
-_encode_head = json.JSONEncoder(ensure_ascii=False).encode
-
-
 def published_body(row: Any) -> bytes:
     """The JSON of a ``RecordedEvent`` built from a stored row; the payload text is spliced in as
-    stored (it is the hashed JSON, so it is not parsed and re-serialised on the way)."""
+    stored (it is the hashed JSON, so it is not parsed and re-serialised on the way).
+
+    The envelope is written out field by field, each text through the json module's own string
+    encoder (what ``json.dumps(..., ensure_ascii=False)`` does with it), the integers as integers:
+    the same bytes as dumping the envelope as a dict, in a third of the time (the relay does this
+    for every event of the log)."""
     (position, event_id, stream_id, version, event_type, schema_version, occurred_at, recorded_at, source,
      correlation_id, causation_id, payload) = row
-    head = _encode_head({
-        "event_id": event_id, "event_type": event_type, "schema_version": schema_version,
-        "occurred_at": _stamp(occurred_at), "source": source, "correlation_id": correlation_id,
-        "causation_id": causation_id, "stream_id": stream_id, "stream_version": version, "position": position,
-        "recorded_at": _stamp(recorded_at),
-    })
-    return (head[:-1] + ',"payload":' + payload + "}").encode()
+    causation = "null" if causation_id is None else _text(causation_id)
+    return (
+        f'{{"event_id": {_text(event_id)}, "event_type": {_text(event_type)}, "schema_version": {schema_version:d}, '
+        f'"occurred_at": {_text(_stamp(occurred_at))}, "source": {_text(source)}, '
+        f'"correlation_id": {_text(correlation_id)}, "causation_id": {causation}, "stream_id": {_text(stream_id)}, '
+        f'"stream_version": {version:d}, "position": {position:d}, "recorded_at": {_text(_stamp(recorded_at))},'
+        f'"payload":{payload}}}'
+    ).encode()
 
 
 class PublishFailed(Exception):

@@ -61,6 +61,9 @@ _NAMES = tuple(c.name for c in _COLUMNS)
 _SQLITE_READ_COLUMNS = [*_COLUMNS[:-1], cast(events.c.payload, LargeBinary).label("payload")]
 
 
+_LOG_COLUMN_IDS = frozenset(id(c) for c in (*_COLUMNS, *_SQLITE_READ_COLUMNS))
+
+
 def _read_columns(dialect: str) -> list[Any]:
     return _SQLITE_READ_COLUMNS if dialect == "sqlite" else _COLUMNS
 
@@ -286,6 +289,7 @@ class EventStore:
         self.engine = engine
         self.registry = registry
         self._reader: sqlite3.Connection | None = None
+        self._reads: dict[tuple[Any, ...], tuple[str, list[Any], int]] = {}
 
     @classmethod
     async def open(cls, url: str, *, create: bool = True, registry: EventRegistry = default_registry) -> EventStore:
@@ -394,6 +398,44 @@ class EventStore:
             for start in range(0, len(rows), step):
                 yield parse(rows[start : start + step])
 
+    def _read_statement(self, after: int, batch_size: int, until_position: int | None,
+                        until_recorded: datetime | None, event_types: Sequence[str] | None,
+                        columns: Sequence[Any]) -> tuple[str, list[Any], int]:
+        """The page query of :meth:`read_rows` in the driver's own form: its SQL, its parameter
+        values, and where among them the page's starting position goes. A tail with no bounds (the
+        relay's, polled many times a second) is compiled once per store and column list."""
+        bounded = until_position is not None or until_recorded is not None or bool(event_types)
+        ids = tuple(id(c) for c in columns)
+        # Only the log's own column objects, which live as long as the module, are keyed by identity.
+        key = None if bounded or not _LOG_COLUMN_IDS.issuperset(ids) else (batch_size, ids)
+        cached = self._reads.get(key) if key is not None else None
+        if cached is None:
+            query = select(*columns).where(events.c.position > bindparam("after", value=after))
+            if until_position is not None:
+                query = query.where(events.c.position <= until_position)
+            if until_recorded is not None:
+                query = query.where(events.c.recorded_at <= until_recorded)
+            sqlite = self.dialect == "sqlite"
+            if event_types:
+                # SQLite would pick the event_type index and then, for every page, collect and sort all
+                # later rows of those types (a temporary B-tree): quadratic in the log's length. The
+                # unary + keeps it on the position (primary key) order, so a page costs its own rows.
+                column = literal_column("+event_type", String) if sqlite else events.c.event_type
+                query = query.where(column.in_(list(event_types)))
+            query = query.order_by(events.c.position).limit(batch_size)
+            # Compiled once, then run through the driver directly: the rows are read as the database
+            # gives them (no per-row result processing), which is most of the cost of a long replay.
+            compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+            sql, names = str(compiled), list(compiled.positiontup or ())
+            after_index = names.index("after")
+            bound = compiled.construct_params()
+            values = [_bind_value(compiled, name, bound[name]) for name in names]
+            cached = (sql, values, after_index)
+            if key is not None:
+                self._reads[key] = cached
+        sql, values, after_index = cached
+        return sql, list(values), after_index
+
     async def read_rows(
         self,
         after: int = 0,
@@ -413,27 +455,9 @@ class EventStore:
         thread instead (see :meth:`_direct_reader`), which blocks the event loop for a page's read."""
         if until_recorded is not None and until_recorded.tzinfo is None:
             raise ValueError("until_recorded must be timezone-aware")
-        query = select(*columns).where(events.c.position > bindparam("after", value=after))
-        if until_position is not None:
-            query = query.where(events.c.position <= until_position)
-        if until_recorded is not None:
-            query = query.where(events.c.recorded_at <= until_recorded)
+        sql, values, after_index = self._read_statement(after, batch_size, until_position, until_recorded, event_types,
+                                                        columns)
         sqlite = self.dialect == "sqlite"
-        if event_types:
-            # SQLite would pick the event_type index and then, for every page, collect and sort all
-            # later rows of those types (a temporary B-tree): quadratic in the log's length. The
-            # unary + keeps it on the position (primary key) order, so a page costs its own rows.
-            column = literal_column("+event_type", String) if sqlite else events.c.event_type
-            query = query.where(column.in_(list(event_types)))
-        query = query.order_by(events.c.position).limit(batch_size)
-        # Compiled once, then run through the driver directly: the rows are read as the database
-        # gives them (no per-row result processing), which is most of the cost of a long replay.
-        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
-        sql, names = str(compiled), list(compiled.positiontup or ())
-        after_index = names.index("after")
-        bound = compiled.construct_params()
-        values = [_bind_value(compiled, name, bound[name]) for name in names]
-
         reader = self._direct_reader() if direct and sqlite else None
 
         async def page(cursor: int) -> list[Any]:

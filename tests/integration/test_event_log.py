@@ -242,3 +242,17 @@ async def test_tailing_reader_sees_every_event_exactly_once_under_concurrent_wri
     assert seen == list(range(1, total + 1))
     assert (await verify_chain(store)).checked == total
     await store.close()
+
+
+async def test_a_tail_read_compiled_once_reads_each_new_page_from_where_it_is_asked(store) -> None:  # type: ignore[no-untyped-def]
+    # The relay's unbounded tail is compiled once per store; every call still starts where asked.
+    await store.append("s-1", [target() for _ in range(5)])
+    first = [r async for rows in store.read_rows(0, batch_size=2) for r in rows]
+    assert [r[0] for r in first] == [1, 2, 3, 4, 5]
+    assert len(store._reads) == 1
+    again = [r async for rows in store.read_rows(3, batch_size=2) for r in rows]
+    assert [r[0] for r in again] == [4, 5] and len(store._reads) == 1
+    bounded = [r async for rows in store.read_rows(1, batch_size=2, until_position=4) for r in rows]
+    assert [r[0] for r in bounded] == [2, 3, 4] and len(store._reads) == 1  # bounded reads are not kept
+    await store.append("s-1", [target()])
+    assert [r[0] async for rows in store.read_rows(5, batch_size=2) for r in rows] == [6]
