@@ -110,30 +110,33 @@ class _Ahead:
 
     version: int
     fresh: list[EventMessage]
+    fresh_ids: list[str]
     prepared: Prepared | None
 
 
-async def _decide_ahead(store: EventStore, handler: Preparing, batch: Sequence[EventMessage]) -> _Ahead:
+async def _decide_ahead(store: EventStore, handler: Preparing, batch: Sequence[EventMessage], ids: Sequence[str]) -> _Ahead:
     """Decide a batch without the log's write lock, so that another service can write meanwhile.
     The version is read first: whatever commit lands after it, the state read next may include,
     and that commit moves the version, so the batch is decided again under the lock."""
     async with store.engine.connect() as conn:
         version = await consumer_version(conn, handler.consumer)
-        fresh = await _unhandled(conn, handler.consumer, batch)
+        fresh, fresh_ids = await _unhandled(conn, handler.consumer, batch, ids)
         prepared = await handler.prepare(conn, fresh) if fresh else None
-    return _Ahead(version, fresh, prepared)
+    return _Ahead(version, fresh, fresh_ids, prepared)
 
 
-async def _unhandled(conn: AsyncConnection, consumer: str, batch: Sequence[EventMessage]) -> list[EventMessage]:
-    """The inputs of ``batch`` that ``consumer`` has not handled yet, each once."""
-    seen = await already_processed(conn, consumer, [str(e.event_id) for e in batch])
-    fresh, fresh_ids = [], set()
-    for event in batch:
-        key = str(event.event_id)
-        if key not in seen and key not in fresh_ids:
+async def _unhandled(conn: AsyncConnection, consumer: str, batch: Sequence[EventMessage],
+                     ids: Sequence[str]) -> tuple[list[EventMessage], list[str]]:
+    """The inputs of ``batch`` that ``consumer`` has not handled yet, each once, and their ids
+    (``ids``: the event ids of ``batch`` as text, in its order)."""
+    seen = await already_processed(conn, consumer, list(ids))
+    fresh, fresh_ids = [], []
+    for event, key in zip(batch, ids, strict=True):
+        if key not in seen:
+            seen.add(key)
             fresh.append(event)
-            fresh_ids.add(key)
-    return fresh
+            fresh_ids.append(key)
+    return fresh, fresh_ids
 
 
 _NAMESPACE_BYTES = OUTCOME_NAMESPACE.bytes
@@ -294,9 +297,10 @@ async def process_batch(
 
     async def commit(batch: list[tuple[Incoming, EventMessage]], dead: list[DeadLetter]) -> tuple[int, int, int]:
         events = [e for _, e in batch]
+        ids = [str(e.event_id) for e in events]
         # Deciding is most of a batch's work: done before the write lock, other services write
         # meanwhile. It stands if no commit of this consumer came between (else decided again).
-        ahead = await _decide_ahead(store, handler, events) if preparing and events else None  # type: ignore[arg-type]
+        ahead = await _decide_ahead(store, handler, events, ids) if preparing and events else None  # type: ignore[arg-type]
         async with store.transaction() as tx:
             await tx.lock()
             if not tracks_inputs:  # it keeps its own checkpoint instead
@@ -304,15 +308,15 @@ async def process_batch(
                     await handler.handle(tx, events)
                 return len(batch), 0, await record_dead_letters(tx.connection, dead)
             if ahead is not None and await consumer_version(tx.connection, handler.consumer) == ahead.version:
-                fresh = ahead.fresh
+                fresh, fresh_ids = ahead.fresh, ahead.fresh_ids
                 if ahead.prepared is not None:
                     await ahead.prepared.write(tx)
             else:
-                fresh = await _unhandled(tx.connection, handler.consumer, events)
+                fresh, fresh_ids = await _unhandled(tx.connection, handler.consumer, events, ids)
                 if fresh:
                     await handler.handle(tx, fresh)
             if fresh:
-                await mark_processed(tx.connection, handler.consumer, [str(e.event_id) for e in fresh])
+                await mark_processed(tx.connection, handler.consumer, fresh_ids)
                 await bump_consumer_version(tx.connection, handler.consumer)
             stored = await record_dead_letters(tx.connection, dead)
         return len(fresh), len(batch) - len(fresh), stored

@@ -28,11 +28,17 @@ def chain_hash(
     correlation_id: str,
     causation_id: str | None,
     payload: str,
+    payload_utf8: bytes | None = None,
 ) -> str:
+    """The row's hash. ``payload_utf8``, when given, is ``payload.encode()`` already made (the
+    writer has the payload's JSON as UTF-8 bytes first): the same hash, without encoding the
+    payload a second time."""
     cause = "-" if causation_id is None else f"{len(causation_id)}:{causation_id}"
-    text = (
+    head = (
         f"{prev_hash}|{position}|{event_id}|{len(stream_id)}:{stream_id}|{stream_version}|"
         f"{len(event_type)}:{event_type}|{schema_version}|{occurred_at}|{recorded_at}|"
-        f"{len(source)}:{source}|{correlation_id}|{cause}|{len(payload)}:{payload}"
+        f"{len(source)}:{source}|{correlation_id}|{cause}|{len(payload)}:"
     )
-    return sha256(text.encode()).hexdigest()
+    digest = sha256(head.encode())
+    digest.update(payload.encode() if payload_utf8 is None else payload_utf8)
+    return digest.hexdigest()

@@ -228,10 +228,11 @@ class _Plan:
                 occurred_text = text_of(ev.occurred_at, utc_text)
                 correlation = text_of(ev.correlation_id)
                 causation = text_of(ev.causation_id) if ev.causation_id else None
-                payload = ev.payload.model_dump_json()
+                payload_utf8 = ev.payload.__pydantic_serializer__.to_json(ev.payload)  # model_dump_json's bytes
+                payload = payload_utf8.decode()
                 digest = chain_hash(
                     prev, position, event_id, item.stream_id, version, ev.event_type, ev.schema_version,
-                    occurred_text, recorded_text, ev.source, correlation, causation, payload,
+                    occurred_text, recorded_text, ev.source, correlation, causation, payload, payload_utf8,
                 )
                 self.rows.append((
                     position, event_id, item.stream_id, version, ev.event_type, ev.schema_version,

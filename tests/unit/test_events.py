@@ -1155,3 +1155,31 @@ def test_an_outcome_must_be_an_event_payload() -> None:
                                                target_government=4, target_self=6), source="county")
     with pytest.raises(TypeError, match="DomainEvent"):
         outcomes(cause, [{"event_type": "TownshipTargetSet"}], "enrollment")  # type: ignore[list-item]
+
+
+# --- what the log hashes and stores of a payload ---------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_the_logs_payload_bytes_are_model_dump_json(event_type: str) -> None:
+    # The store serialises a payload with the model's serializer directly (bytes, then text).
+    payload = build(event_type)
+    assert payload.__pydantic_serializer__.to_json(payload) == payload.model_dump_json().encode()
+
+
+def test_a_hash_given_the_payloads_utf8_is_the_hash_of_the_documented_text() -> None:
+    from hashlib import sha256
+
+    from shared.events.hashing import GENESIS, chain_hash
+
+    for payload in ('{"name": "张三", "note": "县\\u0000"}', "", "{}", '{"x": "' + "户" * 3000 + '"}'):
+        for causation in (None, "c" * 36):
+            fields = (GENESIS, 12, "e" * 36, "household-2023-闽-1", 3, "PolicyIssued", 2,
+                      "2024-03-01T01:30:00.000000+00:00", "2024-03-02T01:30:00.000000+00:00", "enrollment",
+                      "r" * 36, causation, payload)
+            cause = "-" if causation is None else f"36:{causation}"
+            documented = (f"{GENESIS}|12|{'e' * 36}|18:household-2023-闽-1|3|12:PolicyIssued|2|"
+                          f"2024-03-01T01:30:00.000000+00:00|2024-03-02T01:30:00.000000+00:00|10:enrollment|"
+                          f"{'r' * 36}|{cause}|{len(payload)}:{payload}")
+            expected = sha256(documented.encode()).hexdigest()
+            assert chain_hash(*fields) == chain_hash(*fields, payload.encode()) == expected
