@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from hashlib import sha1
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from hashlib import sha1
 from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
