@@ -297,7 +297,7 @@ async def process_batch(
 
     async def commit(batch: list[tuple[Incoming, EventMessage]], dead: list[DeadLetter]) -> tuple[int, int, int]:
         events = [e for _, e in batch]
-        ids = [str(e.event_id) for e in events]
+        ids = [str(e.event_id) for e in events] if tracks_inputs else []  # (others' inputs need not be events)
         # Deciding is most of a batch's work: done before the write lock, other services write
         # meanwhile. It stands if no commit of this consumer came between (else decided again).
         ahead = await _decide_ahead(store, handler, events, ids) if preparing and events else None  # type: ignore[arg-type]

@@ -134,3 +134,24 @@ async def test_line_usage_decided_on_state_another_instance_changed_is_counted_a
     async with store.engine.connect() as conn:
         usage = (await conn.execute(select(line_usage.c.persons, line_usage.c.amount_fen))).one()
     assert tuple(usage) == (persons, sum(e.payload.amount_fen for e in approved))
+
+
+async def test_a_handler_keeping_its_own_checkpoint_is_given_inputs_that_are_not_events(store: EventStore) -> None:
+    # The reporting projection parses published events into its own facts (no event ids of
+    # theirs): a batch of them is handled as a whole, and nothing is marked in the inbox.
+    from services.reporting.handlers import ReportingHandler
+    from services.reporting.tables import metadata as reporting_tables
+    from shared.events.relay import published_body
+
+    await store.create_schema(reporting_tables, inbox_tables)
+    registrations = households(3)
+    await store.append("plan", [plan()])
+    for event in registrations:
+        await store.append(f"h-{event.event_id}", [event])
+    rows = [row async for page in store.read_rows(0) for row in page]
+    messages = [Incoming(subject=event_subject(row[4]), body=published_body(row), headers={"Nats-Msg-Id": row[1]},
+                         stream=EVENTS_STREAM, sequence=row[0]) for row in rows]
+    result = await process_batch(store, ReportingHandler(store), messages)
+    assert (result.handled, result.dead_lettered, result.failed) == (len(rows), 0, [])
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 0
