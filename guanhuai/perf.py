@@ -42,20 +42,6 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def service_gc(young_threshold: int = 20_000) -> None:
-    """Collector settings for a long-running service, set once its modules are loaded.
-
-    A service's start-up leaves a few hundred thousand long-lived objects (the libraries' modules,
-    classes and schemas); every full collection would walk them all again. They are moved out of
-    the collector's sight (``gc.freeze``), and the young generation is collected every
-    ``young_threshold`` allocations instead of every 700: a batch allocates tens of thousands of
-    short-lived objects (models, rows, messages), nearly all freed by reference counting, which
-    the default threshold made the collector scan over and over. Cycles are still collected."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(young_threshold, 20, 100)
-
-
 @contextmanager
 def bulk_gc() -> Iterator[None]:
     """Bulk decoding creates millions of short-lived, acyclic objects; the default generation-0

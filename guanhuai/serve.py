@@ -7,9 +7,10 @@ import os
 import signal
 from importlib import import_module
 
-from guanhuai.perf import service_gc
 from guanhuai.settings import Settings
 from shared.events.broker import ensure_streams
+from shared.events.collector import CONSUMER_YOUNG_THRESHOLD, service_gc
+from shared.events.database import SERVICE_SQLITE_CACHE_KIB
 from shared.events.logs import configure_logging, get_logger
 from shared.events.relay import Relay
 from shared.events.store import EventStore
@@ -49,14 +50,14 @@ async def _serve(name: str, settings: Settings) -> None:
         await run_api(settings)
         return
     app = import_module(SERVICES[name]).create_app(settings)
-    service_gc()
+    service_gc(CONSUMER_YOUNG_THRESHOLD)  # its consumers collect after every batch
     get_logger().info("service_starting", nats=settings.nats_servers)
     await app.run()
 
 
 async def run_relay(settings: Settings) -> None:
     log = get_logger()
-    store = await EventStore.open(settings.database_url)
+    store = await EventStore.open(settings.database_url, sqlite_cache_kib=SERVICE_SQLITE_CACHE_KIB)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

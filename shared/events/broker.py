@@ -33,6 +33,7 @@ from faststream.security import BaseSecurity
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
+from .collector import after_batch
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
 from .pull import fast_fetch_supported, fetch_batch
@@ -216,3 +217,5 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
             log.info("batch_done", size=len(raws), handled=result.handled, duplicates=result.duplicates,
                      dead_lettered=result.dead_lettered, redeliver=len(result.failed),
                      first_seq=incoming[0].sequence, last_seq=incoming[-1].sequence)
+        del incoming, result  # (FastStream holds the raw messages until this returns)
+        after_batch()  # the batch's objects are freed: collect while the young generation is nearly empty

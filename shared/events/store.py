@@ -293,8 +293,10 @@ class EventStore:
         self._reads: dict[tuple[Any, ...], tuple[str, list[Any], int]] = {}
 
     @classmethod
-    async def open(cls, url: str, *, create: bool = True, registry: EventRegistry = default_registry) -> EventStore:
-        store = cls(create_engine(url), registry)
+    async def open(cls, url: str, *, create: bool = True, registry: EventRegistry = default_registry,
+                   sqlite_cache_kib: int | None = None) -> EventStore:
+        """``sqlite_cache_kib``: SQLite's page cache per connection (None: SQLite's default)."""
+        store = cls(create_engine(url, sqlite_cache_kib=sqlite_cache_kib), registry)
         if create:
             await store.create_schema()
         return store

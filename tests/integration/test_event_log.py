@@ -256,3 +256,16 @@ async def test_a_tail_read_compiled_once_reads_each_new_page_from_where_it_is_as
     assert [r[0] for r in bounded] == [2, 3, 4] and len(store._reads) == 1  # bounded reads are not kept
     await store.append("s-1", [target()])
     assert [r[0] async for rows in store.read_rows(5, batch_size=2) for r in rows] == [6]
+
+
+async def test_a_service_store_sets_its_sqlite_page_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shared.events.database import SERVICE_SQLITE_CACHE_KIB
+
+    for cache in (SERVICE_SQLITE_CACHE_KIB, None):
+        store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / f'{cache}.db'}", sqlite_cache_kib=cache)
+        async with store.engine.connect() as conn:
+            size = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
+        assert (size == -SERVICE_SQLITE_CACHE_KIB) == (cache is not None)  # else SQLite's own default
+        await store.append("s-1", [target()])  # and it works as a log
+        assert await store.head_position() == 1
+        await store.close()
