@@ -271,6 +271,9 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
 def _cpu_now(procs: list[subprocess.Popen[bytes]], server: NatsServer) -> dict[str, float | None]:
     readings = {name: cpu_seconds(p.pid) for name, p in zip(COMPONENTS, procs, strict=True)}
     readings["nats-server"] = cpu_seconds(server.process.pid) if server.process else None
+    # This process: the county's publisher (plain nats-py publish_async, as the raw side's) and the
+    # progress polls. Not part of the pipeline, but it shares the cores with it.
+    readings["bench (publisher, polls)"] = time.process_time()
     return readings
 
 
