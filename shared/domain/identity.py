@@ -78,7 +78,7 @@ def _checked(text: str) -> tuple[str, date]:
         birth = _birth_date(number)
     except ValueError as exc:
         raise ResidentIdError("id_bad_birth_date", f"the birth date in the ID number is not a date: {exc}") from exc
-    if number[17] != _CHECK[(sum(map(mul, number[:17].encode("ascii"), _WEIGHTS)) - _CODE_OFFSET) % 11]:
+    if number[17] != check_character(number[:17]):
         raise ResidentIdError("id_bad_check_character", "the check character of the ID number is wrong")
     return number, birth
 
