@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
-from shared.domain.calendar import age_refusal, cover_period
+from shared.domain.calendar import CoverPeriod, age_refusal, cover_period
 from shared.domain.identity import ResidentIdError, resident_id_birth_date
 from shared.domain.money import split_equally
 from shared.events.enrollment import (
@@ -55,14 +55,14 @@ def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | H
     if (year, reg.household_id) in state.insured_households:
         return _rejected(reg, ["household_already_insured"], [])
     try:
-        first_day, cover_start, cover_end = _cover(reg.paid_on)
+        period = _cover(reg.paid_on)
     except (ValueError, OverflowError):  # paid in the year 9999: its year of cover ends past the calendar
         return _rejected(reg, ["paid_on_out_of_range"], [])
     eligible, excluded = [], []
     seen: set[str] = set()
     for member in reg.members:
         number = member.resident_id.upper()
-        reason = _member_refusal(member.resident_id, member.birth_date, first_day, reg.renewal)
+        reason = _member_refusal(member.resident_id, member.birth_date, period.first_day, reg.renewal)
         if reason is None and number in seen:
             reason = "duplicate_member"
         if reason is None and (year, number) in state.insured_persons:
@@ -93,8 +93,8 @@ def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | H
         units=reg.units,
         premium_fen=PREMIUM_PER_UNIT_FEN * reg.units,
         issued_on=reg.paid_on,
-        cover_start=cover_start,
-        cover_end=cover_end,
+        cover_start=period.start,
+        cover_end=period.end,
         insured=insured,
         excluded=excluded,
         medical_limit_fen=MEDICAL_PER_UNIT_FEN * reg.units,
@@ -103,11 +103,10 @@ def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | H
 
 
 @functools.lru_cache(maxsize=4096)
-def _cover(paid_on: date) -> tuple[date, datetime, datetime]:
-    """The first day, start and end of cover for a payment date: a batch's registrations share a
-    few payment dates, so each is worked out once (a date that fails is not kept)."""
-    period = cover_period(paid_on)
-    return period.first_day, period.start, period.end
+def _cover(paid_on: date) -> CoverPeriod:
+    """``cover_period`` of a payment date: a batch's registrations share a few payment dates, so
+    each is worked out once (a date that fails is not kept, and fails again the same way)."""
+    return cover_period(paid_on)
 
 
 def _member_refusal(resident_id: str, stated_birth, first_day, renewal: bool) -> str | None:  # type: ignore[no-untyped-def]

@@ -33,8 +33,10 @@ def service_gc(young_threshold: int = 20_000) -> None:
 
 def after_batch() -> None:
     """A batch is done and its objects are freed: collect the young generation now, the middle
-    one every :data:`OLDER_EVERY` batches and all of them every :data:`OLDEST_EVERY` (collections
-    started by these calls do not count towards the thresholds' own triggers)."""
+    one every :data:`OLDER_EVERY` batches and all of them every :data:`OLDEST_EVERY`. (Each of
+    these collections also counts towards the next generation's threshold, as the collector's own
+    do; with these intervals neither older threshold is reached first. Written for CPython 3.11's
+    three-generation collector.)"""
     global _batches
     _batches += 1
     gc.collect(2 if _batches % OLDEST_EVERY == 0 else 1 if _batches % OLDER_EVERY == 0 else 0)

@@ -49,7 +49,8 @@ def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_ben
     assert floor["rows"] > 20 * 4 and floor["cpu_us_per_household"] > 0 and floor["wall_us_per_household"] > 0
     spent = pipeline_run["cpu_ms_per_household"]
     assert set(spent) == {"relay", "enrollment", "subsidy", "nats-server", "bench (publisher, polls)"}
-    assert all(ms > 0 for ms in spent.values())  # this process published 20 households at least
+    # (20 households may cost a component less than one clock tick of CPU.)
+    assert all(ms >= 0 for ms in spent.values()) and sum(spent.values()) > 0
     allowed = pipeline_run["cores"] * 1000 / (0.3 * pipeline_run["raw_nats_round_trip_per_s"])
     assert abs(pipeline_run["cpu_ms_per_household_at_target"] - allowed) < 0.002
     moved = pipeline_run["nats_floor"]

@@ -269,3 +269,6 @@ async def test_a_service_store_sets_its_sqlite_page_cache(tmp_path) -> None:  # 
         await store.append("s-1", [target()])  # and it works as a log
         assert await store.head_position() == 1
         await store.close()
+    for wrong in (0, -5, 1.5):
+        with pytest.raises(ValueError, match="sqlite_cache_kib"):
+            await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'wrong.db'}", sqlite_cache_kib=wrong)  # type: ignore[arg-type]

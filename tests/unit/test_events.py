@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -1145,6 +1146,10 @@ def test_outcome_ids_are_uuid5_of_the_cause_and_index_and_envelopes_match_model_
         assert envelope.model_fields_set == constructed.model_fields_set == set(EventMessage.model_fields)
         assert envelope.model_dump_json() == constructed.model_dump_json()
         assert envelope.model_copy(update={"source": "other"}).source == "other" and envelope.source == "enrollment"
+        assert hash(envelope) == hash(constructed) and repr(envelope) == repr(constructed)
+        assert pickle.loads(pickle.dumps(envelope)) == envelope
+        with pytest.raises(ValidationError):  # frozen, as a constructed one is
+            envelope.source = "other"  # type: ignore[misc]
     assert len({e.event_id for e in wrapped}) == len(payloads)
 
 
