@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shared.events.collector import service_gc
+
 _STATUS = Path("/proc/self/status")
 
 
@@ -48,9 +50,7 @@ def bulk_gc() -> Iterator[None]:
     threshold makes the cycle collector run every 700 of them and rescan survivors. Raise it for
     the duration (memory stays bounded: batches are dropped as we go) and restore afterwards."""
     old = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    service_gc(50_000)  # the same settings a service keeps for good
     try:
         yield
     finally:
