@@ -40,6 +40,7 @@ from .pull import fast_fetch_supported, fetch_batch
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
 from .tls import connect_nats
+from .wire import ack_all
 
 STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
 DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
@@ -208,11 +209,13 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
         finally:
             heartbeat.cancel()
         failed = {id(m) for m in result.failed}
+        done = []
         for raw, inc in zip(raws, incoming, strict=True):
             if id(inc) in failed:
                 await raw.nak(delay=spec.retry_delay_s)
             else:
-                await raw.ack()
+                done.append(raw)
+        await ack_all(done)  # one write for the batch's acks (each message still acked on its own)
         if result.handled or result.dead_lettered or result.failed:
             log.info("batch_done", size=len(raws), handled=result.handled, duplicates=result.duplicates,
                      dead_lettered=result.dead_lettered, redeliver=len(result.failed),
