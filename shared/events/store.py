@@ -18,7 +18,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -86,15 +86,49 @@ class DuplicateEventError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class StreamAppend:
+    """Events for one stream. Made, the events' stored text is drafted at once (``drafts``):
+    everything of a row that does not depend on where it lands in the log. A service makes its
+    appends while it decides, before it takes the log's write lock, so that the lock is held only
+    for what needs it (positions, versions, the hash chain and the inserts)."""
+
     stream_id: str
     events: Sequence[EventMessage]
     expected_version: int | None = ANY
+    drafts: tuple[_Draft, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Checked here, once, as the envelope's names are checked when an event is made: the log
         # reads its rows back without checking them again (see ``registry._StoredRow``).
         if not isinstance(self.stream_id, str) or len(self.stream_id) > NAME_MAX_LENGTH or not _NAME.fullmatch(self.stream_id):
             raise ValueError(f"stream id {self.stream_id!r}: 1 to {NAME_MAX_LENGTH} printable characters, no spaces")
+        object.__setattr__(self, "drafts", _drafted(self.events))
+
+
+# An event's stored text apart from its place: event id, occurred_at (canonical UTC text),
+# correlation id, causation id (or None), and the payload's JSON as text and as UTF-8 bytes.
+_Draft = tuple[str, str, str, "str | None", str, bytes]
+
+
+def _drafted(events: Sequence[EventMessage]) -> tuple[_Draft, ...]:
+    # The outcomes of one input share its time, conversation and id (the same objects): each is
+    # turned into text once, looked up by identity (every object looked up lives in ``events``).
+    texts: dict[int, str] = {}
+
+    def text_of(value: Any, convert: Any = str) -> str:
+        key = id(value)
+        found = texts.get(key)
+        if found is None:
+            found = texts[key] = convert(value)
+        return found
+
+    drafts = []
+    for ev in events:
+        payload_utf8 = ev.payload.__pydantic_serializer__.to_json(ev.payload)  # model_dump_json's bytes
+        drafts.append((
+            str(ev.event_id), text_of(ev.occurred_at, utc_text), text_of(ev.correlation_id),
+            text_of(ev.causation_id) if ev.causation_id else None, payload_utf8.decode(), payload_utf8,
+        ))
+    return tuple(drafts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +181,7 @@ class Transaction:
     async def append_streams(self, batch: Sequence[StreamAppend]) -> list[AppendResult]:
         head = await self._lock_head()
         conn = self.connection
-        ids = [[str(e.event_id) for e in item.events] for item in batch]
+        ids = [[draft[0] for draft in item.drafts] for item in batch]
         if sum(map(len, ids)) != len({i for item_ids in ids for i in item_ids}):
             raise DuplicateEventError("the same event id appears twice in one append")
         stream_ids = list({item.stream_id for item in batch})
@@ -200,18 +234,6 @@ class _Plan:
         self.rows: list[tuple[Any, ...]] = []
         self.results: list[AppendResult] = []
         position, prev = head.position, head.hash
-        # The outcomes of one input share its time, conversation and id (the same objects), and a
-        # batch's inputs share a few times: each is turned into text once, looked up by identity
-        # (every object looked up lives in ``batch`` until the plan is made).
-        texts: dict[int, str] = {}
-
-        def text_of(value: Any, convert: Any = str) -> str:
-            key = id(value)
-            found = texts.get(key)
-            if found is None:
-                found = texts[key] = convert(value)
-            return found
-
         for item, item_ids in zip(batch, ids, strict=True):
             known = [stored[i] for i in item_ids if i in stored]
             if known and len(known) == len(item_ids):
@@ -223,13 +245,9 @@ class _Plan:
             if item.expected_version is not None and item.expected_version != current:
                 raise ConcurrencyError(item.stream_id, item.expected_version, current)
             first = position + 1
-            for version, (event_id, ev) in enumerate(zip(item_ids, item.events, strict=True), start=current + 1):
+            for version, (draft, ev) in enumerate(zip(item.drafts, item.events, strict=True), start=current + 1):
                 position += 1
-                occurred_text = text_of(ev.occurred_at, utc_text)
-                correlation = text_of(ev.correlation_id)
-                causation = text_of(ev.causation_id) if ev.causation_id else None
-                payload_utf8 = ev.payload.__pydantic_serializer__.to_json(ev.payload)  # model_dump_json's bytes
-                payload = payload_utf8.decode()
+                event_id, occurred_text, correlation, causation, payload, payload_utf8 = draft
                 digest = chain_hash(
                     prev, position, event_id, item.stream_id, version, ev.event_type, ev.schema_version,
                     occurred_text, recorded_text, ev.source, correlation, causation, payload, payload_utf8,
@@ -294,9 +312,10 @@ class EventStore:
 
     @classmethod
     async def open(cls, url: str, *, create: bool = True, registry: EventRegistry = default_registry,
-                   sqlite_cache_kib: int | None = None) -> EventStore:
-        """``sqlite_cache_kib``: SQLite's page cache per connection (None: SQLite's default)."""
-        store = cls(create_engine(url, sqlite_cache_kib=sqlite_cache_kib), registry)
+                   sqlite_cache_kib: int | None = None, sqlite_checkpoint_pages: int | None = None) -> EventStore:
+        """``sqlite_cache_kib``, ``sqlite_checkpoint_pages``: see :func:`.database.create_engine`."""
+        store = cls(create_engine(url, sqlite_cache_kib=sqlite_cache_kib, sqlite_checkpoint_pages=sqlite_checkpoint_pages),
+                    registry)
         if create:
             await store.create_schema()
         return store

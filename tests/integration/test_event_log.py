@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import date, datetime, timezone
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -269,6 +270,28 @@ async def test_a_service_store_sets_its_sqlite_page_cache(tmp_path) -> None:  # 
         await store.append("s-1", [target()])  # and it works as a log
         assert await store.head_position() == 1
         await store.close()
-    for wrong in (0, -5, 1.5):
+    for wrong in (0, -5, 1.5, True):
         with pytest.raises(ValueError, match="sqlite_cache_kib"):
             await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'wrong.db'}", sqlite_cache_kib=wrong)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="sqlite_checkpoint_pages"):
+            await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'wrong.db'}", sqlite_checkpoint_pages=wrong)  # type: ignore[arg-type]
+
+
+async def test_a_service_store_checkpoints_its_wal_past_the_pages_it_is_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shared.events.database import SERVICE_SQLITE_CHECKPOINT_PAGES
+
+    for pages in (SERVICE_SQLITE_CHECKPOINT_PAGES, None):
+        store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / f'{pages}.db'}", sqlite_checkpoint_pages=pages)
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == (pages or 1000)
+        await store.close()
+    # A small threshold, to see it work: 40 commits of about 10 pages each leave a WAL of about
+    # the threshold plus one commit (the file is reused from its start after each checkpoint).
+    path = tmp_path / "small.db"
+    store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_pages=50)
+    for n in range(40):
+        await store.append_streams([StreamAppend(f"s-{n}-{i}", [target()]) for i in range(20)])
+    wal_pages = Path(f"{path}-wal").stat().st_size / 4096
+    assert 50 <= wal_pages < 50 + 40, wal_pages  # without checkpoints: about 400
+    assert await store.head_position() == 800
+    await store.close()
