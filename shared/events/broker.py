@@ -219,6 +219,6 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
         if result.handled or result.dead_lettered or result.failed:
             log.info("batch_done", size=len(raws), handled=result.handled, duplicates=result.duplicates,
                      dead_lettered=result.dead_lettered, redeliver=len(result.failed),
-                     first_seq=incoming[0].sequence, last_seq=incoming[-1].sequence)
+                     first_seq=incoming[0].sequence, last_seq=incoming[-1].sequence, **result.timings)
         del incoming, result  # (FastStream holds the raw messages until this returns)
         after_batch()  # the batch's objects are freed: collect while the young generation is nearly empty

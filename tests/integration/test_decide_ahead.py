@@ -155,3 +155,30 @@ async def test_a_handler_keeping_its_own_checkpoint_is_given_inputs_that_are_not
     assert (result.handled, result.dead_lettered, result.failed) == (len(rows), 0, [])
     async with store.engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 0
+
+
+async def test_a_batch_says_how_long_it_decided_waited_for_the_lock_wrote_and_committed(store: EventStore) -> None:
+    await store.create_schema(inbox_tables, enrollment_tables)
+    handler = HeldEnrollment()
+    regs = households(2, seed=11)
+    batch = asyncio.create_task(process_batch(store, handler, [incoming(r, n) for n, r in enumerate(regs, 1)]))
+    await handler.decided.wait()
+    await asyncio.sleep(0.2)  # the decision takes at least this long
+    locked = asyncio.Event()
+
+    async def hold_the_lock() -> None:
+        async with store.transaction() as tx:
+            await tx.lock()
+            locked.set()
+            await asyncio.sleep(0.3)
+
+    holder = asyncio.create_task(hold_the_lock())
+    await locked.wait()
+    handler.go_on.set()  # decided: the batch now waits for the lock the holder keeps a while yet
+    result = await batch
+    await holder
+    assert result.handled == 2
+    timings = result.timings
+    assert set(timings) == {"decide_ms", "lock_wait_ms", "write_ms", "commit_ms"}
+    assert timings["decide_ms"] >= 200 and timings["lock_wait_ms"] >= 150, timings
+    assert timings["write_ms"] >= 0 and timings["commit_ms"] >= 0
