@@ -10,9 +10,6 @@ concurrent appenders queue instead of failing half-way.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +18,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .logs import get_logger
 from .tls import pg_ssl_connect_args
 
 WRITE = "guanhuai_write"  # execution option: this connection's transactions will write
@@ -44,11 +40,6 @@ SERVICE_SQLITE_CACHE_KIB = 64 * 1024
 # plain-sqlite3 floor, on this machine): 196 -> 178 µs of CPU and 371 -> 270 µs of wall time per
 # household. Readers are not held up: SQLite looks a page up in the WAL's hash index.
 SERVICE_SQLITE_CHECKPOINT_PAGES = 10_000
-# A service's store also checkpoints in a worker thread after a commit, at most this often
-# (:class:`BackgroundCheckpoints`), so that its commits seldom reach the threshold above: a
-# checkpoint at the end of a commit is the committing service's own wait (it copies megabytes and
-# syncs the database file), while one in a worker thread overlaps the service's next batch.
-SERVICE_CHECKPOINT_EVERY_S = 0.5
 
 
 def normalise_url(url: str) -> str:
@@ -106,57 +97,3 @@ async def write_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection
     """A connection whose transactions take the write lock up front (on SQLite); not yet begun."""
     async with engine.connect() as conn:
         yield await conn.execution_options(**{WRITE: True})
-
-
-class BackgroundCheckpoints:
-    """Checkpoints of an SQLite file's WAL (``PRAGMA wal_checkpoint(PASSIVE)``: copy what it can
-    back into the database file without waiting for, or holding up, readers and writers), each in
-    a worker thread on a connection of its own, started by :meth:`after_commit` at most every
-    ``every_s`` seconds and never two at a time. A checkpoint that fails is logged and counted; the
-    next commit that reaches the WAL threshold checkpoints as SQLite always does."""
-
-    def __init__(self, database: str, every_s: float) -> None:
-        if not every_s > 0:
-            raise ValueError(f"every_s is a positive number of seconds, not {every_s!r}")
-        self.database, self.every_s = database, every_s
-        self.completed = self.failed = 0
-        self._connection: sqlite3.Connection | None = None
-        self._running: asyncio.Future[tuple[int, int, int]] | None = None
-        self._started_at = -float("inf")
-
-    def after_commit(self) -> None:
-        if self._running is not None and not self._running.done():
-            return
-        now = time.monotonic()
-        if now - self._started_at < self.every_s:
-            return
-        self._started_at = now
-        self._running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
-        self._running.add_done_callback(self._finished)
-
-    def _checkpoint(self) -> tuple[int, int, int]:
-        if self._connection is None:
-            self._connection = sqlite3.connect(self.database, timeout=0, isolation_level=None, check_same_thread=False)
-        busy, frames, copied = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return busy, frames, copied
-
-    def _finished(self, done: asyncio.Future[tuple[int, int, int]]) -> None:
-        if done.cancelled():
-            return
-        failure = done.exception()
-        if failure is None:
-            self.completed += 1
-            return
-        self.failed += 1
-        get_logger().warning("wal_checkpoint_failed", error=type(failure).__name__, detail=str(failure)[:200])
-
-    async def close(self) -> None:
-        """Wait for a checkpoint under way, then close its connection."""
-        if self._running is not None:
-            try:
-                await asyncio.shield(self._running)
-            except Exception:  # noqa: BLE001 - counted and logged in _finished
-                pass
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None

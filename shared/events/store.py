@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .base import NAME_MAX_LENGTH, NAME_PATTERN, EventMessage, RecordedEvent
 from .catalog import registry as default_registry
-from .database import BackgroundCheckpoints, create_engine, write_connection
+from .database import create_engine, write_connection
 from .hashing import GENESIS, chain_hash
 from .registry import ROW_FIELDS, EventRegistry
 from .tables import events, metadata, utc_text
@@ -304,35 +304,23 @@ def _bind_value(compiled: Any, name: str, value: Any) -> Any:
 class EventStore:
     """The event log on one database. Build it with :meth:`open`; close it with :meth:`close`."""
 
-    def __init__(self, engine: AsyncEngine, registry: EventRegistry = default_registry, *,
-                 background_checkpoint_s: float | None = None) -> None:
-        """``background_checkpoint_s``: on an SQLite file, checkpoint its WAL in a worker thread
-        after a commit, at most this often (see :class:`.database.BackgroundCheckpoints`)."""
+    def __init__(self, engine: AsyncEngine, registry: EventRegistry = default_registry) -> None:
         self.engine = engine
         self.registry = registry
         self._reader: sqlite3.Connection | None = None
         self._reads: dict[tuple[Any, ...], tuple[str, list[Any], int]] = {}
-        database = engine.url.database
-        file_backed = engine.dialect.name == "sqlite" and bool(database) and database != ":memory:" \
-            and not database.startswith("file:")
-        self.checkpoints = BackgroundCheckpoints(database, background_checkpoint_s) \
-            if background_checkpoint_s is not None and file_backed else None
 
     @classmethod
     async def open(cls, url: str, *, create: bool = True, registry: EventRegistry = default_registry,
-                   sqlite_cache_kib: int | None = None, sqlite_checkpoint_pages: int | None = None,
-                   background_checkpoint_s: float | None = None) -> EventStore:
-        """``sqlite_cache_kib``, ``sqlite_checkpoint_pages``: see :func:`.database.create_engine`;
-        ``background_checkpoint_s``: see the constructor."""
+                   sqlite_cache_kib: int | None = None, sqlite_checkpoint_pages: int | None = None) -> EventStore:
+        """``sqlite_cache_kib``, ``sqlite_checkpoint_pages``: see :func:`.database.create_engine`."""
         store = cls(create_engine(url, sqlite_cache_kib=sqlite_cache_kib, sqlite_checkpoint_pages=sqlite_checkpoint_pages),
-                    registry, background_checkpoint_s=background_checkpoint_s)
+                    registry)
         if create:
             await store.create_schema()
         return store
 
     async def close(self) -> None:
-        if self.checkpoints is not None:
-            await self.checkpoints.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -371,8 +359,6 @@ class EventStore:
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with write_connection(self.engine) as conn, conn.begin():
             yield Transaction(conn)
-        if self.checkpoints is not None:  # committed
-            self.checkpoints.after_commit()
 
     async def append(self, stream_id: str, new: Sequence[EventMessage], expected_version: int | None = ANY) -> AppendResult:
         async with self.transaction() as tx:

@@ -295,34 +295,3 @@ async def test_a_service_store_checkpoints_its_wal_past_the_pages_it_is_given(tm
     assert 50 <= wal_pages < 50 + 40, wal_pages  # without checkpoints: about 400
     assert await store.head_position() == 800
     await store.close()
-
-
-async def test_a_service_store_checkpoints_in_the_background_after_its_commits(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from shared.events.database import BackgroundCheckpoints
-
-    grown = {}
-    for background in (0.05, None):
-        path = tmp_path / f"{background}.db"
-        # A WAL threshold no commit here reaches: only the background checkpoints copy pages back.
-        store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_pages=10_000,
-                                      background_checkpoint_s=background)
-        assert (store.checkpoints is not None) == (background is not None)
-        size = path.stat().st_size
-        for n in range(12):
-            await store.append_streams([StreamAppend(f"s-{n}-{i}", [target()]) for i in range(20)])
-            await asyncio.sleep(0.03)
-        if store.checkpoints is not None:
-            await store.checkpoints.close()  # the one under way, if any
-            assert store.checkpoints.completed >= 2 and store.checkpoints.failed == 0
-        grown[background] = path.stat().st_size - size
-        assert await store.head_position() == 240
-        await store.close()
-    assert grown[None] == 0 and grown[0.05] > 100_000  # the database file itself now holds the events
-
-    failing = BackgroundCheckpoints(str(tmp_path / "no such folder" / "x.db"), 0.01)
-    failing.after_commit()
-    failing.after_commit()  # one at a time, and not again this soon
-    await failing.close()
-    assert (failing.completed, failing.failed) == (0, 1)
-    with pytest.raises(ValueError, match="every_s"):
-        BackgroundCheckpoints("x.db", 0)
