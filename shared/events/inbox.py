@@ -28,7 +28,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    bindparam,
     insert,
     select,
     update,
@@ -36,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .bulk import insert_rows
+from .keyed import CHUNK, select_where_in
 from .tables import UtcDateTime
 
 metadata = MetaData()
@@ -87,17 +87,15 @@ class DeadLetter:
     event_id: str | None = None
 
 
-_SEEN = select(processed_messages.c.message_id).where(
-    processed_messages.c.consumer == bindparam("consumer"),
-    processed_messages.c.message_id.in_(bindparam("ids", expanding=True)),
-)
-
-
 async def already_processed(conn: AsyncConnection, consumer: str, ids: list[str]) -> set[str]:
-    if not ids:
-        return set()
-    rows = await conn.execute(_SEEN, {"consumer": consumer, "ids": ids})
-    return {r[0] for r in rows}
+    """Which of ``ids`` (input event ids) ``consumer`` has handled."""
+    column = processed_messages.c.message_id
+    seen: set[str] = set()
+    for start in range(0, len(ids), CHUNK):
+        rows = await select_where_in(conn, (column,), processed_messages.c.consumer, consumer, column,
+                                     ids[start : start + CHUNK])
+        seen.update(r[0] for r in rows)
+    return seen
 
 
 async def mark_processed(conn: AsyncConnection, consumer: str, ids: list[str]) -> None:

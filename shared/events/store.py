@@ -110,8 +110,9 @@ _Draft = tuple[str, str, str, "str | None", str, bytes]
 
 
 def _drafted(events: Sequence[EventMessage]) -> tuple[_Draft, ...]:
-    # The outcomes of one input share its time, conversation and id (the same objects): each is
-    # turned into text once, looked up by identity (every object looked up lives in ``events``).
+    # The outcomes of one input share its time, conversation and id (the same objects; an input
+    # recorded with its outcomes is their cause): each is turned into text once, looked up by
+    # identity (every object looked up lives in ``events``).
     texts: dict[int, str] = {}
 
     def text_of(value: Any, convert: Any = str) -> str:
@@ -125,7 +126,7 @@ def _drafted(events: Sequence[EventMessage]) -> tuple[_Draft, ...]:
     for ev in events:
         payload_utf8 = ev.payload.__pydantic_serializer__.to_json(ev.payload)  # model_dump_json's bytes
         drafts.append((
-            str(ev.event_id), text_of(ev.occurred_at, utc_text), text_of(ev.correlation_id),
+            text_of(ev.event_id), text_of(ev.occurred_at, utc_text), text_of(ev.correlation_id),
             text_of(ev.causation_id) if ev.causation_id else None, payload_utf8.decode(), payload_utf8,
         ))
     return tuple(drafts)
