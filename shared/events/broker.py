@@ -12,9 +12,7 @@ Choices made on purpose (see DESIGN.md, "FastStream and NATS: known traps"):
   loop does not catch, dropping partly collected batches until ``ack_wait``; :func:`fix_nats_fetch`
   turns it into nats' own TimeoutError (upstream: nats-io/nats.py PR #1008). It also fetches
   batches with :func:`shared.events.pull.fetch_batch`, which waits once per burst of messages
-  instead of once per message, and after a full batch asks for the next one at once, so that a
-  service with a backlog finds its next batch waiting when it is done with this one (a stopped
-  service's prefetched messages come back to the next instance after ``ack_wait``).
+  instead of once per message.
 """
 
 from __future__ import annotations
@@ -60,7 +58,7 @@ def fix_nats_fetch() -> None:
     async def fetch(self, batch: int = 1, timeout: float | None = 5, heartbeat: float | None = None) -> Any:  # type: ignore[no-untyped-def]
         try:
             if batch > 1 and fast_fetch_supported(self):
-                return await fetch_batch(self, batch, timeout, heartbeat, prefetch=True)
+                return await fetch_batch(self, batch, timeout, heartbeat)
             return await original(self, batch, timeout, heartbeat)
         except nats.errors.TimeoutError:
             raise

@@ -20,7 +20,6 @@ ends the request when messages have arrived, and otherwise the fetch waits out i
 nats-py's does; any other status is an error unless messages have arrived, which are then
 returned. No data message taken from the queue is dropped. When the queue is empty it waits with
 nats-py's own ``next_msg`` (once per burst), which a closing client wakes.
-With ``prefetch``, a full batch handed over is followed at once by the request for the next one.
 It reads nats-py's subscription internals (``_sub``, its ``_pending_queue``), so
 :func:`fast_fetch_supported` checks they are there; without them the library's own fetch is used.
 """
@@ -52,16 +51,9 @@ def fast_fetch_supported(psub: Any) -> bool:
             and hasattr(sub, "_pending_size") and all(hasattr(psub, a) for a in ("_nc", "_nms", "_deliver")))
 
 
-async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None, *,
-                      prefetch: bool = False) -> list[Any]:
+async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None) -> list[Any]:
     """Up to ``batch`` messages of the pull subscription ``psub`` (nats-py's ``PullSubscription``),
-    waiting at most ``timeout`` seconds; raises ``nats.errors.TimeoutError`` when none came.
-
-    ``prefetch``: when a full batch is handed over and nothing is left queued, ask at once for the
-    next batch (one request, with the same expiry), so that its messages travel while the caller
-    works on this one and the next call finds them queued. For a consumer that works through one
-    batch at a time and acks it well within its ack wait: a prefetched message not taken within
-    the ack wait is delivered again (and a consumer drops what it has handled already)."""
+    waiting at most ``timeout`` seconds; raises ``nats.errors.TimeoutError`` when none came."""
     if batch < 1:
         raise ValueError("nats: invalid batch size")
     if timeout is not None and timeout <= 0:
@@ -85,14 +77,18 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
         if _status(msg) is None:
             msgs.append(msg)
     if len(msgs) == batch:
-        if prefetch and queue.empty():
-            await _ask(psub, batch, timeout, heartbeat)
         return msgs
 
-    if not await _ask(psub, batch - len(msgs), timeout, heartbeat):  # too little time left to ask for more
-        if msgs:
-            return msgs
-        raise nats.errors.TimeoutError
+    request: dict[str, Any] = {"batch": batch - len(msgs)}
+    if timeout is not None:
+        request["expires"] = int(timeout * 1_000_000_000) - 100_000
+        if request["expires"] <= 0:  # too little time left to ask for more (0 would mean "never expire")
+            if msgs:
+                return msgs
+            raise nats.errors.TimeoutError
+    if heartbeat:
+        request["idle_heartbeat"] = int(heartbeat * 1_000_000_000)
+    await nc.publish(psub._nms, json.dumps(request).encode(), psub._deliver)
 
     deadline = None if timeout is None else time.monotonic() + timeout
     margin = max(OWN_EXPIRY_S, (timeout or 0) / 10)
@@ -130,20 +126,4 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
         if nc.is_closed:
             raise nats.errors.ConnectionClosedError
         raise nats.errors.TimeoutError
-    if prefetch and len(msgs) == batch and queue.empty():
-        await _ask(psub, batch, timeout, heartbeat)
     return msgs
-
-
-async def _ask(psub: Any, count: int, timeout: float | None, heartbeat: float | None) -> bool:
-    """Send one pull request for ``count`` messages that the server ends after ``timeout``
-    seconds; False (and nothing sent) when that is too short to ask."""
-    request: dict[str, Any] = {"batch": count}
-    if timeout is not None:
-        request["expires"] = int(timeout * 1_000_000_000) - 100_000
-        if request["expires"] <= 0:  # 0 would mean "never expire"
-            return False
-    if heartbeat:
-        request["idle_heartbeat"] = int(heartbeat * 1_000_000_000)
-    await psub._nc.publish(psub._nms, json.dumps(request).encode(), psub._deliver)
-    return True

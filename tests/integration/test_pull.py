@@ -196,11 +196,9 @@ async def test_the_services_fetch_takes_batches_this_way_and_single_messages_as_
     fix_nats_fetch()
     calls: list[int] = []
 
-    async def counting(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None, *,
-                       prefetch: bool = False) -> list[Any]:
+    async def counting(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None) -> list[Any]:
         calls.append(batch)
-        assert prefetch  # the services ask for their next batch as soon as they have a full one
-        return await fetch_batch(psub, batch, timeout, heartbeat, prefetch=prefetch)
+        return await fetch_batch(psub, batch, timeout, heartbeat)
 
     monkeypatch.setattr("shared.events.broker.fetch_batch", counting)
     await publish(js, 0, 4)
@@ -212,41 +210,3 @@ async def test_the_services_fetch_takes_batches_this_way_and_single_messages_as_
     assert calls == [10]
     with pytest.raises(nats.errors.TimeoutError):
         await sub.fetch(10, timeout=0.2)
-
-
-async def test_with_prefetch_the_next_full_batch_is_queued_while_this_one_is_worked_on(js) -> None:  # type: ignore[no-untyped-def]
-    await publish(js, 0, 1100)
-    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
-    queue = sub._sub._pending_queue
-    first = await fetch_batch(sub, 500, 2.0, prefetch=True)
-    assert [int(m.data) for m in first] == list(range(500))
-    for _ in range(100):  # the next batch travels meanwhile, asked for once
-        if queue.qsize() >= 500:
-            break
-        await asyncio.sleep(0.02)
-    assert queue.qsize() == 500
-    for m in first:
-        await m.ack()
-    started = time.monotonic()
-    second = await fetch_batch(sub, 500, 2.0, prefetch=True)
-    assert time.monotonic() - started < 0.1  # no waiting: it was there
-    assert [int(m.data) for m in second] == list(range(500, 1000))
-    third = await fetch_batch(sub, 500, 0.5, prefetch=True)  # the last 100, a partial batch: no prefetch after it
-    assert [int(m.data) for m in third] == list(range(1000, 1100))
-    for m in second + third:
-        await m.ack()
-    await asyncio.sleep(0.7)  # every request has expired by now
-    assert all(m.headers and m.headers.get("Status") for m in list(queue._queue))  # statuses only, no data left behind
-    consumer = await js.consumer_info("P", "c")
-    assert consumer.num_pending == 0 and consumer.num_redelivered == 0 and consumer.delivered.stream_seq == 1100
-    await publish(js, 1100, 3)
-    assert [int(m.data) for m in await fetch_batch(sub, 500, 0.5, prefetch=True)] == [1100, 1101, 1102]
-
-
-async def test_without_prefetch_nothing_is_asked_for_beyond_the_batch(js) -> None:  # type: ignore[no-untyped-def]
-    await publish(js, 0, 600)
-    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
-    msgs = await fetch_batch(sub, 500, 2.0)
-    await asyncio.sleep(0.3)
-    assert len(msgs) == 500 and sub._sub._pending_queue.qsize() == 0
-    assert (await js.consumer_info("P", "c")).num_ack_pending == 500
