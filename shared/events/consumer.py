@@ -313,7 +313,7 @@ async def process_batch(
             if not tracks_inputs:  # it keeps its own checkpoint instead
                 if batch:
                     await handler.handle(tx, events)
-                fresh, fresh_ids = [e for _, e in batch], []
+                fresh, fresh_ids = events, []
             elif ahead is not None and await consumer_version(tx.connection, handler.consumer) == ahead.version:
                 fresh, fresh_ids = ahead.fresh, ahead.fresh_ids
                 if ahead.prepared is not None:
@@ -327,8 +327,9 @@ async def process_batch(
                 await bump_consumer_version(tx.connection, handler.consumer)
             stored = await record_dead_letters(tx.connection, dead)
             written = perf_counter()
-        result.timings = {"decide_ms": _ms(decided - started), "lock_wait_ms": _ms(locked - decided),
-                          "write_ms": _ms(written - locked), "commit_ms": _ms(perf_counter() - written)}
+        if batch:  # (not the commit of dead letters alone, which follows a batch that failed)
+            result.timings = {"decide_ms": _ms(decided - started), "lock_wait_ms": _ms(locked - decided),
+                              "write_ms": _ms(written - locked), "commit_ms": _ms(perf_counter() - written)}
         return len(fresh), len(batch) - len(fresh), stored
 
     try:

@@ -13,10 +13,8 @@ parameters again on every call: about 15 µs per household of a service's batch.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
-
-from collections.abc import Sequence
 
 from sqlalchemy import Column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,41 +38,48 @@ async def rows_by_year(
 
 
 _SIZES = (8, 32, 128, CHUNK)
-_statements: dict[tuple[int, ...], tuple[tuple[Column[Any], ...], str]] = {}
+# (columns, equal, member, size) -> the SQL, or None where SQLAlchemy's own path is needed. Keyed by
+# the objects themselves: a column's ``==`` builds an expression, so they are looked up by identity.
+_statements: dict[tuple[int, ...], tuple[tuple[Column[Any], ...], str | None]] = {}
 
 
 async def select_where_in(conn: AsyncConnection, columns: Sequence[Column[Any]], equal: Column[Any], value: Any,
                           member: Column[Any], keys: Sequence[Any]) -> list[Any]:
     """The rows (``columns``) of ``member``'s table where ``equal == value`` and ``member`` is one
-    of ``keys`` (at most :data:`CHUNK` of them)."""
+    of ``keys``."""
     if not keys:
         return []
     columns = tuple(columns)
-    sql = _sqlite_statement(conn, columns, equal, member, len(keys)) if conn.dialect.name == "sqlite" else None
+    size = next((n for n in _SIZES if len(keys) <= n), None)
+    sql = None
+    if conn.dialect.name == "sqlite" and size is not None and value is not None:
+        sql = _sqlite_statement(conn, columns, equal, member, size)
     if sql is None:
         return list(await conn.execute(select(*columns).where(equal == value, member.in_(list(keys)))))
-    size = sql.count("?") - 1
-    padded = [*keys, *[keys[0]] * (size - len(keys))]
+    padded = [*keys, *[keys[0]] * (size - len(keys))]  # type: ignore[operator]
     return list(await conn.exec_driver_sql(sql, (value, *padded)))
 
 
 def _sqlite_statement(conn: AsyncConnection, columns: tuple[Column[Any], ...], equal: Column[Any],
-                      member: Column[Any], count: int) -> str | None:
-    size = next((n for n in _SIZES if count <= n), None)
-    if size is None:
-        return None
+                      member: Column[Any], size: int) -> str | None:
     key = (*map(id, columns), id(equal), id(member), size)
     cached = _statements.get(key)
-    # (Columns are told apart by identity, checked on every hit: an id is reused once its object is gone.)
     if cached is not None and all(a is b for a, b in zip(cached[0], (*columns, equal, member), strict=True)):
         return cached[1]
     dialect = conn.dialect
     table = member.table
-    if any(c.table is not table for c in (*columns, equal)) or any(
-            c.type.dialect_impl(dialect).result_processor(dialect, None) is not None for c in columns):
-        return None  # values that SQLAlchemy would convert on the way out: its own path
-    quote = dialect.identifier_preparer.quote
-    sql = (f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {dialect.identifier_preparer.format_table(table)} "
-           f"WHERE {quote(equal.name)} = ? AND {quote(member.name)} IN ({', '.join('?' * size)})")
+
+    def converted(column: Column[Any], out: bool) -> bool:
+        impl = column.type.dialect_impl(dialect)
+        return (impl.result_processor(dialect, None) if out else impl.bind_processor(dialect)) is not None
+
+    sql: str | None = None
+    # Values SQLAlchemy converts on the way in (the compared columns) or out (the selected ones)
+    # keep its own path, as do columns of other tables.
+    if all(c.table is table for c in (*columns, equal)) and not any(converted(c, True) for c in columns) \
+            and not converted(equal, False) and not converted(member, False):
+        quote = dialect.identifier_preparer.quote
+        sql = (f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {dialect.identifier_preparer.format_table(table)} "
+               f"WHERE {quote(equal.name)} = ? AND {quote(member.name)} IN ({', '.join('?' * size)})")
     _statements[key] = ((*columns, equal, member), sql)
     return sql

@@ -8,8 +8,11 @@ those per-message steps were a good part of their CPU.
 
 :func:`publish_all` and :func:`ack_all` write the same bytes as ``publish`` would (``HPUB`` with a
 ``Nats-Msg-Id`` header; an ack is an empty ``PUB`` to the message's reply subject), joined into one
-command, after the same checks on the connection that ``publish`` makes (closed, draining, an
-outbound buffer that is full while reconnecting, the payload limit). They read nats-py internals
+command, after the checks on the connection that ``publish`` makes (closed, draining, an outbound
+buffer that is full while reconnecting, the payload limit). Some checks are stricter: a subject,
+reply subject or message id that is empty or holds any whitespace is refused (nats-py trims a
+header value, and refuses only spaces, tabs and line breaks in subjects), and nothing of a batch
+is sent if any of it is refused. They read nats-py internals
 (``_send_command``, ``_flush_pending``, ``_flush_queue``, ``_pending_data_size``,
 ``_max_pending_size``, ``_max_payload``); :func:`fast_wire_supported` checks they are there, and
 without them each message goes through the library's own ``publish``/``ack``.
@@ -91,14 +94,17 @@ async def ack_all(msgs: Sequence[Any]) -> None:
     """Ack JetStream messages (nats-py ``Msg``) of one connection, as ``Msg.ack`` does each."""
     if not msgs:
         return
-    nc = msgs[0]._client
-    if not fast_wire_supported(nc) or any(m._client is not nc for m in msgs):
+    nc = getattr(msgs[0], "_client", None)
+    if not fast_wire_supported(nc) or any(getattr(m, "_client", None) is not nc for m in msgs):
         for m in msgs:
             await m.ack()
         return
-    parts = []
+    parts, seen = [], set()
     for m in msgs:
         m._check_reply()  # raises for a message that is no JetStream message, or acked already
+        if id(m) in seen:
+            raise nats.errors.MsgAlreadyAckdError(m)  # as a second ``m.ack()`` would
+        seen.add(id(m))
         parts.append(b"PUB %s 0\r\n\r\n" % _token(m.reply, "reply subject"))
     await _send(nc, b"".join(parts), len(msgs), 0)
     for m in msgs:

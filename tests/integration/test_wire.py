@@ -71,8 +71,9 @@ async def test_every_message_gets_the_reply_subject_and_jetstream_answers_each(n
 async def test_a_token_that_would_break_the_protocol_line_sends_nothing(nc, subject, msg_id, reply) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(nats.errors.BadSubjectError):
         await publish_all(nc, [("ours.ok", b"{}", "fine"), (subject, b"{}", msg_id)], reply)
-    await nc.flush()
-    assert (await nc.jetstream().stream_info("OURS")).state.messages == 0  # not even the good one before it
+    js = nc.jetstream()
+    await js.publish("ours.sentinel", b"{}")  # stored (and acknowledged) after anything sent before it
+    assert (await js.stream_info("OURS")).state.messages == 1  # not even the good one before the bad one
 
 
 async def test_the_payload_limit_and_a_closed_connection_are_refused_as_publish_refuses_them(nc) -> None:  # type: ignore[no-untyped-def]
@@ -108,6 +109,9 @@ async def test_ack_all_acks_each_message_once(nc) -> None:  # type: ignore[no-un
     assert all(m._ackd for m in msgs[:200]) and not any(m._ackd for m in msgs[200:])
     with pytest.raises(nats.errors.MsgAlreadyAckdError):  # one acked already: nothing of the call is sent
         await ack_all([msgs[200], msgs[0]])
+    with pytest.raises(nats.errors.MsgAlreadyAckdError):  # one twice: as a second ack() of it would
+        await ack_all([msgs[201], msgs[202], msgs[201]])
+    assert not any(m._ackd for m in msgs[200:])
     await nc.flush()
     await asyncio.sleep(0.3)
     assert (await js.consumer_info("OURS", "c")).num_ack_pending == 50
