@@ -60,8 +60,9 @@ class BatchResult:
     dead_lettered: int = 0
     failed: list[Incoming] = field(default_factory=list)  # to be redelivered (nak)
     transient: bool = False  # the whole batch failed because the database is busy or away: try it again as it is
-    # Where the batch's last commit spent its time, in ms: deciding ahead of the write lock,
-    # waiting for the lock, writing under it, committing (for the service's batch_done log line).
+    # Where the commit of the batch's inputs spent its time, in ms (the last try, if it was tried
+    # again or one input at a time): deciding ahead of the write lock, waiting for the lock, writing
+    # under it, committing. For the service's batch_done log line.
     timings: dict[str, float] = field(default_factory=dict)
 
 
