@@ -38,9 +38,9 @@ async def rows_by_year(
 
 
 _SIZES = (8, 32, 128, CHUNK)
-# (columns, equal, member, size) -> the SQL, or None where SQLAlchemy's own path is needed. Keyed by
-# the objects themselves: a column's ``==`` builds an expression, so they are looked up by identity.
-_statements: dict[tuple[int, ...], tuple[tuple[Column[Any], ...], str | None]] = {}
+# (table, selected columns, compared column, listed column, size) by name -> the SQL, or None where
+# SQLAlchemy's own path is needed (as ``bulk._prepared`` keys its INSERTs by table and column names).
+_statements: dict[tuple[Any, ...], str | None] = {}
 
 
 async def select_where_in(conn: AsyncConnection, columns: Sequence[Column[Any]], equal: Column[Any], value: Any,
@@ -62,12 +62,11 @@ async def select_where_in(conn: AsyncConnection, columns: Sequence[Column[Any]],
 
 def _sqlite_statement(conn: AsyncConnection, columns: tuple[Column[Any], ...], equal: Column[Any],
                       member: Column[Any], size: int) -> str | None:
-    key = (*map(id, columns), id(equal), id(member), size)
-    cached = _statements.get(key)
-    if cached is not None and all(a is b for a, b in zip(cached[0], (*columns, equal, member), strict=True)):
-        return cached[1]
-    dialect = conn.dialect
     table = member.table
+    key = (table.name, tuple((c.table.name, c.name) for c in columns), equal.table.name, equal.name, member.name, size)
+    if key in _statements:
+        return _statements[key]
+    dialect = conn.dialect
 
     def converted(column: Column[Any], out: bool) -> bool:
         impl = column.type.dialect_impl(dialect)
@@ -81,5 +80,5 @@ def _sqlite_statement(conn: AsyncConnection, columns: tuple[Column[Any], ...], e
         quote = dialect.identifier_preparer.quote
         sql = (f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {dialect.identifier_preparer.format_table(table)} "
                f"WHERE {quote(equal.name)} = ? AND {quote(member.name)} IN ({', '.join('?' * size)})")
-    _statements[key] = ((*columns, equal, member), sql)
+    _statements[key] = sql
     return sql
