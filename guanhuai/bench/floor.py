@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 from guanhuai.bench.reference import plain_database
+from shared.events.broker import BATCH_SIZE
 
 # The tables the pipeline writes for each household: the log, the inboxes, and each service's own.
 TABLES = ("events", "processed_messages", "enrollment_households", "enrollment_persons", "subsidy_persons")
 
 
-def sqlite_insert_floor(source: Path, workdir: Path, households: int, batch_households: int = 350) -> dict[str, float]:
+def sqlite_insert_floor(source: Path, workdir: Path, households: int, batch_households: int = BATCH_SIZE) -> dict[str, float]:
     """CPU and wall microseconds per household of re-inserting ``source``'s pipeline rows."""
     with sqlite3.connect(source) as src:
         ddl = [r[0] for r in src.execute(

@@ -45,8 +45,8 @@ class EnrollmentHandler:
     consumer = "enrollment-county-v1"
 
     def parse(self, message: Incoming) -> EventMessage:
-        event = registry.parse_message(message.body)
         where = split_inbound(message.subject)
+        event = registry.parse_message(message.body, expected_type=where[1] if where else None)
         if where is None or where[1] != event.event_type or event.event_type not in PRODUCER_EVENTS.get(where[0], ()):
             raise Rejected("subject_mismatch", f"{event.event_type} may not be sent on {message.subject}", str(event.event_id))
         return event

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
 
@@ -108,3 +108,19 @@ class RecordedEvent(EventMessage):
     stream_version: int = Field(ge=1)
     position: int = Field(ge=1, description="global, gap-free order of the whole log")
     recorded_at: AwareDatetime
+
+
+def unchecked_message(values: dict[str, Any], fields_set: set[str] | frozenset[str] | None = None) -> EventMessage:
+    """An ``EventMessage`` of ``values`` (every field, each already validated), made without
+    validating them again: ``model_construct`` without its look-ups of each field's alias and
+    default, which these never need. ``values`` becomes the message's own (not copied).
+    ``fields_set``: the fields that were given (default: all)."""
+    message = EventMessage.__new__(EventMessage)
+    object.__setattr__(message, "__dict__", values)
+    object.__setattr__(message, "__pydantic_fields_set__", set(_ENVELOPE_FIELDS if fields_set is None else fields_set))
+    object.__setattr__(message, "__pydantic_extra__", None)
+    object.__setattr__(message, "__pydantic_private__", None)
+    return message
+
+
+_ENVELOPE_FIELDS = frozenset(EventMessage.model_fields)

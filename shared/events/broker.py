@@ -36,7 +36,7 @@ from nats.js.client import JetStreamContext
 from .collector import after_batch
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
-from .pull import fast_fetch_supported, fetch_batch
+from .pull import delivery_of, fast_fetch_supported, fetch_batch
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
 from .tls import connect_nats
@@ -45,6 +45,11 @@ from .wire import ack_all
 STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
 DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
 HELD_LOUD_AFTER_S = 60.0  # a batch held this long for a database that is away is logged as an error
+# Up to this many messages a batch (one log transaction): fewer commits, and each random-key index
+# page written once for more of its rows. 500 -> 2,000 took `bench pipeline` from about 2,900 to
+# 3,600 households/s on the same machine; 4,000 gained nothing more. A trickle is not held up: a
+# fetch returns what has come within the spec's batch_timeout_s.
+BATCH_SIZE = 2000
 
 _fetch_fixed = False
 
@@ -96,7 +101,7 @@ class ConsumerSpec:
     handler: Handler
     stream: str
     filter_subjects: tuple[str, ...]
-    batch_size: int = 500
+    batch_size: int = BATCH_SIZE
     batch_timeout_s: float = 0.05
     ack_wait_s: float = 10.0  # in-flight messages of a killed instance come back after this
     max_deliver: int = 5
@@ -184,11 +189,11 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
     )
     async def consume(body: list[bytes], msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
         raws = msg.raw_message
-        incoming = [
-            Incoming(subject=m.subject, body=m.data, headers=dict(m.headers or {}), stream=m.metadata.stream,
-                     sequence=m.metadata.sequence.stream, delivered=m.metadata.num_delivered)
-            for m in raws
-        ]
+        incoming = []
+        for m in raws:
+            stream, sequence, delivered = delivery_of(m)
+            incoming.append(Incoming(subject=m.subject, body=m.data, headers=dict(m.headers or {}), stream=stream,
+                                     sequence=sequence, delivered=delivered))
         # While the batch is in hand, tell JetStream now and then that it is being worked on, so
         # that a slow or retried batch is not redelivered under our feet.
         heartbeat = asyncio.create_task(_in_progress(raws, spec.ack_wait_s / 3))

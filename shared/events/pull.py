@@ -127,3 +127,17 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
             raise nats.errors.ConnectionClosedError
         raise nats.errors.TimeoutError
     return msgs
+
+
+def delivery_of(msg: Any) -> tuple[str, int, int]:
+    """(stream, stream sequence, deliveries so far) of a JetStream message, read off its reply
+    subject as nats-py's ``msg.metadata`` reads it, without building that (two frozen dataclasses
+    and a datetime for the timestamp, about 4 µs a message). The reply is
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``;
+    any other form (the one with a domain and an account hash among them) goes to nats-py's
+    ``metadata``, which reads that too and refuses what is no JetStream reply."""
+    tokens = msg.reply.split(".") if msg.reply else ()
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return tokens[2], int(tokens[5]), int(tokens[4])
+    metadata = msg.metadata
+    return metadata.stream, metadata.sequence.stream, metadata.num_delivered

@@ -210,3 +210,26 @@ async def test_the_services_fetch_takes_batches_this_way_and_single_messages_as_
     assert calls == [10]
     with pytest.raises(nats.errors.TimeoutError):
         await sub.fetch(10, timeout=0.2)
+
+
+async def test_delivery_of_reads_what_nats_py_metadata_reads(js) -> None:  # type: ignore[no-untyped-def]
+    from nats.errors import NotJSMessageError
+
+    from shared.events.pull import delivery_of
+
+    await publish(js, 0, 5)
+    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
+    first = await fetch_batch(sub, 5, 2.0)
+    await first[2].nak()  # comes back as its second delivery
+    again = await fetch_batch(sub, 1, 2.0)
+    for msg in [*first, *again]:
+        expected = (msg.metadata.stream, msg.metadata.sequence.stream, msg.metadata.num_delivered)
+        assert delivery_of(Msg(msg._client, subject=msg.subject, reply=msg.reply, data=msg.data)) == expected
+    assert [delivery_of(m) for m in first] == [("P", n, 1) for n in range(1, 6)]
+    assert delivery_of(again[0]) == ("P", 3, 2)
+    # The form with a domain and an account hash is left to nats-py, which reads it too.
+    with_domain = Msg(first[0]._client, subject="p.m", reply="$JS.ACK.hub.ACCHASH.P.c.4.17.9.1700000000000000000.3.xyz")
+    assert delivery_of(with_domain) == ("P", 17, 4)
+    for reply in ("", "_INBOX.abc", "$JS.ACK.P.c.1.2"):
+        with pytest.raises(NotJSMessageError):
+            delivery_of(Msg(first[0]._client, subject="p.m", reply=reply))

@@ -234,6 +234,58 @@ REGISTRATION = BASES[0]
 SUBJECT = subject_of(message_json(REGISTRATION))
 
 
+def parsed_or_refused(body: bytes, expected_type: str | None) -> object:
+    try:
+        event = registry.parse_message(body, expected_type=expected_type)
+    except EventContractError as exc:
+        return ("refused", exc.code, str(exc), exc.fields)
+    return ("parsed", type(event), event, event.__pydantic_fields_set__)
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORIES))
+@FUZZ
+@given(base=st.sampled_from(BASES), rng=st.randoms(use_true_random=False))
+def test_parsing_with_the_type_the_subject_names_ends_as_parsing_without_it(
+    category: str, base: EventMessage, rng: random.Random
+) -> None:
+    """The one-pass parse of a type named beforehand gives the same event or the same refusal."""
+    message = hostile(rng, base, category)
+    named = (split_inbound(message.subject) or ("", base.event_type))[1]
+    assert parsed_or_refused(message.body, named) == parsed_or_refused(message.body, None)
+
+
+@pytest.mark.parametrize(("change", "outcome"), [
+    ({"schema_version": "2"}, "refused"), ({"schema_version": 2.0}, "refused"), ({"schema_version": True}, "refused"),
+    ({"schema_version": 1}, "parsed"),  # an older version, brought up to date
+    ({"correlation_id": None}, "parsed"),  # a conversation starts with its first event
+    ({"event_type": "PolicyIssued"}, "refused"), ({"extra": 1}, "refused"),
+    ({"payload": {"household_id": "H" * 81}}, "refused"),
+])
+def test_what_the_one_pass_parse_cannot_settle_is_parsed_the_general_way(change: dict[str, object], outcome: str) -> None:
+    msg = message_json(REGISTRATION)
+    for key, value in change.items():
+        if key == "payload":
+            msg["payload"].update(value)  # type: ignore[arg-type]
+        else:
+            msg[key] = value
+    body = json.dumps(msg, ensure_ascii=False).encode()
+    general = parsed_or_refused(body, None)
+    assert parsed_or_refused(body, "HouseholdRegistered") == general
+    assert general[0] == outcome, general
+    if outcome == "parsed":
+        event = general[2]  # type: ignore[index]
+        assert event.schema_version == HouseholdRegistered.schema_version  # type: ignore[union-attr]
+        assert event.correlation_id == REGISTRATION.correlation_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("body", [
+    b"\xef\xbb\xbf" + REGISTRATION.model_dump_json().encode(),  # a byte-order mark: json.loads takes it
+    REGISTRATION.model_dump_json().replace("county-test", "county-\\ud800").encode(),  # a lone surrogate escape
+])
+def test_text_only_the_general_way_reads_is_still_read_or_refused_the_same(body: bytes) -> None:
+    assert parsed_or_refused(body, "HouseholdRegistered") == parsed_or_refused(body, None)
+
+
 @fuzz(300)
 @given(paid_on=st.one_of(st.dates(), st.dates(min_value=date(9999, 1, 1)), st.dates(max_value=date(1, 12, 31))))
 def test_a_registration_paid_on_any_day_of_the_calendar_is_decided_or_refused(paid_on: date) -> None:
