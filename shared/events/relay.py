@@ -10,7 +10,9 @@ only after it is committed, and every committed event reaches NATS.
 PubAcks are collected on one inbox subscription (:class:`PubAcks`) rather than with nats-py's
 ``publish_async``, which spends a future, a timer and a parsed ``PubAck`` dataclass on every
 message: that bookkeeping was most of the relay's CPU, at about four events per household. A
-batch's messages are written to the connection as one command (:func:`.wire.publish_all`).
+batch's messages are written to the connection as one command (:func:`.wire.publish_all`), and
+the answers are counted as the client reads them (:func:`.wire.answer_inline`: about 2 µs less
+per event than through the subscription's callback).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .logs import get_logger
 from .store import EventStore
 from .subjects import event_subject
 from .tables import utc_text
-from .wire import publish_all
+from .wire import answer_inline, publish_all
 
 metadata = MetaData()
 checkpoints = Table(
@@ -81,19 +83,27 @@ class PubAcks:
         self.subscription: Any = None
         self.tries = 0
         self.reply = ""
+        self.reply_bytes = b""
         self.expected = self.received = 0
         self.error: str | None = None
         self.done = asyncio.Event()
 
     async def _answer(self, msg: Any) -> None:
-        if msg.subject != self.reply:
+        self._count(msg.subject, msg.data, msg.headers)
+
+    def _answer_raw(self, subject: bytes, data: bytes) -> None:
+        """An answer without headers, as the client reads it (see :func:`.wire.answer_inline`)."""
+        if subject == self.reply_bytes:
+            self._count(self.reply, data, None)
+
+    def _count(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        if subject != self.reply:
             return
-        data = msg.data
         if data[:1] == b"{" and b'"error"' not in data:
             self.received += 1
         elif self.error is None:
-            status = (msg.headers or {}).get("Status", "")
-            self.error = data.decode("utf-8", "replace")[:300] or f"status {status or 'unknown'} {(msg.headers or {}).get('Description', '')}".strip()
+            status = (headers or {}).get("Status", "")
+            self.error = data.decode("utf-8", "replace")[:300] or f"status {status or 'unknown'} {(headers or {}).get('Description', '')}".strip()
         if self.received >= self.expected or self.error is not None:
             self.done.set()
 
@@ -101,8 +111,10 @@ class PubAcks:
         """``messages``: (subject, body, event id). Returns when every one is acknowledged."""
         if self.subscription is None:
             self.subscription = await self.nc.subscribe(f"{self.prefix}.*", cb=self._answer)
+            answer_inline(self.nc, self.subscription, self._answer_raw)
         self.tries += 1
         self.reply = f"{self.prefix}.{self.tries}"
+        self.reply_bytes = self.reply.encode()
         self.expected, self.received, self.error = len(messages), 0, None
         self.done.clear()
         await publish_all(self.nc, messages, self.reply)

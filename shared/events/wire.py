@@ -1,4 +1,4 @@
-"""Writing many NATS protocol messages to a nats-py connection at once.
+"""Writing many NATS protocol messages to a nats-py connection at once, and reading many replies.
 
 nats-py's ``publish`` is made for one message: it checks the subject with a regular expression,
 builds the header block key by key (another regular expression per key), formats the command,
@@ -16,12 +16,18 @@ is sent if any of it is refused. They read nats-py internals
 (``_send_command``, ``_flush_pending``, ``_flush_queue``, ``_pending_data_size``,
 ``_max_pending_size``, ``_max_payload``); :func:`fast_wire_supported` checks they are there, and
 without them each message goes through the library's own ``publish``/``ack``.
+
+:func:`answer_inline` is the reading side, for a subscription that receives many small replies
+(the relay's PubAcks, one per event): nats-py builds a ``Msg`` for each, puts it in the
+subscription's queue and wakes the subscription's task to call its callback. Instead, a reply
+without headers is handed to a plain function as it is read, with its subject and bytes; one with
+headers (a status, such as "no responders") still takes nats-py's way, to the callback.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import nats.errors
@@ -109,3 +115,36 @@ async def ack_all(msgs: Sequence[Any]) -> None:
     await _send(nc, b"".join(parts), len(msgs), 0)
     for m in msgs:
         m._ackd = True
+
+
+_INLINE_ATTRIBUTE = "_guanhuai_inline_replies"
+
+
+def answer_inline(nc: Any, subscription: Any, handler: Callable[[bytes, bytes], None]) -> bool:
+    """From now on, hand each message of ``subscription`` (nats-py's, on the client ``nc``) that
+    comes without headers to ``handler(subject, data)`` as the client reads it, instead of to the
+    subscription's callback. Returns False, changing nothing, when the client lacks the internals
+    this uses (``_process_msg``, ``_subs``, ``stats``); the callback then gets every message.
+    ``handler`` runs inside the client's reading loop: it must not block or raise."""
+    sid = getattr(subscription, "_id", None)
+    subs = getattr(nc, "_subs", None)
+    if sid is None or not isinstance(subs, dict) or not hasattr(nc, "_process_msg") or not hasattr(nc, "stats"):
+        return False
+    handlers: dict[int, Callable[[bytes, bytes], None]] | None = nc.__dict__.get(_INLINE_ATTRIBUTE)
+    if handlers is None:
+        handlers = {}
+        process = nc._process_msg
+
+        async def _process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+            inline = handlers.get(sid)
+            if inline is None or headers or sid not in nc._subs:
+                await process(sid, subject, reply, data, headers)
+                return
+            nc.stats["in_msgs"] += 1
+            nc.stats["in_bytes"] += len(data)
+            inline(subject, data)
+
+        nc.__dict__[_INLINE_ATTRIBUTE] = handlers
+        nc._process_msg = _process_msg
+    handlers[sid] = handler
+    return True

@@ -16,7 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 from guanhuai.embedded import NatsServer
 from shared.events.pull import fetch_batch
-from shared.events.wire import ack_all, fast_wire_supported, publish_all
+from shared.events.wire import ack_all, answer_inline, fast_wire_supported, publish_all
 
 
 @pytest.fixture
@@ -143,3 +143,53 @@ async def test_without_the_clients_internals_each_message_goes_through_the_libra
     messages = [Message(plain), Message(plain)]
     await ack_all(messages)
     assert [m.acked for m in messages] == [1, 1]
+
+
+async def test_replies_without_headers_reach_the_inline_handler_and_the_rest_the_callback(nc) -> None:  # type: ignore[no-untyped-def]
+    inline: list[tuple[bytes, bytes]] = []
+    called: list[tuple[str, bytes, Any]] = []
+    other: list[bytes] = []
+
+    async def callback(msg: Any) -> None:
+        called.append((msg.subject, msg.data, msg.headers))
+
+    async def elsewhere(msg: Any) -> None:
+        other.append(msg.data)
+
+    sub = await nc.subscribe("answers.*", cb=callback)
+    await nc.subscribe("other.*", cb=elsewhere)
+    assert answer_inline(nc, sub, lambda subject, data: inline.append((subject, data)))
+    received_before = nc.stats["in_msgs"]
+    await nc.publish("answers.1", b'{"seq":1}')
+    await nc.publish("answers.2", b"with a header", headers={"Status": "503"})
+    await nc.publish("other.1", b"not ours")
+    await nc.publish("answers.3", b"")
+    await nc.flush()
+    for _ in range(100):
+        if len(called) == 1 and len(other) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert inline == [(b"answers.1", b'{"seq":1}'), (b"answers.3", b"")]
+    assert called == [("answers.2", b"with a header", {"Status": "503"})]
+    assert other == [b"not ours"]
+    assert nc.stats["in_msgs"] == received_before + 4
+    await sub.unsubscribe()  # an unsubscribed subscription's messages go nowhere, as before
+    await nc.publish("answers.4", b"late")
+    await nc.flush()
+    await asyncio.sleep(0.05)
+    assert len(inline) == 2 and len(called) == 1
+
+
+async def test_the_relays_pubacks_are_counted_inline(nc) -> None:  # type: ignore[no-untyped-def]
+    from shared.events.relay import PubAcks
+
+    acks = PubAcks(nc)
+    counted = []
+    original = acks._answer_raw
+    acks._answer_raw = lambda subject, data: (counted.append(subject), original(subject, data))  # type: ignore[method-assign]
+    await acks.publish([(f"ours.{i}", b"{}", f"inline-{i}") for i in range(50)])
+    assert len(counted) == 50 and acks.received == 50
+
+
+def test_a_client_without_the_internals_keeps_its_callbacks() -> None:
+    assert not answer_inline(object(), object(), lambda subject, data: None)
