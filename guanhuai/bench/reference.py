@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from guanhuai.perf import peak_rss_mb, reset_peak_rss
+from shared.events.database import SQLITE_PAGE_BYTES
 
 
 def plain_scan(conn: sqlite3.Connection, total: int, progress: Callable[[str, int, int], None],
@@ -27,9 +28,10 @@ def plain_scan(conn: sqlite3.Connection, total: int, progress: Callable[[str, in
 
 
 def plain_database(path: Path, ddl: list[str]) -> sqlite3.Connection:
-    """An empty plain sqlite3 database of the given schema, set up as the log is (WAL, durable on
-    power loss), in autocommit mode: the raw side's own transactions are explicit."""
+    """An empty plain sqlite3 database of the given schema, set up as the log is (its page size,
+    WAL, durable on power loss), in autocommit mode: the raw side's own transactions are explicit."""
     conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA page_size={SQLITE_PAGE_BYTES:d}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     for statement in ddl:

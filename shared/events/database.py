@@ -31,15 +31,24 @@ WRITE = "guanhuai_write"  # execution option: this connection's transactions wil
 # cache (the runs vary by about ±10 %). The cache only grows as pages are read; a service uses
 # two or three connections at a time.
 SERVICE_SQLITE_CACHE_KIB = 64 * 1024
+# The page size of a new SQLite log, against SQLite's 4 KiB. A batch's rows land all over the
+# indexes keyed by random ids, and each commit writes every page it dirtied to the WAL (and a
+# checkpoint copies it back): with larger pages the same rows dirty fewer of them, each for more
+# of the batch's rows, and the trees are shallower. In interleaved `bench pipeline` runs (20,000
+# households, batches of 2,000) 16 KiB pages took 3-5 % less CPU per household than 4 KiB; 32 KiB
+# gained nothing more. A log created with another page size keeps it (SQLite fixes the page size
+# when a database is created; in WAL mode it cannot change).
+SQLITE_PAGE_BYTES = 16 * 1024
 # How long the WAL of a service's connections grows before the connection that commits copies it
-# back into the database file (a checkpoint), in pages, against SQLite's 1,000. A batch of 500
-# households dirties some 3,000 pages (its rows land all over the indexes keyed by random ids), so
-# with 1,000 every commit was followed by a checkpoint that copied them all and synced the file;
-# with 10,000 (about 40 MB of WAL) a checkpoint comes every few batches and copies each page the
-# batches between touched once. Re-inserting a pipeline run's rows batch by batch (the bench's
-# plain-sqlite3 floor, on this machine): 196 -> 178 µs of CPU and 371 -> 270 µs of wall time per
-# household. Readers are not held up: SQLite looks a page up in the WAL's hash index.
-SERVICE_SQLITE_CHECKPOINT_PAGES = 10_000
+# back into the database file (a checkpoint), in pages, against SQLite's 1,000. A batch dirties
+# thousands of pages (its rows land all over the indexes keyed by random ids), so with 1,000 every
+# commit was followed by a checkpoint that copied them all and synced the file; with about 40 MB
+# of WAL a checkpoint comes every few batches and copies each page the batches between touched
+# once. Re-inserting a pipeline run's rows batch by batch (the bench's plain-sqlite3 floor, on
+# this machine, 4 KiB pages and 10,000 of them): 196 -> 178 µs of CPU and 371 -> 270 µs of wall
+# time per household. Readers are not held up: SQLite looks a page up in the WAL's hash index.
+# (A log made with 4 KiB pages checkpoints at a quarter of that.)
+SERVICE_SQLITE_CHECKPOINT_PAGES = 40 * 1024 * 1024 // SQLITE_PAGE_BYTES
 
 
 def normalise_url(url: str) -> str:
@@ -77,6 +86,7 @@ def _configure_sqlite(engine: AsyncEngine, cache_kib: int | None = None, checkpo
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see below)
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_BYTES:d}")  # a new database only; before WAL fixes it
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")

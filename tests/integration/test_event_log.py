@@ -278,20 +278,40 @@ async def test_a_service_store_sets_its_sqlite_page_cache(tmp_path) -> None:  # 
 
 
 async def test_a_service_store_checkpoints_its_wal_past_the_pages_it_is_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from shared.events.database import SERVICE_SQLITE_CHECKPOINT_PAGES
+    from shared.events.database import SERVICE_SQLITE_CHECKPOINT_PAGES, SQLITE_PAGE_BYTES
 
     for pages in (SERVICE_SQLITE_CHECKPOINT_PAGES, None):
         store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / f'{pages}.db'}", sqlite_checkpoint_pages=pages)
         async with store.engine.connect() as conn:
             assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == (pages or 1000)
         await store.close()
-    # A small threshold, to see it work: 40 commits of about 10 pages each leave a WAL of about
-    # the threshold plus one commit (the file is reused from its start after each checkpoint).
+    # A small threshold, to see it work: 60 commits of a few pages each leave a WAL of about the
+    # threshold plus one commit (the file is reused from its start after each checkpoint).
     path = tmp_path / "small.db"
-    store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_pages=50)
-    for n in range(40):
+    store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_pages=20)
+    async with store.engine.connect() as conn:
+        page = (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
+    assert page == SQLITE_PAGE_BYTES  # a new log gets the log's page size
+    for n in range(60):
         await store.append_streams([StreamAppend(f"s-{n}-{i}", [target()]) for i in range(20)])
-    wal_pages = Path(f"{path}-wal").stat().st_size / 4096
-    assert 50 <= wal_pages < 50 + 40, wal_pages  # without checkpoints: about 400
-    assert await store.head_position() == 800
+    wal_pages = Path(f"{path}-wal").stat().st_size / (page + 24)  # a WAL frame: a 24-byte header and the page
+    assert 20 <= wal_pages < 20 + 15, wal_pages  # without checkpoints: about 500
+    assert await store.head_position() == 1200
+    await store.close()
+
+
+async def test_a_log_made_with_another_page_size_keeps_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE earlier (x INTEGER)")
+    old.close()
+    store = await EventStore.open(f"sqlite+aiosqlite:///{path}")
+    await store.append("s-1", [target()])
+    async with store.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one() == 4096
+    assert await store.head_position() == 1
     await store.close()
