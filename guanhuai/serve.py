@@ -10,7 +10,7 @@ from importlib import import_module
 from guanhuai.settings import Settings
 from shared.events.broker import ensure_streams
 from shared.events.collector import CONSUMER_YOUNG_THRESHOLD, service_gc
-from shared.events.database import SERVICE_SQLITE_CACHE_KIB, SERVICE_SQLITE_CHECKPOINT_PAGES
+from shared.events.database import SERVICE_SQLITE_CACHE_KIB, SERVICE_SQLITE_CHECKPOINT_BYTES
 from shared.events.logs import configure_logging, get_logger
 from shared.events.relay import Relay
 from shared.events.store import EventStore
@@ -58,7 +58,7 @@ async def _serve(name: str, settings: Settings) -> None:
 async def run_relay(settings: Settings) -> None:
     log = get_logger()
     store = await EventStore.open(settings.database_url, sqlite_cache_kib=SERVICE_SQLITE_CACHE_KIB,
-                                  sqlite_checkpoint_pages=SERVICE_SQLITE_CHECKPOINT_PAGES)
+                                  sqlite_checkpoint_bytes=SERVICE_SQLITE_CHECKPOINT_BYTES)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,8 +1,9 @@
 """What the database alone costs the pipeline: the rows a ``bench pipeline`` run wrote, inserted
 again with plain ``sqlite3`` into an empty copy of the schema.
 
-Same tables, indexes and triggers, page size, WAL and ``synchronous=FULL``, one transaction per batch as the
-services commit them (enrollment's and subsidy's batches alternate). Nothing is looked up,
+Same tables, indexes and triggers, page size, WAL and ``synchronous=FULL``, one transaction per
+batch of the services' largest size (enrollment's and subsidy's batches alternate; their own
+batches are often smaller, which costs more per row, so this is a floor). Nothing is looked up,
 parsed, decided, hashed or published: this is the least any implementation on this schema and
 this database would spend, per household, to store what the pipeline stores.
 """

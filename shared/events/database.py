@@ -47,8 +47,9 @@ SQLITE_PAGE_BYTES = 16 * 1024
 # once. Re-inserting a pipeline run's rows batch by batch (the bench's plain-sqlite3 floor, on
 # this machine, 4 KiB pages and 10,000 of them): 196 -> 178 µs of CPU and 371 -> 270 µs of wall
 # time per household. Readers are not held up: SQLite looks a page up in the WAL's hash index.
-# (A log made with 4 KiB pages checkpoints at a quarter of that.)
-SERVICE_SQLITE_CHECKPOINT_PAGES = 40 * 1024 * 1024 // SQLITE_PAGE_BYTES
+# In bytes: each connection turns it into pages of its file's own page size (a log made with
+# 4 KiB pages checkpoints every 10,240 of them, as before 16 KiB pages).
+SERVICE_SQLITE_CHECKPOINT_BYTES = 40 * 1024 * 1024
 
 
 def normalise_url(url: str) -> str:
@@ -62,10 +63,11 @@ def normalise_url(url: str) -> str:
 
 
 def create_engine(url: str, *, echo: bool = False, sqlite_cache_kib: int | None = None,
-                  sqlite_checkpoint_pages: int | None = None) -> AsyncEngine:
-    """``sqlite_cache_kib``: SQLite's page cache per connection; ``sqlite_checkpoint_pages``: the
-    WAL's length in pages past which a commit is followed by a checkpoint (None: SQLite's defaults)."""
-    for name, value in (("sqlite_cache_kib", sqlite_cache_kib), ("sqlite_checkpoint_pages", sqlite_checkpoint_pages)):
+                  sqlite_checkpoint_bytes: int | None = None) -> AsyncEngine:
+    """``sqlite_cache_kib``: SQLite's page cache per connection; ``sqlite_checkpoint_bytes``: the
+    WAL's length past which a commit is followed by a checkpoint, in bytes, counted in whole pages
+    of the file's page size, at least one (None: SQLite's defaults, 1,000 pages)."""
+    for name, value in (("sqlite_cache_kib", sqlite_cache_kib), ("sqlite_checkpoint_bytes", sqlite_checkpoint_bytes)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise ValueError(f"{name} is a positive whole number, not {value!r}")
     url = normalise_url(url)
@@ -74,14 +76,14 @@ def create_engine(url: str, *, echo: bool = False, sqlite_cache_kib: int | None 
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
-        _configure_sqlite(engine, sqlite_cache_kib, sqlite_checkpoint_pages)
+        _configure_sqlite(engine, sqlite_cache_kib, sqlite_checkpoint_bytes)
         return engine
     parsed, connect_args = pg_ssl_connect_args(parsed)
     return create_async_engine(parsed, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True,
                                connect_args=connect_args)
 
 
-def _configure_sqlite(engine: AsyncEngine, cache_kib: int | None = None, checkpoint_pages: int | None = None) -> None:
+def _configure_sqlite(engine: AsyncEngine, cache_kib: int | None = None, checkpoint_bytes: int | None = None) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see below)
@@ -93,8 +95,10 @@ def _configure_sqlite(engine: AsyncEngine, cache_kib: int | None = None, checkpo
         cursor.execute("PRAGMA foreign_keys=ON")
         if cache_kib is not None:
             cursor.execute(f"PRAGMA cache_size=-{cache_kib:d}")  # negative: in KiB
-        if checkpoint_pages is not None:
-            cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages:d}")
+        if checkpoint_bytes is not None:
+            cursor.execute("PRAGMA page_size")
+            page_bytes = cursor.fetchone()[0]
+            cursor.execute(f"PRAGMA wal_autocheckpoint={max(1, checkpoint_bytes // page_bytes):d}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -37,6 +37,11 @@ from nats.js import api
 
 _SKIPPED = frozenset({api.StatusCode.CONTROL_MESSAGE, api.StatusCode.NO_MESSAGES})
 OWN_EXPIRY_S = 0.01  # a 408 this close to the deadline (or a tenth of the timeout, if more) is this request's
+# At most this many bytes of messages a request (JetStream's ``max_bytes``): a batch of 2,000 large
+# messages would otherwise outgrow the client's buffer for a subscription (nats-py drops what does
+# not fit, as a slow consumer, and the server counts it as delivered). Far above one message's
+# limit on our streams (1 MiB), so a request always admits at least one.
+FETCH_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _status(msg: Any) -> str | None:
@@ -51,9 +56,11 @@ def fast_fetch_supported(psub: Any) -> bool:
             and hasattr(sub, "_pending_size") and all(hasattr(psub, a) for a in ("_nc", "_nms", "_deliver")))
 
 
-async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None) -> list[Any]:
-    """Up to ``batch`` messages of the pull subscription ``psub`` (nats-py's ``PullSubscription``),
-    waiting at most ``timeout`` seconds; raises ``nats.errors.TimeoutError`` when none came."""
+async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None,
+                      max_bytes: int = FETCH_MAX_BYTES) -> list[Any]:
+    """Up to ``batch`` messages (and about ``max_bytes`` of them) of the pull subscription ``psub``
+    (nats-py's ``PullSubscription``), waiting at most ``timeout`` seconds; raises
+    ``nats.errors.TimeoutError`` when none came."""
     if batch < 1:
         raise ValueError("nats: invalid batch size")
     if timeout is not None and timeout <= 0:
@@ -79,7 +86,7 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
     if len(msgs) == batch:
         return msgs
 
-    request: dict[str, Any] = {"batch": batch - len(msgs)}
+    request: dict[str, Any] = {"batch": batch - len(msgs), "max_bytes": max_bytes}
     if timeout is not None:
         request["expires"] = int(timeout * 1_000_000_000) - 100_000
         if request["expires"] <= 0:  # too little time left to ask for more (0 would mean "never expire")

@@ -50,6 +50,15 @@ def _load_json(data: bytes | str, what: str, fields: Iterable[str] = ()) -> Any:
         raise EventContractError("not_json", f"{what} is not JSON: {exc}", fields) from None
 
 
+def _has_numbers(cls: type[DomainEvent]) -> bool:
+    """Whether a payload has a field of JSON numbers that are not integers (a ``Decimal`` or a
+    ``float``), anywhere. Such a payload is kept off the one-pass parse: pydantic-core reads a
+    JSON number for a plain ``Decimal`` from its digits when given the bytes, and from the float
+    that ``json.loads`` made otherwise; ``1.0`` becomes ``Decimal("1")`` one way and
+    ``Decimal("1.0")`` the other, equal values stored (and hashed) as different text."""
+    return '"number"' in json.dumps(cls.model_json_schema())
+
+
 def _describe(exc: ValidationError, prefix: str, skip: frozenset[str] = frozenset()) -> tuple[str, list[str]]:
     fields, parts = [], []
     for err in exc.errors(include_url=False, include_input=False):
@@ -104,7 +113,7 @@ class EventRegistry:
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         self._recorded: dict[str, type[RecordedEvent]] = {}
         self._published: dict[str, type[RecordedEvent]] = {}
-        self._messages: dict[str, type[EventMessage]] = {}
+        self._messages: dict[str, type[EventMessage] | None] = {}  # None: parsed the general way only
         # event type -> (current schema version, the recorded class's validator): the replay hot
         # path calls pydantic-core directly, which skips ``model_validate``'s Python-side wrapping.
         self._fast_recorded: dict[str, tuple[int, Callable[[dict[str, Any]], RecordedEvent]]] = {}
@@ -306,14 +315,16 @@ class EventRegistry:
 
     def _message_of_type(self, event_type: str, data: bytes | str) -> EventMessage | None:
         """``data`` as an ``EventMessage`` of ``event_type`` at its current schema version, or None."""
-        cls = self._messages.get(event_type)
-        if cls is None:
+        if event_type not in self._messages:
             payload_cls = self._types.get(event_type)
             if payload_cls is None:
                 return None
-            cls = create_model(f"Message{event_type}", __base__=EventMessage, payload=(payload_cls, ...),
-                               schema_version=(Annotated[StrictInt, Field(ge=1)], ...))
-            self._messages[event_type] = cls
+            self._messages[event_type] = None if _has_numbers(payload_cls) else create_model(
+                f"Message{event_type}", __base__=EventMessage, payload=(payload_cls, ...),
+                schema_version=(Annotated[StrictInt, Field(ge=1)], ...))
+        cls = self._messages[event_type]
+        if cls is None:
+            return None
         try:
             event = cls.model_validate_json(data)
         except ValidationError:

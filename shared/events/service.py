@@ -9,7 +9,7 @@ from faststream import FastStream
 from sqlalchemy import MetaData
 
 from .broker import ConsumerSpec, build_app
-from .database import SERVICE_SQLITE_CACHE_KIB, SERVICE_SQLITE_CHECKPOINT_PAGES, create_engine
+from .database import SERVICE_SQLITE_CACHE_KIB, SERVICE_SQLITE_CHECKPOINT_BYTES, create_engine
 from .inbox import metadata as inbox_metadata
 from .store import EventStore
 
@@ -27,7 +27,7 @@ def create_service_app(
     and closes its database on shutdown. ``specs`` may be a function of the store, for handlers
     that read it. ``nats_tls``: the settings' NATS TLS context (None: plain text)."""
     store = EventStore(create_engine(db_url, sqlite_cache_kib=SERVICE_SQLITE_CACHE_KIB,
-                                      sqlite_checkpoint_pages=SERVICE_SQLITE_CHECKPOINT_PAGES))
+                                      sqlite_checkpoint_bytes=SERVICE_SQLITE_CHECKPOINT_BYTES))
     app, _broker = build_app(nats_servers, store, specs(store) if callable(specs) else specs, name=name, replicas=replicas,
                              tls=nats_tls)
 

@@ -313,9 +313,9 @@ class EventStore:
 
     @classmethod
     async def open(cls, url: str, *, create: bool = True, registry: EventRegistry = default_registry,
-                   sqlite_cache_kib: int | None = None, sqlite_checkpoint_pages: int | None = None) -> EventStore:
-        """``sqlite_cache_kib``, ``sqlite_checkpoint_pages``: see :func:`.database.create_engine`."""
-        store = cls(create_engine(url, sqlite_cache_kib=sqlite_cache_kib, sqlite_checkpoint_pages=sqlite_checkpoint_pages),
+                   sqlite_cache_kib: int | None = None, sqlite_checkpoint_bytes: int | None = None) -> EventStore:
+        """``sqlite_cache_kib``, ``sqlite_checkpoint_bytes``: see :func:`.database.create_engine`."""
+        store = cls(create_engine(url, sqlite_cache_kib=sqlite_cache_kib, sqlite_checkpoint_bytes=sqlite_checkpoint_bytes),
                     registry)
         if create:
             await store.create_schema()

@@ -124,11 +124,16 @@ def answer_inline(nc: Any, subscription: Any, handler: Callable[[bytes, bytes], 
     """From now on, hand each message of ``subscription`` (nats-py's, on the client ``nc``) that
     comes without headers to ``handler(subject, data)`` as the client reads it, instead of to the
     subscription's callback. Returns False, changing nothing, when the client lacks the internals
-    this uses (``_process_msg``, ``_subs``, ``stats``); the callback then gets every message.
-    ``handler`` runs inside the client's reading loop: it must not block or raise."""
+    this uses (``_process_msg``, ``_subs``, ``stats``), or for a subscription that nats-py handles
+    in ways of its own (JetStream's, an old-style request's, one with a message limit); the callback
+    then gets every message. ``handler`` runs inside the client's reading loop, so it must not
+    block; a message it raises on goes to the callback instead (an error there is nats-py's to
+    report, and does not stop the client's reading)."""
     sid = getattr(subscription, "_id", None)
     subs = getattr(nc, "_subs", None)
     if sid is None or not isinstance(subs, dict) or not hasattr(nc, "_process_msg") or not hasattr(nc, "stats"):
+        return False
+    if getattr(subscription, "_jsi", None) or getattr(subscription, "_future", None) or getattr(subscription, "_max_msgs", 0):
         return False
     handlers: dict[int, Callable[[bytes, bytes], None]] | None = nc.__dict__.get(_INLINE_ATTRIBUTE)
     if handlers is None:
@@ -140,9 +145,13 @@ def answer_inline(nc: Any, subscription: Any, handler: Callable[[bytes, bytes], 
             if inline is None or headers or sid not in nc._subs:
                 await process(sid, subject, reply, data, headers)
                 return
+            try:
+                inline(subject, data)
+            except Exception:  # noqa: BLE001 - nats-py's way then, to the callback
+                await process(sid, subject, reply, data, headers)
+                return
             nc.stats["in_msgs"] += 1
             nc.stats["in_bytes"] += len(data)
-            inline(subject, data)
 
         nc.__dict__[_INLINE_ATTRIBUTE] = handlers
         nc._process_msg = _process_msg

@@ -273,22 +273,22 @@ async def test_a_service_store_sets_its_sqlite_page_cache(tmp_path) -> None:  # 
     for wrong in (0, -5, 1.5, True):
         with pytest.raises(ValueError, match="sqlite_cache_kib"):
             await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'wrong.db'}", sqlite_cache_kib=wrong)  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="sqlite_checkpoint_pages"):
-            await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'wrong.db'}", sqlite_checkpoint_pages=wrong)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="sqlite_checkpoint_bytes"):
+            await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'wrong.db'}", sqlite_checkpoint_bytes=wrong)  # type: ignore[arg-type]
 
 
-async def test_a_service_store_checkpoints_its_wal_past_the_pages_it_is_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from shared.events.database import SERVICE_SQLITE_CHECKPOINT_PAGES, SQLITE_PAGE_BYTES
+async def test_a_service_store_checkpoints_its_wal_past_the_bytes_it_is_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shared.events.database import SERVICE_SQLITE_CHECKPOINT_BYTES, SQLITE_PAGE_BYTES
 
-    for pages in (SERVICE_SQLITE_CHECKPOINT_PAGES, None):
-        store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / f'{pages}.db'}", sqlite_checkpoint_pages=pages)
+    for limit, pages in ((SERVICE_SQLITE_CHECKPOINT_BYTES, 2560), (None, 1000), (1, 1)):
+        store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / f'{limit}.db'}", sqlite_checkpoint_bytes=limit)
         async with store.engine.connect() as conn:
-            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == (pages or 1000)
+            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == pages
         await store.close()
     # A small threshold, to see it work: 60 commits of a few pages each leave a WAL of about the
     # threshold plus one commit (the file is reused from its start after each checkpoint).
     path = tmp_path / "small.db"
-    store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_pages=20)
+    store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_bytes=20 * SQLITE_PAGE_BYTES)
     async with store.engine.connect() as conn:
         page = (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
     assert page == SQLITE_PAGE_BYTES  # a new log gets the log's page size
@@ -309,9 +309,10 @@ async def test_a_log_made_with_another_page_size_keeps_it(tmp_path) -> None:  # 
     old.execute("PRAGMA journal_mode=WAL")
     old.execute("CREATE TABLE earlier (x INTEGER)")
     old.close()
-    store = await EventStore.open(f"sqlite+aiosqlite:///{path}")
+    store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_bytes=40 * 1024 * 1024)
     await store.append("s-1", [target()])
     async with store.engine.connect() as conn:
         assert (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one() == 4096
+        assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == 10240  # 40 MiB of its pages
     assert await store.head_position() == 1
     await store.close()

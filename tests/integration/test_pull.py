@@ -223,6 +223,7 @@ async def test_delivery_of_reads_what_nats_py_metadata_reads(js) -> None:  # typ
     await first[2].nak()  # comes back as its second delivery
     again = await fetch_batch(sub, 1, 2.0)
     for msg in [*first, *again]:
+        assert len(msg.reply.split(".")) == 9  # the form delivery_of reads itself
         expected = (msg.metadata.stream, msg.metadata.sequence.stream, msg.metadata.num_delivered)
         assert delivery_of(Msg(msg._client, subject=msg.subject, reply=msg.reply, data=msg.data)) == expected
     assert [delivery_of(m) for m in first] == [("P", n, 1) for n in range(1, 6)]
@@ -233,3 +234,17 @@ async def test_delivery_of_reads_what_nats_py_metadata_reads(js) -> None:  # typ
     for reply in ("", "_INBOX.abc", "$JS.ACK.P.c.1.2"):
         with pytest.raises(NotJSMessageError):
             delivery_of(Msg(first[0]._client, subject="p.m", reply=reply))
+
+
+async def test_a_request_takes_no_more_bytes_than_it_asks_for_and_the_rest_comes_next(js) -> None:  # type: ignore[no-untyped-def]
+    body = b"x" * 300_000
+    for n in range(6):
+        await js.publish("p.m", body + str(n).encode())
+    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
+    first = await fetch_batch(sub, 10, 2.0, max_bytes=1_000_000)
+    assert 1 <= len(first) <= 3  # about 1 MB of 300 kB messages, not all six
+    got = list(first)
+    while len(got) < 6:
+        got += await fetch_batch(sub, 10, 2.0, max_bytes=1_000_000)
+    assert [m.data[-1:] for m in got] == [str(n).encode() for n in range(6)]
+    assert all(m.metadata.num_delivered == 1 for m in got)

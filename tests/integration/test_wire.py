@@ -173,11 +173,44 @@ async def test_replies_without_headers_reach_the_inline_handler_and_the_rest_the
     assert called == [("answers.2", b"with a header", {"Status": "503"})]
     assert other == [b"not ours"]
     assert nc.stats["in_msgs"] == received_before + 4
-    await sub.unsubscribe()  # an unsubscribed subscription's messages go nowhere, as before
-    await nc.publish("answers.4", b"late")
-    await nc.flush()
-    await asyncio.sleep(0.05)
+    sid = sub._id
+    await sub.unsubscribe()  # a message still on its way for an unsubscribed sid goes nowhere, as before
+    await nc._process_msg(sid, b"answers.4", b"", b"late", b"")
     assert len(inline) == 2 and len(called) == 1
+
+
+async def test_a_reply_the_inline_handler_raises_on_goes_to_the_callback(nc) -> None:  # type: ignore[no-untyped-def]
+    called: list[bytes] = []
+
+    async def callback(msg: Any) -> None:
+        called.append(msg.data)
+
+    def refuses(subject: bytes, data: bytes) -> None:
+        if data == b"bad":
+            raise ValueError("not for me")
+
+    sub = await nc.subscribe("raising.*", cb=callback)
+    assert answer_inline(nc, sub, refuses)
+    for data in (b"good", b"bad", b"good again"):
+        await nc.publish("raising.1", data)
+    await nc.flush()
+    for _ in range(100):
+        if called:
+            break
+        await asyncio.sleep(0.01)
+    assert called == [b"bad"]
+    await nc.publish("raising.1", b"still read")  # the client goes on reading
+    await nc.flush()
+
+
+async def test_subscriptions_nats_py_handles_its_own_way_are_left_to_it(nc) -> None:  # type: ignore[no-untyped-def]
+    async def ignore(msg: Any) -> None:
+        return None
+
+    limited = await nc.subscribe("limited.*", cb=ignore, max_msgs=3)
+    assert not answer_inline(nc, limited, lambda subject, data: None)
+    js_sub = await nc.jetstream().subscribe("ours.>", stream="OURS", cb=ignore)
+    assert js_sub._sub._jsi is not None and not answer_inline(nc, js_sub._sub, lambda subject, data: None)
 
 
 async def test_the_relays_pubacks_are_counted_inline(nc) -> None:  # type: ignore[no-untyped-def]
