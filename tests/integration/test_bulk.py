@@ -26,3 +26,21 @@ async def test_rows_given_as_tuples_read_back_as_rows_inserted_the_usual_way(sto
     assert [r.message_id for r in rows] == ["bulk-0", "bulk-1", "bulk-2", "usual-0", "usual-1", "usual-2"]
     assert {r.processed_at for r in rows} == {at}
     assert all(r.processed_at.utcoffset() == timedelta(0) for r in rows)  # kept in UTC, the same instant
+
+
+async def test_each_rows_own_value_is_converted_whether_or_not_it_repeats_the_previous_rows(store: EventStore) -> None:
+    import pytest
+
+    await store.create_schema(inbox_tables)
+    first = datetime(2024, 3, 1, 8, tzinfo=timezone(timedelta(hours=8)))
+    second = datetime(2024, 3, 1, 9, tzinfo=timezone.utc)
+    equal_but_another_object = datetime(2024, 3, 1, 8, tzinfo=timezone(timedelta(hours=8)))
+    stamps = [first, first, second, first, equal_but_another_object, second, second]
+    async with store.transaction() as tx:
+        await insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"),
+                          [("c", f"m-{i}", at) for i, at in enumerate(stamps)])
+        with pytest.raises(ValueError, match="a row of 2 values for 3 columns"):
+            await insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"), [("c", "x")])
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(processed_messages.c.message_id, processed_messages.c.processed_at))).all()
+    assert sorted((r[0], r[1]) for r in rows) == sorted((f"m-{i}", at) for i, at in enumerate(stamps))
