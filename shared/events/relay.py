@@ -89,16 +89,16 @@ class PubAcks:
         self.done = asyncio.Event()
 
     async def _answer(self, msg: Any) -> None:
-        self._count(msg.subject, msg.data, msg.headers)
+        if msg.subject == self.reply:
+            self._count(msg.data, msg.headers)
 
     def _answer_raw(self, subject: bytes, data: bytes) -> None:
         """An answer without headers, as the client reads it (see :func:`.wire.answer_inline`)."""
         if subject == self.reply_bytes:
-            self._count(self.reply, data, None)
+            self._count(data, None)
 
-    def _count(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
-        if subject != self.reply:
-            return
+    def _count(self, data: bytes, headers: dict[str, str] | None) -> None:
+        """One answer to this try's reply subject."""
         if data[:1] == b"{" and b'"error"' not in data:
             self.received += 1
         elif self.error is None:

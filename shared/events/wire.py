@@ -118,6 +118,7 @@ async def ack_all(msgs: Sequence[Any]) -> None:
 
 
 _INLINE_ATTRIBUTE = "_guanhuai_inline_replies"
+_READ_INTERNALS = ("_process_msg", "stats")
 
 
 def answer_inline(nc: Any, subscription: Any, handler: Callable[[bytes, bytes], None]) -> bool:
@@ -130,8 +131,7 @@ def answer_inline(nc: Any, subscription: Any, handler: Callable[[bytes, bytes], 
     block; a message it raises on goes to the callback instead (an error there is nats-py's to
     report, and does not stop the client's reading)."""
     sid = getattr(subscription, "_id", None)
-    subs = getattr(nc, "_subs", None)
-    if sid is None or not isinstance(subs, dict) or not hasattr(nc, "_process_msg") or not hasattr(nc, "stats"):
+    if sid is None or not isinstance(getattr(nc, "_subs", None), dict) or not all(hasattr(nc, n) for n in _READ_INTERNALS):
         return False
     if getattr(subscription, "_jsi", None) or getattr(subscription, "_future", None) or getattr(subscription, "_max_msgs", 0):
         return False
