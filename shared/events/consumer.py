@@ -155,9 +155,21 @@ def outcome_id(cause: EventMessage | uuid.UUID, index: int = 0) -> uuid.UUID:
     return _derived_id(f"{cause_id}/", index)
 
 
+# The bits of a name-based (SHA-1) UUID that RFC 4122 fixes: version 5, variant RFC 4122.
+_VERSION_VARIANT_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_VARIANT_SET = (5 << 76) | (0x8000 << 48)
+_new_object, _set_slot, _safe_unknown = object.__new__, object.__setattr__, uuid.SafeUUID.unknown
+
+
 def _derived_id(prefix: str, index: int) -> uuid.UUID:
-    # What uuid.uuid5 does, without its import and its keyword checks on every call.
-    return uuid.UUID(bytes=sha1(_NAMESPACE_BYTES + f"{prefix}{index}".encode()).digest()[:16], version=5)
+    """``uuid.uuid5(OUTCOME_NAMESPACE, f"{prefix}{index}")``, built without ``UUID.__init__``'s
+    argument checks (its two slots set directly, as ``__init__`` sets them): 2.5 -> 1.4 µs here,
+    for every event a service derives (about 3.4 a household)."""
+    digest = sha1(_NAMESPACE_BYTES + f"{prefix}{index}".encode()).digest()
+    derived = _new_object(uuid.UUID)
+    _set_slot(derived, "int", (int.from_bytes(digest[:16]) & _VERSION_VARIANT_CLEAR) | _VERSION_VARIANT_SET)
+    _set_slot(derived, "is_safe", _safe_unknown)
+    return derived
 
 
 def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) -> list[EventMessage]:

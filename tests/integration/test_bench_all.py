@@ -109,3 +109,29 @@ def test_the_table_of_a_run_that_lacks_its_size_says_so_instead_of_failing() -> 
     run = {k: v for k, v in STORE_RUN.items() if k != "events"}
     text = table({"machine": MACHINE, "benchmarks": {"store": summarise_benchmark("store", [run])}})
     assert "| `bench store` append, events not recorded | 800 ev/s |" in text
+
+
+async def test_the_pipeline_bench_counts_outcomes_as_the_log_grows(tmp_path: Path) -> None:
+    # The bench polls the log while the pipeline runs; each poll counts only the rows added since.
+    from guanhuai.bench.pipeline import _Progress
+    from shared.events import EventMessage
+    from shared.events.enrollment import HouseholdRejected, Payer
+    from shared.events.store import EventStore
+    from tests.support.events import household
+
+    def rejected(hid: str) -> EventMessage:
+        return EventMessage.new(HouseholdRejected(household_id=hid, programme_year=2023, township="350421",
+                                                  payer=Payer.government, reasons=["no_eligible_member"]), source="enrollment")
+
+    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    try:
+        progress = _Progress(store)
+        assert await progress.poll() == (0, 0)
+        await store.append("household-H1", [household("H1"), rejected("H1")])
+        await store.append("household-H2", [household("H2")])
+        assert await progress.poll() == (1, 3)
+        assert await progress.poll() == (1, 3)  # nothing new: nothing counted twice
+        await store.append("household-H3", [household("H3"), rejected("H3"), rejected("H3b")])
+        assert await progress.poll() == (3, 6)
+    finally:
+        await store.close()

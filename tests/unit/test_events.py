@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import random
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -1151,6 +1152,22 @@ def test_outcome_ids_are_uuid5_of_the_cause_and_index_and_envelopes_match_model_
         with pytest.raises(ValidationError):  # frozen, as a constructed one is
             envelope.source = "other"  # type: ignore[misc]
     assert len({e.event_id for e in wrapped}) == len(payloads)
+
+
+def test_derived_ids_are_uuid5_in_every_respect() -> None:
+    # Built without UUID.__init__: the same value, text, version, variant, hash, safety and pickle.
+    from shared.events.consumer import OUTCOME_NAMESPACE, outcome_id
+
+    rng = random.Random(5)
+    for n in range(3000):
+        cause = uuid.UUID(int=rng.getrandbits(128)) if n % 3 else uuid.uuid4()
+        index = rng.choice([0, 1, 2, 9, 10, 999, 10**6])
+        derived, expected = outcome_id(cause, index), uuid.uuid5(OUTCOME_NAMESPACE, f"{cause}/{index}")
+        assert type(derived) is uuid.UUID
+        assert (derived.int, str(derived), derived.hex, derived.bytes) == (expected.int, str(expected), expected.hex, expected.bytes)
+        assert (derived.version, derived.variant, derived.is_safe) == (5, uuid.RFC_4122, expected.is_safe)
+        assert derived == expected and hash(derived) == hash(expected) and pickle.loads(pickle.dumps(derived)) == expected
+        assert uuid.UUID(str(derived)) == derived
 
 
 def test_an_outcome_must_be_an_event_payload() -> None:
