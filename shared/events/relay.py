@@ -46,8 +46,10 @@ def _stamp(value: str | datetime) -> str:
 
 
 def published_body(row: Any) -> bytes:
-    """The JSON of a ``RecordedEvent`` built from a stored row; the payload text is spliced in as
-    stored (it is the hashed JSON, so it is not parsed and re-serialised on the way).
+    """The JSON of a ``RecordedEvent`` built from a stored row; the payload is spliced in as
+    stored (it is the hashed JSON, so it is not parsed and re-serialised on the way): as text, or
+    as its UTF-8 bytes (what the relay reads from SQLite, which then needs neither decoding into a
+    str nor encoding back, 1.5 of about 10 µs an event here).
 
     The envelope is written out field by field, each text through the json module's own string
     encoder (what ``json.dumps(..., ensure_ascii=False)`` does with it), the integers as integers:
@@ -56,13 +58,16 @@ def published_body(row: Any) -> bytes:
     (position, event_id, stream_id, version, event_type, schema_version, occurred_at, recorded_at, source,
      correlation_id, causation_id, payload) = row
     causation = "null" if causation_id is None else _text(causation_id)
-    return (
+    head = (
         f'{{"event_id": {_text(event_id)}, "event_type": {_text(event_type)}, "schema_version": {schema_version:d}, '
         f'"occurred_at": {_text(_stamp(occurred_at))}, "source": {_text(source)}, '
         f'"correlation_id": {_text(correlation_id)}, "causation_id": {causation}, "stream_id": {_text(stream_id)}, '
         f'"stream_version": {version:d}, "position": {position:d}, "recorded_at": {_text(_stamp(recorded_at))},'
-        f'"payload":{payload}}}'
-    ).encode()
+        f'"payload":'
+    )
+    if isinstance(payload, bytes):
+        return head.encode() + payload + b"}"
+    return f"{head}{payload}}}".encode()
 
 
 class PublishFailed(Exception):
@@ -219,7 +224,8 @@ class Relay:
     async def publish_available(self) -> int:
         """Publish everything after the checkpoint; returns how many events were published."""
         total = 0
-        async for rows in self.store.read_rows(self.position, batch_size=self.batch_size):  # noqa: SIM117
+        async for rows in self.store.read_rows(self.position, batch_size=self.batch_size,  # noqa: SIM117
+                                               columns=self.store.row_columns):
             await self._publish(rows)
             self.position = rows[-1][0]
             self.save()

@@ -355,6 +355,12 @@ class EventStore:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def row_columns(self) -> list[Any]:
+        """The log's columns in :data:`ROW_FIELDS` order as this database reads them best: on
+        SQLite the payload comes as its stored UTF-8 bytes (see ``_SQLITE_READ_COLUMNS``)."""
+        return _read_columns(self.dialect)
+
     # -- writing -----------------------------------------------------------------------------
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

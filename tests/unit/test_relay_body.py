@@ -42,6 +42,7 @@ def test_the_body_is_the_envelope_dumped_as_a_dict(position, event_id, stream_id
            correlation_id, causation_id, json.dumps(payload, ensure_ascii=False))
     body = published_body(row)
     assert body == dumped_as_a_dict(row)
+    assert published_body((*row[:-1], row[-1].encode())) == body  # the payload as SQLite's stored bytes
     decoded = json.loads(body)
     assert (decoded["event_id"], decoded["stream_id"], decoded["source"], decoded["causation_id"]) == (
         event_id, stream_id, source, causation_id)
@@ -51,5 +52,5 @@ def test_the_body_is_the_envelope_dumped_as_a_dict(position, event_id, stream_id
 def test_quotes_backslashes_control_characters_and_chinese_are_escaped_as_json_does() -> None:
     row = (7, 'a"b', "s\\t", 1, "T\n", 1, "2024-03-01T01:30:00.000000+00:00", "2024-03-01T01:30:00.000000+00:00",
            "县\u0000", "c", None, '{"name": "张三"}')
-    assert published_body(row) == dumped_as_a_dict(row)
+    assert published_body(row) == dumped_as_a_dict(row) == published_body((*row[:-1], row[-1].encode()))
     assert json.loads(published_body(row))["source"] == "县\u0000"
