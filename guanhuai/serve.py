@@ -8,7 +8,7 @@ import signal
 from importlib import import_module
 
 from guanhuai.settings import Settings
-from shared.events.broker import ensure_streams
+from shared.events.broker import close_on_exit, ensure_streams
 from shared.events.collector import CONSUMER_YOUNG_THRESHOLD, service_gc
 from shared.events.database import SERVICE_SQLITE_CACHE_KIB, SERVICE_SQLITE_CHECKPOINT_BYTES
 from shared.events.logs import configure_logging, get_logger
@@ -71,16 +71,28 @@ async def run_relay(settings: Settings) -> None:
         log.info("nats_reconnected")
 
     service_gc()
-    nc = await connect_nats(settings.nats_servers, settings.nats_tls_context(), name="guanhuai-relay",
-                            max_reconnect_attempts=-1, reconnect_time_wait=0.5, disconnected_cb=on_disconnect,
-                            reconnected_cb=on_reconnect)
+    # With NATS away at start, connecting goes on until it is there; a stop meanwhile ends it.
+    connecting = asyncio.ensure_future(connect_nats(
+        settings.nats_servers, settings.nats_tls_context(), name="guanhuai-relay", max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        log.warning("relay_stopped_before_connecting")
+        await store.close()
+        return
+    nc = connecting.result()
     try:
         js = nc.jetstream(timeout=10.0)
         await ensure_streams(js, settings.nats_replicas)
         await Relay(store, nc).run(stop)
     finally:
-        await nc.drain()
-        await store.close()
+        try:
+            await close_on_exit(nc, log)
+        finally:
+            await store.close()
 
 
 async def run_api(settings: Settings) -> None:

@@ -127,15 +127,48 @@ async def _raw_body(message: Any) -> Any:
     return message.body
 
 
+async def close_on_exit(nc: Any, log: Any) -> None:
+    """Drain a NATS connection on the way out (pending publishes and acks are flushed, then it
+    closes), or, with the server away, close it at once: a drain needs the server, and nats-py
+    refuses one while it reconnects. What was delivered and not acked comes back after
+    ``ack_wait``; the relay republishes from its checkpoint."""
+    if nc.is_closed:
+        return
+    if not (nc.is_connecting or nc.is_reconnecting):
+        try:
+            await nc.drain()
+            return
+        except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError):
+            pass  # the server went away meanwhile
+    log.warning("stopped_without_drain", reason="NATS is away")
+    try:
+        await nc.close()
+    except (ConnectionError, OSError):
+        # nats-py flushes what it had buffered (acks, pull requests) into the lost connection
+        # before closing, and raises; that data could not have reached the server anyway.
+        pass
+
+
 class _Broker(NatsBroker):
     """FastStream's NATS broker, connecting through :func:`shared.events.tls.connect_nats` (TLS
     from the first byte and never plain text when a TLS context is given) instead of
-    ``nats.connect``; FastStream hands it the same connection options."""
+    ``nats.connect``; FastStream hands it the same connection options. Stopped, it ends its
+    connection with :func:`close_on_exit`: FastStream's own ``stop`` drains it, which raised (and
+    ended the process with a traceback) when the service was stopped during a NATS outage."""
 
     async def _connect(self) -> Any:
         connection = await connect_nats(**self._connection_kwargs)
         self.config.connect(connection)
         return connection
+
+    async def stop(self, exc_type: Any = None, exc_val: Any = None, exc_tb: Any = None) -> None:
+        # NatsBroker.stop, with its drain replaced: the subscribers stop first (each finishes the
+        # batch in hand, within graceful_timeout), then the connection ends.
+        await super(NatsBroker, self).stop(exc_type, exc_val, exc_tb)
+        if self._connection is not None:
+            await close_on_exit(self._connection, get_logger(component="broker"))
+            self._connection = None
+        self.config.disconnect()
 
 
 def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[ConsumerSpec], *, name: str,

@@ -74,6 +74,11 @@ class PublishFailed(Exception):
     """JetStream refused or did not answer a publish of the batch in time."""
 
 
+class _Stopped(Exception):
+    """The relay was told to stop while a batch could not be published (NATS away): the batch
+    stays after the checkpoint and is published when the relay runs again."""
+
+
 class PubAcks:
     """Publish a batch and wait for JetStream's answer to every message of it.
 
@@ -165,9 +170,11 @@ class Relay:
         self.saved_position = 0
         self.saved_at = 0.0
         self._saving: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
         self.log = get_logger(component="relay")
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         self.position = self.saved_position = await with_retries(lambda: load_checkpoint(self.store, self.name))
         self.log.info("relay_started", position=self.position)
         pause = self.idle_s
@@ -178,6 +185,9 @@ class Relay:
                     if not published:
                         self.save(caught_up=True)
                     pause = self.idle_s
+                except _Stopped:
+                    self.log.warning("relay_stopped_unpublished", position=self.position)
+                    break
                 except Exception as exc:  # noqa: BLE001 - the database away: wait for it, do not die
                     if not transient(exc):
                         raise
@@ -241,7 +251,15 @@ class Relay:
                 self.log.debug("relay_published", first_position=rows[0][0], last_position=rows[-1][0], count=len(rows))
                 return
             except Exception as exc:  # noqa: BLE001 - NATS away or slow: retry the whole batch (deduplicated)
+                if self._stop is not None and self._stop.is_set():
+                    raise _Stopped from exc
                 self.log.warning("relay_publish_retry", first_position=rows[0][0], error=type(exc).__name__,
                                  detail=str(exc)[:200], delay_s=delay)
-                await asyncio.sleep(delay)
+                if self._stop is not None:
+                    try:  # a stop ends the wait
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

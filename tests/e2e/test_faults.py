@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from pathlib import Path
 
 from shared.events.audit import verify_chain
 from shared.events.store import EventStore
@@ -52,3 +54,53 @@ async def test_nats_server_restarted_mid_stream_loses_nothing(pipeline: Pipeline
     await pipeline.publish("county", regs[150:])
     await pipeline.wait_for(lambda c: c["PolicyIssued"] == 300, timeout=180)
     await assert_exactly_once(pipeline, 300)
+
+
+async def test_components_stopped_while_nats_is_away_exit_cleanly(tmp_path: Path) -> None:
+    # An operator stops the services during a NATS outage: each ends at once, exit code 0, no
+    # uncaught exception, and says that it stopped without draining (what it had not acked comes back).
+    running = Pipeline(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    running.nats.start()
+    try:
+        for name in ("relay", "enrollment", "subsidy"):
+            running.start_component(name)
+        await running.connect()
+        await running.wait_ready_for(("enrollment-county-v1", "subsidy-v1"))
+        for _ in range(300):  # and the relay is connected and tailing the log
+            if "relay_started" in running.all_output():
+                break
+            await asyncio.sleep(0.1)
+        await running.nc.close()
+        running.nc = None
+        running.nats.stop()
+        await asyncio.sleep(1.5)  # the clients notice and start reconnecting
+        running.check_alive()
+        for process in running.processes.values():
+            process.send_signal(signal.SIGTERM)
+        codes = {key: process.wait(40) for key, process in running.processes.items()}
+        output = running.all_output()
+        assert codes == {"relay": 0, "enrollment": 0, "subsidy": 0}, output[-3000:]
+        # No uncaught exception on the way out (typer draws one in a box; the outage itself is
+        # logged, reconnect failures with their tracebacks, before the stop).
+        assert "╭─" not in output and "ConnectionReconnectingError" not in output, output[-3000:]
+        assert output.count("stopped_without_drain") == 3, output[-3000:]  # each of the three
+    finally:
+        for process in running.processes.values():
+            if process.poll() is None:
+                process.kill()
+        running.processes.clear()
+        running.nats.stop()
+
+
+async def test_a_relay_stopped_before_nats_was_ever_there_exits(tmp_path: Path) -> None:
+    running = Pipeline(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")  # its nats-server never started
+    key = running.start_component("relay")
+    try:
+        await asyncio.sleep(4)  # started, trying to connect
+        running.check_alive()
+        running.processes[key].send_signal(signal.SIGTERM)
+        assert running.processes[key].wait(20) == 0
+        assert "relay_stopped_before_connecting" in running.all_output()
+    finally:
+        if running.processes[key].poll() is None:
+            running.processes[key].kill()

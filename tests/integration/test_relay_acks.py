@@ -94,3 +94,34 @@ async def test_answers_to_an_abandoned_try_do_not_count_for_the_next() -> None:
         with pytest.raises(PublishFailed):
             await acks.publish([("t.0", b"{}", "a")])
     assert late.replies == ["_INBOX.late.1", "_INBOX.late.2"]
+
+
+async def test_a_relay_told_to_stop_while_nats_refuses_its_batch_stops_and_keeps_its_checkpoint(tmp_path: Path) -> None:
+    # NATS away: the relay retries the batch until it is told to stop; then it ends at once, and
+    # the batch stays after the checkpoint, to be published when it runs again.
+    import asyncio
+
+    from shared.events.relay import Relay, load_checkpoint
+    from shared.events.store import EventStore
+    from tests.support.events import household
+
+    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    try:
+        await store.append("household-H1", [household("H1")])
+        tries = 0
+
+        async def refused(messages: object) -> None:
+            nonlocal tries
+            tries += 1
+            if tries == 2:
+                stop.set()
+            raise PublishFailed("no responders")
+
+        relay = Relay(store, SimpleNamespace(new_inbox=lambda: "_INBOX.test"))
+        relay.acks.publish = refused  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        await asyncio.wait_for(relay.run(stop), 10)
+        assert tries == 2  # retried once; the failure that came with the stop ended it, with no more waiting
+        assert relay.position == 0 and await load_checkpoint(store, "relay") == 0
+    finally:
+        await store.close()

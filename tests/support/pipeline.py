@@ -90,11 +90,16 @@ class Pipeline:
         self.js = self.nc.jetstream(timeout=10)
 
     async def wait_ready(self, timeout: float = 60) -> None:
+        await self.wait_ready_for(tuple(durable for _, durable in CONSUMERS), timeout)
+
+    async def wait_ready_for(self, durables: tuple[str, ...], timeout: float = 60) -> None:
+        """Until the durable consumers named exist (their services have started)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 for stream, durable in CONSUMERS:
-                    await self.js.consumer_info(stream, durable)
+                    if durable in durables:
+                        await self.js.consumer_info(stream, durable)
                 return
             except Exception:  # noqa: BLE001 - not there yet
                 if time.monotonic() > deadline:
