@@ -170,7 +170,7 @@ class Relay:
         self.saved_position = 0
         self.saved_at = 0.0
         self._saving: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
+        self._stop = asyncio.Event()  # run's; set, it ends the retries of a batch that NATS refuses
         self.log = get_logger(component="relay")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -251,15 +251,12 @@ class Relay:
                 self.log.debug("relay_published", first_position=rows[0][0], last_position=rows[-1][0], count=len(rows))
                 return
             except Exception as exc:  # noqa: BLE001 - NATS away or slow: retry the whole batch (deduplicated)
-                if self._stop is not None and self._stop.is_set():
+                if self._stop.is_set():
                     raise _Stopped from exc
                 self.log.warning("relay_publish_retry", first_position=rows[0][0], error=type(exc).__name__,
                                  detail=str(exc)[:200], delay_s=delay)
-                if self._stop is not None:
-                    try:  # a stop ends the wait
-                        await asyncio.wait_for(self._stop.wait(), delay)
-                    except asyncio.TimeoutError:
-                        pass
-                else:
-                    await asyncio.sleep(delay)
+                try:  # a stop ends the wait
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
                 delay = min(delay * 2, 5.0)

@@ -395,7 +395,7 @@ class EventStore:
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         query = (
-            select(*_read_columns(self.dialect))
+            select(*self.row_columns)
             .where(events.c.stream_id == stream_id, events.c.stream_version > after_version)
             .order_by(events.c.stream_version)
         )
@@ -422,7 +422,7 @@ class EventStore:
         step = min(batch_size, DECODE_SLICE)
         async for rows in self.read_rows(
             after, batch_size=batch_size, until_position=until_position, until_recorded=until_recorded,
-            event_types=event_types, columns=_read_columns(self.dialect), direct=True,
+            event_types=event_types, columns=self.row_columns, direct=True,
         ):
             for start in range(0, len(rows), step):
                 yield parse(rows[start : start + step])
