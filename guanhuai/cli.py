@@ -340,8 +340,25 @@ def publish_command(
     for problem in parsed.problems:
         err.print(f"[red]line {problem.line}[/]: {mask_in_text_(problem.reason)}")
     settings = Settings()
-    new, duplicate = asyncio.run(publish_events(nats_url_for(settings, nats_url), parsed.events, kind,
-                                                nats_tls_for(settings, nats_url))) if parsed.events else (0, 0)
+    new = duplicate = acknowledged = 0
+    if parsed.events:
+        from shared.events.relay import PublishFailed
+
+        def done(n: int) -> None:
+            nonlocal acknowledged
+            acknowledged = n
+            bar.update(task, completed=n)
+
+        with _progress() as bar:
+            task = bar.add_task("published", total=len(parsed.events))
+            try:
+                new, duplicate = asyncio.run(publish_events(nats_url_for(settings, nats_url), parsed.events, kind,
+                                                            nats_tls_for(settings, nats_url), progress=done))
+            except PublishFailed as exc:
+                err.print(f"[red]publishing stopped[/]: {mask_in_text_(str(exc))}; {acknowledged} of "
+                          f"{len(parsed.events)} were acknowledged before. Publishing the file again sends the "
+                          "rest (what NATS has already is not stored twice).")
+                raise typer.Exit(1) from None
     out.print(f"{file.name}: {new} published, {duplicate} already published, {len(parsed.problems)} refused")
     if parsed.problems:
         raise typer.Exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from shared.domain.identity import mask_in_text
 from shared.events import EventMessage
 from shared.events.inbox import dead_letters
 from shared.events.inbox import metadata as inbox_metadata
+from shared.events.relay import publish_acked
 from shared.events.store import EventStore
 from shared.events.subjects import EVENTS_STREAM, PRODUCER_EVENTS, inbound_subject
 
@@ -60,22 +62,18 @@ def kind_of(event: EventMessage, requested: str | None) -> str:
 
 
 async def publish_events(url: str, events: list[EventMessage], kind: str | None,
-                         tls: ssl.SSLContext | None = None) -> tuple[int, int]:
-    """Publish with the event id as Nats-Msg-Id; returns (published, already there)."""
+                         tls: ssl.SSLContext | None = None,
+                         progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Publish with the event id as Nats-Msg-Id, a thousand at a time, each acknowledged by
+    JetStream (:func:`shared.events.relay.publish_acked`); returns (published, already there).
+    ``progress`` is told how many are acknowledged so far."""
+    messages = [(inbound_subject(kind_of(event, kind), event.event_type), event.model_dump_json().encode(),
+                 str(event.event_id)) for event in events]
     nc = await connect(url, tls)
-    js = nc.jetstream(timeout=10)
-    new = duplicate = 0
     try:
-        for event in events:
-            ack = await js.publish(inbound_subject(kind_of(event, kind), event.event_type),
-                                   event.model_dump_json().encode(), headers={"Nats-Msg-Id": str(event.event_id)})
-            if ack.duplicate:
-                duplicate += 1
-            else:
-                new += 1
+        return await publish_acked(nc, messages, progress=progress)
     finally:
         await nc.close()
-    return new, duplicate
 
 
 async def status(settings: Settings, nats_url: str | None) -> dict[str, Any]:

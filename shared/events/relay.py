@@ -18,9 +18,10 @@ per event than through the subscription's callback).
 from __future__ import annotations
 
 import asyncio
+import json
 from json.encoder import encode_basestring as _text
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ from .logs import get_logger
 from .store import EventStore
 from .subjects import event_subject
 from .tables import utc_text
-from .wire import answer_inline, publish_all
+from .wire import answer_inline, publish_all, stop_answering_inline
 
 metadata = MetaData()
 checkpoints = Table(
@@ -95,6 +96,7 @@ class PubAcks:
         self.reply = ""
         self.reply_bytes = b""
         self.expected = self.received = 0
+        self.duplicates = 0  # of this try's answers, how many said JetStream had the message already
         self.error: str | None = None
         self.done = asyncio.Event()
 
@@ -111,11 +113,22 @@ class PubAcks:
         """One answer to this try's reply subject."""
         if data[:1] == b"{" and b'"error"' not in data:
             self.received += 1
+            # ({"stream":..,"seq":..,"duplicate": true}: read as JSON, the server's spacing is its own)
+            if b'"duplicate"' in data and json.loads(data).get("duplicate") is True:
+                self.duplicates += 1
         elif self.error is None:
             status = (headers or {}).get("Status", "")
             self.error = data.decode("utf-8", "replace")[:300] or f"status {status or 'unknown'} {(headers or {}).get('Description', '')}".strip()
         if self.received >= self.expected or self.error is not None:
             self.done.set()
+
+    async def close(self) -> None:
+        """End the answers' subscription (a later ``publish`` starts a new one)."""
+        if self.subscription is not None:
+            subscription, self.subscription = self.subscription, None
+            stop_answering_inline(self.nc, subscription)
+            if not self.nc.is_closed:
+                await subscription.unsubscribe()
 
     async def publish(self, messages: Sequence[tuple[str, bytes, str]]) -> None:
         """``messages``: (subject, body, event id). Returns when every one is acknowledged."""
@@ -125,7 +138,7 @@ class PubAcks:
         self.tries += 1
         self.reply = f"{self.prefix}.{self.tries}"
         self.reply_bytes = self.reply.encode()
-        self.expected, self.received, self.error = len(messages), 0, None
+        self.expected, self.received, self.duplicates, self.error = len(messages), 0, 0, None
         self.done.clear()
         await publish_all(self.nc, messages, self.reply)
         try:
@@ -135,6 +148,27 @@ class PubAcks:
                                 f"within {self.timeout_s} s") from None
         if self.error is not None:
             raise PublishFailed(self.error)
+
+
+async def publish_acked(nc: Any, messages: Sequence[tuple[str, bytes, str]], *, batch_size: int = 1000,
+                        progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Publish ``messages`` (subject, body, message id), ``batch_size`` at a time, each batch
+    written at once and acknowledged message by message before the next (:class:`PubAcks`);
+    returns (stored now, already there: JetStream's duplicates). ``progress`` is told how many
+    have been acknowledged after each batch. A batch JetStream refuses raises
+    :class:`PublishFailed`; the batches before it are stored."""
+    acks, stored, duplicates = PubAcks(nc), 0, 0
+    try:
+        for start in range(0, len(messages), batch_size):
+            batch = messages[start : start + batch_size]
+            await acks.publish(batch)
+            stored += len(batch) - acks.duplicates
+            duplicates += acks.duplicates
+            if progress is not None:
+                progress(stored + duplicates)
+    finally:
+        await acks.close()
+    return stored, duplicates
 
 
 async def load_checkpoint(store: EventStore, name: str) -> int:

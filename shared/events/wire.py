@@ -157,3 +157,10 @@ def answer_inline(nc: Any, subscription: Any, handler: Callable[[bytes, bytes], 
         nc._process_msg = _process_msg
     handlers[sid] = handler
     return True
+
+
+def stop_answering_inline(nc: Any, subscription: Any) -> None:
+    """Forget the inline handler :func:`answer_inline` gave ``subscription`` (if any)."""
+    handlers = nc.__dict__.get(_INLINE_ATTRIBUTE) if hasattr(nc, "__dict__") else None
+    if handlers is not None:
+        handlers.pop(getattr(subscription, "_id", None), None)

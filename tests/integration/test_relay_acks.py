@@ -12,7 +12,7 @@ import pytest
 from nats.js.api import StorageType, StreamConfig
 
 from guanhuai.embedded import NatsServer
-from shared.events.relay import PubAcks, PublishFailed
+from shared.events.relay import PubAcks, PublishFailed, publish_acked
 
 
 @pytest.fixture
@@ -37,6 +37,26 @@ async def test_every_message_of_a_batch_is_stored_once_and_a_resent_batch_adds_n
     assert (await js.stream_info("T")).state.messages == 250
     last = await js.get_last_msg("T", "t.1")
     assert last.headers["Nats-Msg-Id"] == "id-247" and last.data == b'{"n":247}'
+
+
+async def test_publish_acked_counts_what_is_stored_and_what_jetstream_had_already(nc) -> None:  # type: ignore[no-untyped-def]
+    subscriptions = len(nc._subs)
+    first = [(f"t.{i % 3}", f'{{"n":{i}}}'.encode(), f"id-{i}") for i in range(2500)]
+    progress: list[int] = []
+    assert await publish_acked(nc, first, batch_size=1000, progress=progress.append) == (2500, 0)
+    assert progress == [1000, 2000, 2500]
+    # A file sent again with 300 more events: only those are stored, the rest are JetStream's duplicates.
+    again = first[2200:] + [(f"t.{i % 3}", f'{{"n":{i}}}'.encode(), f"id-{i}") for i in range(2500, 2800)]
+    assert await publish_acked(nc, again, batch_size=250) == (300, 300)
+    assert (await nc.jetstream().stream_info("T")).state.messages == 2800
+    assert len(nc._subs) == subscriptions  # the answers' subscription ends with the publishing
+
+
+async def test_publish_acked_stops_at_the_batch_jetstream_refuses(nc) -> None:  # type: ignore[no-untyped-def]
+    messages = [("t.0", b"{}", f"ok-{i}") for i in range(10)] + [("t.0", b"x" * 2000, "too-big")]
+    with pytest.raises(PublishFailed, match="error"):
+        await publish_acked(nc, messages, batch_size=5)
+    assert (await nc.jetstream().stream_info("T")).state.messages == 10  # the batches before it are stored
 
 
 async def test_a_subject_no_stream_takes_fails_the_batch(nc) -> None:  # type: ignore[no-untyped-def]
