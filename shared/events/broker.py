@@ -12,7 +12,8 @@ Choices made on purpose (see DESIGN.md, "FastStream and NATS: known traps"):
   loop does not catch, dropping partly collected batches until ``ack_wait``; :func:`fix_nats_fetch`
   turns it into nats' own TimeoutError (upstream: nats-io/nats.py PR #1008). It also fetches
   batches with :func:`shared.events.pull.fetch_batch`, which waits once per burst of messages
-  instead of once per message.
+  instead of once per message, and, when a batch is full, asks for the next one before handing
+  this one over (what is fetched ahead and not handled by a stop is nak'ed, to come back at once).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from nats.js.client import JetStreamContext
 from .collector import after_batch
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
-from .pull import delivery_of, fast_fetch_supported, fetch_batch
+from .pull import delivery_of, fast_fetch_supported, fetch_batch, release_queued
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
 from .tls import connect_nats
@@ -63,7 +64,7 @@ def fix_nats_fetch() -> None:
     async def fetch(self, batch: int = 1, timeout: float | None = 5, heartbeat: float | None = None) -> Any:  # type: ignore[no-untyped-def]
         try:
             if batch > 1 and fast_fetch_supported(self):
-                return await fetch_batch(self, batch, timeout, heartbeat)
+                return await fetch_batch(self, batch, timeout, heartbeat, prefetch=True)  # see pull.py
             return await original(self, batch, timeout, heartbeat)
         except nats.errors.TimeoutError:
             raise
@@ -163,10 +164,21 @@ class _Broker(NatsBroker):
 
     async def stop(self, exc_type: Any = None, exc_val: Any = None, exc_tb: Any = None) -> None:
         # NatsBroker.stop, with its drain replaced: the subscribers stop first (each finishes the
-        # batch in hand, within graceful_timeout), then the connection ends.
+        # batch in hand, within graceful_timeout), then what was fetched ahead is handed back,
+        # then the connection ends.
+        pulls = [s.subscription for s in self.subscribers if getattr(s, "subscription", None) is not None]
         await super(NatsBroker, self).stop(exc_type, exc_val, exc_tb)
         if self._connection is not None:
-            await close_on_exit(self._connection, get_logger(component="broker"))
+            log = get_logger(component="broker")
+            if self._connection.is_connected:
+                for psub in pulls:
+                    try:
+                        if released := await release_queued(psub):
+                            log.info("fetched_ahead_released", messages=released)
+                    except Exception as exc:  # noqa: BLE001 - NATS going away: they come back after ack_wait
+                        log.warning("fetched_ahead_not_released", error=type(exc).__name__, detail=str(exc)[:200])
+                        break
+            await close_on_exit(self._connection, log)
             self._connection = None
         self.config.disconnect()
 

@@ -22,6 +22,15 @@ returned. No data message taken from the queue is dropped. When the queue is emp
 nats-py's own ``next_msg`` (once per burst), which a closing client wakes.
 It reads nats-py's subscription internals (``_sub``, its ``_pending_queue``), so
 :func:`fast_fetch_supported` checks they are there; without them the library's own fetch is used.
+
+The services fetch with ``prefetch``: a fetch that fills its batch (a backlog) requests the next
+batch before it returns, so that the server sends it and the client reads it while this batch is
+handled, and the next fetch finds it queued. Without it, each batch of 2,000 waited 20 to 60 ms
+for its messages after the last one was done (enrollment, `bench pipeline`: 0.48 s of a 4.2 s
+run; 0.14 s with it). Messages asked ahead wait in the client at most one batch's handling; their
+``ack_wait`` runs meanwhile (a batch held longer, the database being away, sees them delivered
+again later, which the inbox makes a duplicate), and a stopping service naks them
+(:func:`release_queued`) so that they come back at once.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import nats.errors
@@ -57,10 +67,11 @@ def fast_fetch_supported(psub: Any) -> bool:
 
 
 async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None,
-                      max_bytes: int = FETCH_MAX_BYTES) -> list[Any]:
+                      max_bytes: int = FETCH_MAX_BYTES, prefetch: bool = False) -> list[Any]:
     """Up to ``batch`` messages (and about ``max_bytes`` of them) of the pull subscription ``psub``
     (nats-py's ``PullSubscription``), waiting at most ``timeout`` seconds; raises
-    ``nats.errors.TimeoutError`` when none came."""
+    ``nats.errors.TimeoutError`` when none came. With ``prefetch``, a fetch that fills its batch
+    asks for the next one before it returns (see :func:`_ask_ahead`)."""
     if batch < 1:
         raise ValueError("nats: invalid batch size")
     if timeout is not None and timeout <= 0:
@@ -84,6 +95,8 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
         if _status(msg) is None:
             msgs.append(msg)
     if len(msgs) == batch:
+        if prefetch:
+            await _ask_ahead(psub, queue, take, batch, timeout, max_bytes)
         return msgs
 
     request: dict[str, Any] = {"batch": batch - len(msgs), "max_bytes": max_bytes}
@@ -133,7 +146,46 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
         if nc.is_closed:
             raise nats.errors.ConnectionClosedError
         raise nats.errors.TimeoutError
+    if prefetch and len(msgs) == batch:
+        await _ask_ahead(psub, queue, take, batch, timeout, max_bytes)
     return msgs
+
+
+async def _ask_ahead(psub: Any, queue: asyncio.Queue[Any], take: Callable[[], Any], batch: int,
+                     timeout: float | None, max_bytes: int) -> None:
+    """Request the next batch now (a full batch was taken, so more is likely waiting): its messages
+    arrive while this one is handled. Statuses at the head of the queue (the server's "batch
+    completed" for the request just filled) are dropped first, as the next fetch would drop them;
+    with data messages still queued, those are the next batch's start and nothing is asked."""
+    while not queue.empty() and _status(queue._queue[0]) is not None:  # type: ignore[attr-defined]
+        take()
+    if not queue.empty():
+        return
+    ahead: dict[str, Any] = {"batch": batch, "max_bytes": max_bytes}
+    if timeout is not None:
+        ahead["expires"] = int(timeout * 1_000_000_000)
+        if ahead["expires"] <= 0:  # (0 would mean "never expire")
+            return
+    await psub._nc.publish(psub._nms, json.dumps(ahead).encode(), psub._deliver)
+
+
+async def release_queued(psub: Any) -> int:
+    """Nak every data message that has arrived for the pull subscription ``psub`` and not been taken
+    (a batch asked ahead, when the service stops), so that JetStream delivers them again at once
+    rather than after ``ack_wait``; returns how many. Statuses are dropped."""
+    sub = getattr(psub, "_sub", None)
+    queue = getattr(sub, "_pending_queue", None)
+    if not isinstance(queue, asyncio.Queue):
+        return 0
+    released = 0
+    while not queue.empty():
+        msg = queue.get_nowait()
+        sub._pending_size -= len(msg.data)
+        queue.task_done()
+        if _status(msg) is None and msg.reply:
+            await msg.nak()
+            released += 1
+    return released
 
 
 def delivery_of(msg: Any) -> tuple[str, int, int]:

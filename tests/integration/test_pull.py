@@ -19,7 +19,7 @@ from nats.js.client import JetStreamContext
 
 from guanhuai.embedded import NatsServer
 from shared.events.broker import fix_nats_fetch
-from shared.events.pull import fast_fetch_supported, fetch_batch
+from shared.events.pull import fast_fetch_supported, fetch_batch, release_queued
 
 
 @pytest.fixture
@@ -194,11 +194,12 @@ async def test_bad_arguments_are_refused_as_nats_py_refuses_them(js) -> None:  #
 
 async def test_the_services_fetch_takes_batches_this_way_and_single_messages_as_nats_py_does(js, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     fix_nats_fetch()
-    calls: list[int] = []
+    calls: list[tuple[int, bool]] = []
 
-    async def counting(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None) -> list[Any]:
-        calls.append(batch)
-        return await fetch_batch(psub, batch, timeout, heartbeat)
+    async def counting(psub: Any, batch: int, timeout: float | None, heartbeat: float | None = None,
+                       prefetch: bool = False) -> list[Any]:
+        calls.append((batch, prefetch))
+        return await fetch_batch(psub, batch, timeout, heartbeat, prefetch=prefetch)
 
     monkeypatch.setattr("shared.events.broker.fetch_batch", counting)
     await publish(js, 0, 4)
@@ -207,7 +208,7 @@ async def test_the_services_fetch_takes_batches_this_way_and_single_messages_as_
     one = await sub.fetch(1, timeout=1.0)
     rest = await sub.fetch(10, timeout=0.5)
     assert [int(m.data) for m in one + rest] == [0, 1, 2, 3]
-    assert calls == [10]
+    assert calls == [(10, True)]  # the services ask for the next batch ahead
     with pytest.raises(nats.errors.TimeoutError):
         await sub.fetch(10, timeout=0.2)
 
@@ -248,3 +249,47 @@ async def test_a_request_takes_no_more_bytes_than_it_asks_for_and_the_rest_comes
         got += await fetch_batch(sub, 10, 2.0, max_bytes=1_000_000)
     assert [m.data[-1:] for m in got] == [str(n).encode() for n in range(6)]
     assert all(m.metadata.num_delivered == 1 for m in got)
+
+
+async def test_a_full_batch_asks_for_the_next_ahead_and_every_message_is_handed_over_once(js) -> None:  # type: ignore[no-untyped-def]
+    await publish(js, 0, 1100)
+    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
+    queue = sub._sub._pending_queue
+    first = await fetch_batch(sub, 500, 2.0, prefetch=True)
+    assert len(first) == 500
+    for _ in range(100):  # the next batch comes while this one is handled
+        if queue.qsize() >= 500:
+            break
+        await asyncio.sleep(0.02)
+    assert 500 <= queue.qsize() <= 501  # (and the server's "batch completed" status)
+    started = time.monotonic()
+    second = await fetch_batch(sub, 500, 1.0, prefetch=True)  # asks ahead too, for a second
+    assert time.monotonic() - started < 0.5  # taken from the queue, not waited for
+    third = await fetch_batch(sub, 500, 0.3, prefetch=True)  # only 100 left: not full, nothing asked ahead
+    assert [int(m.data) for m in first + second + third] == list(range(1100))
+    for m in first + second + third:
+        await m.ack()
+    await asyncio.sleep(1.2)  # every request's expiry has passed
+    assert queue.empty() or all(m.headers and m.headers.get("Status") for m in queue._queue)
+    assert (await js.consumer_info("P", "c")).num_waiting == 0  # no request left waiting
+    with pytest.raises(nats.errors.TimeoutError):
+        await fetch_batch(sub, 500, 0.2, prefetch=True)
+
+
+async def test_what_was_fetched_ahead_and_not_handled_is_naked_back_for_delivery_at_once(js) -> None:  # type: ignore[no-untyped-def]
+    await publish(js, 0, 40)
+    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
+    first = await fetch_batch(sub, 20, 2.0, prefetch=True)
+    for m in first:
+        await m.ack()
+    for _ in range(100):
+        if sub._sub._pending_queue.qsize() >= 20:
+            break
+        await asyncio.sleep(0.02)
+    assert await release_queued(sub) == 20  # the service stops with the next batch fetched ahead
+    assert sub._sub._pending_queue.empty() and sub._sub._pending_size == 0
+    started = time.monotonic()
+    again = await fetch_batch(sub, 20, 2.0)
+    assert time.monotonic() - started < 5  # not after the consumer's ack_wait of 30 s
+    assert [int(m.data) for m in again] == list(range(20, 40))
+    assert all(m.metadata.num_delivered == 2 for m in again)
