@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from . import sqlite_trips
 from .tls import pg_ssl_connect_args
 
 WRITE = "guanhuai_write"  # execution option: this connection's transactions will write
@@ -75,6 +76,7 @@ def create_engine(url: str, *, echo: bool = False, sqlite_cache_kib: int | None 
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        sqlite_trips.install()  # one trip to aiosqlite's thread per statement (see sqlite_trips)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine, sqlite_cache_kib, sqlite_checkpoint_bytes)
         return engine
