@@ -156,7 +156,9 @@ async def _ask_ahead(psub: Any, queue: asyncio.Queue[Any], take: Callable[[], An
     """Request the next batch now (a full batch was taken, so more is likely waiting): its messages
     arrive while this one is handled. Statuses at the head of the queue (the server's "batch
     completed" for the request just filled) are dropped first, as the next fetch would drop them;
-    with data messages still queued, those are the next batch's start and nothing is asked."""
+    with data messages still queued, those are the next batch's start and nothing is asked. A
+    request that cannot be sent (the connection going away) is left to the next fetch: the batch
+    in hand is not lost for it."""
     while not queue.empty() and _status(queue._queue[0]) is not None:  # type: ignore[attr-defined]
         take()
     if not queue.empty():
@@ -166,7 +168,10 @@ async def _ask_ahead(psub: Any, queue: asyncio.Queue[Any], take: Callable[[], An
         ahead["expires"] = int(timeout * 1_000_000_000)
         if ahead["expires"] <= 0:  # (0 would mean "never expire")
             return
-    await psub._nc.publish(psub._nms, json.dumps(ahead).encode(), psub._deliver)
+    try:
+        await psub._nc.publish(psub._nms, json.dumps(ahead).encode(), psub._deliver)
+    except Exception:  # noqa: BLE001 - the batch in hand is returned all the same; the next fetch asks anew
+        return
 
 
 async def release_queued(psub: Any) -> int:

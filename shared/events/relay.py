@@ -71,6 +71,15 @@ def published_body(row: Any) -> bytes:
     return f"{head}{payload}}}".encode()
 
 
+def _says_duplicate(data: bytes) -> bool:
+    """A PubAck's ``"duplicate": true`` (read as JSON: the server's spacing is its own)."""
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("duplicate") is True
+
+
 class PublishFailed(Exception):
     """JetStream refused or did not answer a publish of the batch in time."""
 
@@ -112,9 +121,9 @@ class PubAcks:
     def _count(self, data: bytes, headers: dict[str, str] | None) -> None:
         """One answer to this try's reply subject."""
         if data[:1] == b"{" and b'"error"' not in data:
+            duplicate = b'"duplicate"' in data and _says_duplicate(data)
             self.received += 1
-            # ({"stream":..,"seq":..,"duplicate": true}: read as JSON, the server's spacing is its own)
-            if b'"duplicate"' in data and json.loads(data).get("duplicate") is True:
+            if duplicate:
                 self.duplicates += 1
         elif self.error is None:
             status = (headers or {}).get("Status", "")

@@ -293,3 +293,23 @@ async def test_what_was_fetched_ahead_and_not_handled_is_naked_back_for_delivery
     assert time.monotonic() - started < 5  # not after the consumer's ack_wait of 30 s
     assert [int(m.data) for m in again] == list(range(20, 40))
     assert all(m.metadata.num_delivered == 2 for m in again)
+
+
+async def test_a_request_ahead_that_cannot_be_sent_leaves_the_batch_in_hand(js, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    await publish(js, 0, 30)
+    sub = await js.pull_subscribe("p.>", durable="c", stream="P")
+    nc, original = sub._nc, sub._nc.publish
+    requests: list[bytes] = []
+
+    async def refusing(subject: str, payload: bytes = b"", reply: str = "", headers: Any = None) -> None:
+        if subject == sub._nms:
+            requests.append(payload)
+            if len(requests) == 2:  # the one asked ahead: the connection is going away
+                raise nats.errors.OutboundBufferLimitError
+        await original(subject, payload, reply=reply, headers=headers)
+
+    monkeypatch.setattr(nc, "publish", refusing)
+    first = await fetch_batch(sub, 10, 2.0, prefetch=True)
+    assert [int(m.data) for m in first] == list(range(10)) and len(requests) == 2
+    second = await fetch_batch(sub, 10, 2.0, prefetch=True)  # asks for itself, as without prefetch
+    assert [int(m.data) for m in second] == list(range(10, 20))

@@ -59,6 +59,14 @@ async def test_publish_acked_stops_at_the_batch_jetstream_refuses(nc) -> None:  
     assert (await nc.jetstream().stream_info("T")).state.messages == 10  # the batches before it are stored
 
 
+def test_an_answer_that_is_no_json_is_not_counted_a_duplicate() -> None:
+    from shared.events.relay import _says_duplicate
+
+    assert _says_duplicate(b'{"stream":"T","seq":3,"duplicate": true}') and _says_duplicate(b'{"duplicate":true}')
+    assert not _says_duplicate(b'{"stream":"T","seq":3}') and not _says_duplicate(b'{"duplicate": false}')
+    assert not _says_duplicate(b'{"duplicate": tru') and not _says_duplicate(b'["duplicate"]')
+
+
 async def test_a_subject_no_stream_takes_fails_the_batch(nc) -> None:  # type: ignore[no-untyped-def]
     acks = PubAcks(nc, timeout_s=5)
     with pytest.raises(PublishFailed, match="503|no responders|status"):
