@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import nats.errors
@@ -82,33 +81,22 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
     queue: asyncio.Queue[Any] = sub._pending_queue
     msgs: list[Any] = []
 
-    def take() -> Any:
-        """The next message already in the queue, counted out as ``next_msg`` counts it."""
-        msg = queue.get_nowait()
-        sub._pending_size -= len(msg.data)
-        queue.task_done()  # ``Subscription.drain`` waits for every queued message to be done
-        return msg
-
     # What earlier requests left: their data messages are ours to hand over, their statuses stale.
     while len(msgs) < batch and not queue.empty():
-        msg = take()
+        msg = _take(sub)
         if _status(msg) is None:
             msgs.append(msg)
     if len(msgs) == batch:
         if prefetch:
-            await _ask_ahead(psub, queue, take, batch, timeout, max_bytes)
+            await _ask_ahead(psub, batch, timeout, max_bytes)
         return msgs
 
-    request: dict[str, Any] = {"batch": batch - len(msgs), "max_bytes": max_bytes}
-    if timeout is not None:
-        request["expires"] = int(timeout * 1_000_000_000) - 100_000
-        if request["expires"] <= 0:  # too little time left to ask for more (0 would mean "never expire")
-            if msgs:
-                return msgs
-            raise nats.errors.TimeoutError
-    if heartbeat:
-        request["idle_heartbeat"] = int(heartbeat * 1_000_000_000)
-    await nc.publish(psub._nms, json.dumps(request).encode(), psub._deliver)
+    request = _pull_request(batch - len(msgs), max_bytes, timeout, heartbeat, early_ns=100_000)
+    if request is None:  # too little time left to ask for more
+        if msgs:
+            return msgs
+        raise nats.errors.TimeoutError
+    await nc.publish(psub._nms, request, psub._deliver)
 
     deadline = None if timeout is None else time.monotonic() + timeout
     margin = max(OWN_EXPIRY_S, (timeout or 0) / 10)
@@ -123,7 +111,7 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
             except nats.errors.TimeoutError:
                 break
         else:
-            msg = take()
+            msg = _take(sub)
         status = _status(msg)
         if status is None:
             msgs.append(msg)
@@ -147,29 +135,49 @@ async def fetch_batch(psub: Any, batch: int, timeout: float | None, heartbeat: f
             raise nats.errors.ConnectionClosedError
         raise nats.errors.TimeoutError
     if prefetch and len(msgs) == batch:
-        await _ask_ahead(psub, queue, take, batch, timeout, max_bytes)
+        await _ask_ahead(psub, batch, timeout, max_bytes)
     return msgs
 
 
-async def _ask_ahead(psub: Any, queue: asyncio.Queue[Any], take: Callable[[], Any], batch: int,
-                     timeout: float | None, max_bytes: int) -> None:
+def _take(sub: Any) -> Any:
+    """The next message already in the subscription's queue, counted out as ``next_msg`` counts it."""
+    queue = sub._pending_queue
+    msg = queue.get_nowait()
+    sub._pending_size -= len(msg.data)
+    queue.task_done()  # ``Subscription.drain`` waits for every queued message to be done
+    return msg
+
+
+def _pull_request(batch: int, max_bytes: int, timeout: float | None, heartbeat: float | None = None,
+                  early_ns: int = 0) -> bytes | None:
+    """A pull request's JSON, expiring ``early_ns`` before ``timeout``; None when that leaves no
+    time (an ``expires`` of 0 would mean "never expire")."""
+    request: dict[str, Any] = {"batch": batch, "max_bytes": max_bytes}
+    if timeout is not None:
+        request["expires"] = int(timeout * 1_000_000_000) - early_ns
+        if request["expires"] <= 0:
+            return None
+    if heartbeat:
+        request["idle_heartbeat"] = int(heartbeat * 1_000_000_000)
+    return json.dumps(request).encode()
+
+
+async def _ask_ahead(psub: Any, batch: int, timeout: float | None, max_bytes: int) -> None:
     """Request the next batch now (a full batch was taken, so more is likely waiting): its messages
     arrive while this one is handled. Statuses at the head of the queue (the server's "batch
     completed" for the request just filled) are dropped first, as the next fetch would drop them;
     with data messages still queued, those are the next batch's start and nothing is asked. A
     request that cannot be sent (the connection going away) is left to the next fetch: the batch
     in hand is not lost for it."""
-    while not queue.empty() and _status(queue._queue[0]) is not None:  # type: ignore[attr-defined]
-        take()
-    if not queue.empty():
+    sub = psub._sub
+    queue = sub._pending_queue
+    while not queue.empty() and _status(queue._queue[0]) is not None:
+        _take(sub)
+    request = _pull_request(batch, max_bytes, timeout)
+    if not queue.empty() or request is None:
         return
-    ahead: dict[str, Any] = {"batch": batch, "max_bytes": max_bytes}
-    if timeout is not None:
-        ahead["expires"] = int(timeout * 1_000_000_000)
-        if ahead["expires"] <= 0:  # (0 would mean "never expire")
-            return
     try:
-        await psub._nc.publish(psub._nms, json.dumps(ahead).encode(), psub._deliver)
+        await psub._nc.publish(psub._nms, request, psub._deliver)
     except Exception:  # noqa: BLE001 - the batch in hand is returned all the same; the next fetch asks anew
         return
 
@@ -179,14 +187,11 @@ async def release_queued(psub: Any) -> int:
     (a batch asked ahead, when the service stops), so that JetStream delivers them again at once
     rather than after ``ack_wait``; returns how many. Statuses are dropped."""
     sub = getattr(psub, "_sub", None)
-    queue = getattr(sub, "_pending_queue", None)
-    if not isinstance(queue, asyncio.Queue):
+    if not isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue):
         return 0
     released = 0
-    while not queue.empty():
-        msg = queue.get_nowait()
-        sub._pending_size -= len(msg.data)
-        queue.task_done()
+    while not sub._pending_queue.empty():
+        msg = _take(sub)
         if _status(msg) is None and msg.reply:
             await msg.nak()
             released += 1
