@@ -82,7 +82,23 @@ async def store(db_url: str) -> AsyncIterator[EventStore]:
         await s.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def red_team_lines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Writes the red-team probes' lines to ``red-team.txt`` in the base temporary folder."""
+    from tests.support.probes import PROBES
+
+    yield
+    if PROBES:
+        (tmp_path_factory.getbasetemp() / "red-team.txt").write_text("".join(f"{line}\n" for line in PROBES))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    from tests.support.probes import PROBES
+
+    if PROBES:
+        terminalreporter.section("red team")
+        for line in PROBES:
+            terminalreporter.write_line(line)
     if _pg_skipped:
         bar = "!" * 78
         terminalreporter.write_line(bar, red=True, bold=True)

@@ -7,8 +7,40 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .hashing import GENESIS, chain_hash
+from sqlalchemy import select
+
 from .store import EventStore
 from .tables import events, utc_text
+
+
+@dataclass(frozen=True)
+class LogHead:
+    """A point of the log an auditor can hold on to: the last position and its chain hash.
+    Written ``POSITION:HASH`` (``0:`` followed by the genesis hash for an empty log)."""
+
+    position: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.position}:{self.hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> LogHead:
+        position, sep, digest = text.strip().partition(":")
+        if not sep or not position.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"a log head is POSITION:HASH (64 hex digits), not {text!r}")
+        return cls(int(position), digest)
+
+
+async def log_head(store: EventStore, until_position: int | None = None) -> LogHead:
+    """The head of the log (or of its prefix up to ``until_position``): what a report computed
+    from that prefix names, so that an auditor can prove later that the log still extends it."""
+    query = select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
+    if until_position is not None:
+        query = query.where(events.c.position <= until_position)
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return LogHead(row[0], row[1]) if row else LogHead(0, GENESIS)
 
 
 @dataclass(frozen=True)
