@@ -8,12 +8,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import nats.js.errors
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, insert, select
 
 from guanhuai.settings import Settings
 from guanhuai.stack import CONSUMERS, STATE_FILE, connect
 from shared.domain.identity import mask_in_text
 from shared.events import EventMessage
+from shared.events.given_up import GIVEN_UP_STREAM, given_up_subject, sweeper_durable
+from shared.events.given_up import GONE_REASON as GIVEN_UP_GONE
+from shared.events.given_up import REASON as GIVEN_UP_REASON
 from shared.events.inbox import dead_letters
 from shared.events.inbox import metadata as inbox_metadata
 from shared.events.relay import publish_acked
@@ -91,10 +95,11 @@ async def status(settings: Settings, nats_url: str | None) -> dict[str, Any]:
     store = await EventStore.open(settings.database_url, create=False)
     try:
         out["log_head"] = await store.head_position()
-        await store.create_schema(inbox_metadata)
+        await store.create_schema(inbox_metadata, retries_metadata)
         async with store.engine.connect() as conn:
             rows = await conn.execute(select(dead_letters.c.consumer, func.count()).group_by(dead_letters.c.consumer))
             out["dead_letters"] = {r[0]: r[1] for r in rows}
+            out["given_up_not_retried"] = await _given_up_not_retried(conn)
     finally:
         await store.close()
     url = nats_url_for(settings, nats_url)
@@ -114,14 +119,43 @@ async def status(settings: Settings, nats_url: str | None) -> dict[str, Any]:
             try:
                 ci = await js.consumer_info(stream, durable)
                 out["consumers"][durable] = {"pending": ci.num_pending, "ack_pending": ci.num_ack_pending,
-                                             "redelivered": ci.num_redelivered, "waiting_pulls": ci.num_waiting}
+                                             "redelivered": ci.num_redelivered, "waiting_pulls": ci.num_waiting,
+                                             **await _given_up(js, stream, durable)}
             except Exception:  # noqa: BLE001 - the service never started
                 out["consumers"][durable] = "missing"
     finally:
         await nc.close()
-    out["healthy"] = (all(isinstance(c, dict) for c in out["consumers"].values())
+    out["healthy"] = (all(isinstance(c, dict) and not _troubled(c) for c in out["consumers"].values())
+                      and out["given_up_not_retried"] == 0
                       and all(v == "running" for v in out["components"].values()))
     return out
+
+
+async def _given_up_not_retried(conn: Any) -> int:
+    """Dead letters of inputs JetStream gave up on (a crash loop) that nobody has sent again: until
+    each is retried (`guanhuai dlq retry ID`), the system is not healthy."""
+    retried = select(dead_letter_retries.c.dead_letter_id)
+    query = select(func.count()).select_from(dead_letters).where(
+        dead_letters.c.reason.in_((GIVEN_UP_REASON, GIVEN_UP_GONE)), dead_letters.c.id.not_in(retried))
+    return (await conn.execute(query)).scalar_one()
+
+
+async def _given_up(js: Any, stream: str, durable: str) -> dict[str, int]:
+    """How many inputs JetStream gave up on for this consumer (max_deliver reached: a crash loop, or
+    a fault that outlasted the retries), and how many of those are not dead letters yet."""
+    subject = given_up_subject(stream, durable)
+    try:
+        info = await js.stream_info(GIVEN_UP_STREAM, subjects_filter=subject)
+        sweeper = await js.consumer_info(GIVEN_UP_STREAM, sweeper_durable(durable))
+    except nats.js.errors.NotFoundError:
+        return {"given_up": 0, "given_up_unswept": 0}
+    return {"given_up": (info.state.subjects or {}).get(subject, 0),
+            "given_up_unswept": sweeper.num_pending + sweeper.num_ack_pending}
+
+
+def _troubled(consumer: dict[str, int]) -> bool:
+    """Redelivered inputs (a crash loop in progress) or inputs given up on and not dead letters yet."""
+    return consumer["redelivered"] > 0 or consumer["given_up_unswept"] > 0
 
 
 async def list_dead_letters(settings: Settings, consumer: str | None, limit: int) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
 from .collector import after_batch
+from .given_up import GIVEN_UP_STREAM, ensure_given_up, given_up_subject, sweep, sweeper_durable
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
 from .pull import delivery_of, fast_fetch_supported, fetch_batch, release_queued
@@ -219,6 +220,7 @@ async def _in_progress(raws: Sequence[Any], every_s: float) -> None:
             except Exception:  # noqa: BLE001 - NATS away too: the messages come back after ack_wait
                 break
 
+        _sweep_given_up(router, broker, store, spec)
 
 def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> None:
     log = get_logger(consumer=spec.durable)
@@ -228,6 +230,7 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
         stream=JStream(spec.stream, declare=False),
         durable=spec.durable,
         pull_sub=PullSub(batch_size=spec.batch_size, batch=True, timeout=spec.batch_timeout_s),
+            await ensure_given_up(js, spec.stream, spec.durable, replicas)  # before the consumer can give up
         ack_policy=AckPolicy.MANUAL,
         decoder=_raw_body,
         title=spec.durable,
@@ -243,6 +246,34 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
         # that a slow or retried batch is not redelivered under our feet.
         heartbeat = asyncio.create_task(_in_progress(raws, spec.ack_wait_s / 3))
         try:
+def _sweep_given_up(router: NatsRouter, broker: NatsBroker, store: EventStore, spec: ConsumerSpec) -> None:
+    """Turn JetStream's max-deliveries advisories for ``spec``'s consumer into dead letters (see
+    :mod:`shared.events.given_up`); what cannot be written is nak'ed and comes back."""
+    log = get_logger(consumer=spec.durable)
+
+    @router.subscriber(
+        given_up_subject(spec.stream, spec.durable),
+        stream=JStream(GIVEN_UP_STREAM, declare=False),
+        durable=sweeper_durable(spec.durable),
+        pull_sub=PullSub(batch_size=100, batch=True, timeout=0.5),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_body,
+        title=sweeper_durable(spec.durable),
+    )
+    async def given_up(body: list[bytes], msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
+        raws = msg.raw_message
+        try:
+            stored, handled = await sweep(store, spec.handler, broker.connection.jetstream(), [m.data for m in raws])
+        except Exception as exc:  # noqa: BLE001 - never acked unwritten: the advisories come back
+            log.error("given_up_not_dead_lettered", error=type(exc).__name__, detail=str(exc), advisories=len(raws),
+                      retry_in_s=spec.retry_delay_s)
+            for raw in raws:
+                await raw.nak(delay=spec.retry_delay_s)
+            return
+        await ack_all(list(raws))
+        log.info("given_up_swept", advisories=len(raws), dead_lettered=stored, found_handled=handled)
+
+
             result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)
             pause, held_since = 0.5, time.monotonic()
             while result.transient:
@@ -262,6 +293,11 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
         done = []
         for raw, inc in zip(raws, incoming, strict=True):
             if id(inc) in failed:
+        if (most := max(i.delivered for i in incoming)) > 1:
+            # Delivered before and never acked: a nak'ed retry, or a service that died holding the
+            # batch. After max_deliver JetStream gives up and the sweeper dead-letters them.
+            log.warning("batch_redelivered", size=len(raws), most_deliveries=most, max_deliver=spec.max_deliver,
+                        redelivered=sum(i.delivered > 1 for i in incoming))
                 await raw.nak(delay=spec.retry_delay_s)
             else:
                 done.append(raw)

@@ -195,15 +195,17 @@ def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) 
 # SQLSTATEs of a PostgreSQL server that is away or going away, not of a bad statement: connection
 # exceptions (class 08), shutting down or starting up (57P01-57P03), too many connections,
 # serialization failure and deadlock.
-TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+# A read-only transaction or a full disk (25006, class 53) is an operator's matter, not the input's:
+# held and retried like a server that is away, never spent against max_deliver.
+TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53", "40001", "40P01", "25006")
 
 
-# SQLite's primary result codes for a database that is busy, locked or unreachable for now (its
-# file, disk or lock), as opposed to a missing table, a bad statement or a read-only database,
-# which no amount of waiting mends.
+# SQLite's primary result codes for a database that is busy, locked, read-only or unreachable for
+# now (its file, disk or lock): an operator mends them, and the input waits meanwhile. A missing
+# table or a bad statement is no such thing.
 TRANSIENT_SQLITE_CODES = frozenset({
     sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_READONLY,
 })
 
 
@@ -241,7 +243,7 @@ async def with_retries(
     raise AssertionError("unreachable")
 
 
-def _dead_letter(handler: Handler, message: Incoming, code: str, detail: str, event_id: str | None) -> DeadLetter:
+def dead_letter_of(handler: Handler, message: Incoming, code: str, detail: str, event_id: str | None) -> DeadLetter:
     # The id may come from a sender's Nats-Msg-Id header, of any length: one that does not fit the
     # column is no event id of ours, and PostgreSQL would refuse the row (and the batch with it).
     if event_id is not None:
@@ -271,11 +273,11 @@ def admit(handler: Handler, message: Incoming) -> EventMessage | DeadLetter:
             raise Rejected("oversized", f"{len(message.body)} bytes; the limit is {MAX_MESSAGE_BYTES}")
         return handler.parse(message)
     except EventContractError as exc:
-        return _dead_letter(handler, message, exc.code, str(exc), msg_id)
+        return dead_letter_of(handler, message, exc.code, str(exc), msg_id)
     except Rejected as exc:
-        return _dead_letter(handler, message, exc.code, exc.detail, exc.event_id or msg_id)
+        return dead_letter_of(handler, message, exc.code, exc.detail, exc.event_id or msg_id)
     except Exception as exc:  # noqa: BLE001 - deterministic: parsing is pure, a retry fails alike
-        return _dead_letter(handler, message, "unreadable", f"{type(exc).__name__}: {exc}", msg_id)
+        return dead_letter_of(handler, message, "unreadable", f"{type(exc).__name__}: {exc}", msg_id)
 
 
 async def process_batch(
@@ -353,7 +355,7 @@ async def process_batch(
                     return _held(log, one, messages)
                 event_id = str(getattr(event, "event_id", "")) or message.headers.get("Nats-Msg-Id")
                 if message.delivered >= max_deliver:
-                    letters.append(_dead_letter(handler, message, "handler_error", f"{type(one).__name__}: {one}", event_id))
+                    letters.append(dead_letter_of(handler, message, "handler_error", f"{type(one).__name__}: {one}", event_id))
                     log.error("handler_failed_dead_lettering", event_id=event_id, error=type(one).__name__, detail=str(one)[:300])
                 else:
                     log.warning("handler_failed_will_retry", event_id=event_id, delivered=message.delivered,
@@ -361,10 +363,12 @@ async def process_batch(
                     result.failed.append(message)
         try:
             _, _, result.dead_lettered = await with_retries(lambda: commit([], letters))
-        except Exception as exc:  # noqa: BLE001 - only the database being away is held; the rest propagates
-            if not transient(exc):
-                raise
-            return _held(log, exc, messages)
+        except Exception as exc:  # noqa: BLE001 - a dead letter that cannot be written is never dropped
+            # Acked, these messages would be lost; nak'ed, they would spend deliveries until
+            # JetStream gives up on them. Held, they wait (in the service's hands) for the
+            # database to take them, however long that is, and the wait is logged as an error.
+            log.error("dead_letters_not_written", error=type(exc).__name__, detail=str(exc), letters=len(letters))
+            return BatchResult(failed=list(messages), transient=True)
     for letter in letters:
         log.warning("dead_lettered", reason=letter.reason, detail=letter.detail[:300], subject=letter.subject,
                     nats_sequence=letter.nats_sequence, event_id=letter.event_id)
