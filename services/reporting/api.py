@@ -4,18 +4,22 @@ document at /openapi.json and the dashboard at /dashboard."""
 from __future__ import annotations
 
 import hmac
+import io
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.security import HTTPBearer
 from sqlalchemy import select
 
 from services.reporting import tables as t
 from services.reporting.dashboard import render
+from services.reporting.exports import write_xlsx
+from services.reporting.safe import cutoff_problem
 from services.reporting.service import compute_report
 from shared.domain.calendar import CST, end_of_day
 from shared.events.store import EventStore
@@ -30,6 +34,8 @@ Standard Time) or as known at a time (`known_at`, what the log had recorded by t
 
 
 MAX_URL_BYTES = 2048
+HEAD_HEADER = "X-Guanhuai-Log-Head"  # POSITION:HASH of the log prefix a report was computed from
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 RATE_PER_S = 20.0
 BURST = 40.0
 
@@ -55,9 +61,12 @@ class Limits:
 
 
 def create_api(db_url: str, *, token: str | None = None, rate_per_s: float = RATE_PER_S) -> FastAPI:
-    """The API; with ``token`` set, every request must carry ``Authorization: Bearer <token>``."""
+    """The API; with ``token`` set, every request must carry ``Authorization: Bearer <token>``
+    (whether it may run without one is decided where it is served: guanhuai/serve.py)."""
     state: dict[str, EventStore] = {}
     limits = Limits(rate_per_s, max(rate_per_s * 2, 1))
+    bearer = HTTPBearer(auto_error=False, description="the API token (GUANHUAI_API_TOKEN)")
+    expected = token.encode() if token else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -73,37 +82,39 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
 (414); {rate_per_s:g} requests a second per client on average (429 with Retry-After)."""
     if token:
         description += "\n\nEvery request needs `Authorization: Bearer <token>` (401 otherwise)."
-    app = FastAPI(title="guanhuai reporting API", version="1", description=description, lifespan=lifespan)
+    # With a token, the bearer scheme is declared on every operation (OpenAPI); it is enforced in
+    # the guard below, so that the OpenAPI document and the docs page are covered as well.
+    app = FastAPI(title="guanhuai reporting API", version="1", description=description, lifespan=lifespan,
+                  dependencies=[Security(bearer)] if token else None)
+
+    async def authenticated(request: Request) -> bool:
+        credentials = await bearer(request)
+        # Header values arrive decoded as latin-1: compare bytes, so any byte a client sends is
+        # just a wrong token (compare_digest refuses non-ASCII str).
+        given = credentials.credentials.encode("latin-1") if credentials else b""
+        return expected is not None and hmac.compare_digest(given, expected)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):  # type: ignore[no-untyped-def]
         if request.method not in ("GET", "HEAD"):
             return JSONResponse({"detail": "this API is read-only"}, status_code=405)
-        if int(request.headers.get("content-length") or 0) > 0:
+        if (request.headers.get("content-length") or "0").strip() != "0" or "transfer-encoding" in request.headers:
             return JSONResponse({"detail": "requests carry no body"}, status_code=413)
         if len(str(request.url)) > MAX_URL_BYTES:
             return JSONResponse({"detail": "URL too long"}, status_code=414)
-        if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
-            return JSONResponse({"detail": "missing or wrong token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+        # Before authentication: a wrong token costs the caller like any request, so guessing is limited too.
         if not limits.allow(request.client.host if request.client else "?"):
             return JSONResponse({"detail": "too many requests"}, status_code=429, headers={"Retry-After": "1"})
+        if expected is not None and not await authenticated(request):
+            return JSONResponse({"detail": "missing or wrong token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
         return await call_next(request)
 
-    if token:
-        def openapi_with_security() -> dict[str, Any]:
-            if app.openapi_schema is None:
-                from fastapi.openapi.utils import get_openapi
-
-                schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-                schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-                schema["security"] = [{"bearer": []}]
-                app.openapi_schema = schema
-            return app.openapi_schema
-
-        app.openapi = openapi_with_security  # type: ignore[method-assign]
-
     async def report_for(year: int, township: str | None, as_of: date | None, known_at: datetime | None):  # type: ignore[no-untyped-def]
+        for name, value in (("as_of", as_of), ("known_at", known_at)):
+            problem = cutoff_problem(name, value) if value is not None else None
+            if problem:
+                raise HTTPException(422, problem)
         if known_at is not None and known_at.tzinfo is None:
             known_at = known_at.replace(tzinfo=CST)
         report, _warning = await compute_report(
@@ -121,24 +132,33 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
             return [r[0] for r in rows]
 
     @app.get("/api/report", summary="Township and county figures of a programme year",
-             responses={200: {"content": {"application/json": {}, "text/csv": {}}}})
+             description=f"Every answer names the log head it was computed from (`log_head` in JSON, the "
+                         f"`log_head` column in CSV, a footnote in XLSX) and in the `{HEAD_HEADER}` header.",
+             responses={200: {"content": {"application/json": {}, "text/csv": {}, XLSX: {}}}})
     async def report(
         year: Annotated[int, Query(ge=2000, le=2200, description="programme year (投保年度)")],
         township: Annotated[str | None, Query(max_length=100, description="one township, by name or code")] = None,
         as_of: Annotated[date | None, Query(description="only what had happened by the end of this date (CST)")] = None,
         known_at: Annotated[datetime | None, Query(description="what the log knew at this time (recorded_at)")] = None,
-        format: Literal["json", "csv"] = "json",
+        format: Literal["json", "csv", "xlsx"] = "json",
     ) -> Any:
         result = await report_for(year, township, as_of, known_at)
+        headers = {HEAD_HEADER: result.log_head or ""}
         if format == "csv":
-            return PlainTextResponse(result.csv(), media_type="text/csv; charset=utf-8")
-        return result.as_json()
+            return PlainTextResponse(result.csv(), media_type="text/csv; charset=utf-8", headers=headers)
+        if format == "xlsx":
+            book = io.BytesIO()
+            write_xlsx(result, book)
+            headers["Content-Disposition"] = f'attachment; filename="report-{year}.xlsx"'
+            return Response(book.getvalue(), media_type=XLSX, headers=headers)
+        return JSONResponse(result.as_json(), headers=headers)
 
     @app.get("/dashboard", response_class=HTMLResponse, summary="The dashboard page (Chinese)")
     async def dashboard(year: Annotated[int | None, Query(ge=2000, le=2200)] = None) -> str:
         known = await years()
         chosen = year or (known[-1] if known else datetime.now(CST).year)
-        return render(await report_for(chosen, None, None, None), known)
+        result = await report_for(chosen, None, None, None)
+        return HTMLResponse(render(result, known), headers={HEAD_HEADER: result.log_head or ""})
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

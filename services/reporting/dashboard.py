@@ -125,5 +125,6 @@ td:first-child, th:first-child {{ text-align: left; }} .total td {{ font-weight:
 <td>{total.policies_government_all}</td><td>{total.figures.policies_self}</td><td>{percent(total.derived()["completion_rate"])}</td>
 <td>{total.figures.insured_persons}</td><td>{yuan_grouped(total.figures.premium_fen)}</td><td>{total.figures.claims_paid}</td>
 <td>{yuan_grouped(total.figures.claims_paid_fen)}</td><td>{percent(loss)}</td></tr></tbody></table>
+<p class="note" id="log-head">日志头 / log head：<code>{escape(report.log_head or "—")}</code></p>
 <p class="note">接口：<a href="/api/report?year={report.programme_year}">JSON</a> · <a href="/api/report?year={report.programme_year}&amp;format=csv">CSV</a> · <a href="/openapi.json">OpenAPI</a></p>
 </body></html>"""

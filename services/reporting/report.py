@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from services.reporting.projection import COUNTERS, UNKNOWN, ReportState, TownshipYear
+from services.reporting.safe import spreadsheet_cell
 from shared.domain.money import yuan
 
 LOSS_RATIO_RULE = "loss ratio = claims paid (yuan) / premium (yuan), same programme year, township and cut-off"
@@ -110,11 +111,13 @@ class Report:
     rejections: dict[str, int] = field(default_factory=dict)
     subsidy_lines: dict[str, dict[str, int]] = field(default_factory=dict)
     monthly: list[dict[str, Any]] = field(default_factory=list)
+    log_head: str | None = None  # POSITION:HASH of the log prefix the figures come from (audit.log_head)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "programme_year": self.programme_year,
             "basis": self.basis,
+            "log_head": self.log_head,
             "loss_ratio_rule": LOSS_RATIO_RULE,
             "townships": [r.record() for r in self.rows],
             "total": self.total.record(),
@@ -125,13 +128,18 @@ class Report:
         }
 
     def csv(self) -> str:
+        """One line per township, then the total; the last column names the log head on every line
+        (so each line read alone still says where it came from). Text cells are spreadsheet-safe."""
         out = io.StringIO()
         columns = ["programme_year", "township", "township_name", *COUNTERS, *DERIVED,
-                   "loss_ratio_numerator_fen", "loss_ratio_denominator_fen"]
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+                   "loss_ratio_numerator_fen", "loss_ratio_denominator_fen", "log_head"]
+        # CRLF (RFC 4180): the csv module then quotes a cell holding a bare CR too, which with "\n"
+        # it would write raw, and a spreadsheet would start a new row there.
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
         writer.writeheader()
         for row in [*self.rows, self.total]:
-            writer.writerow(row.record())
+            record = {**row.record(), "log_head": self.log_head}
+            writer.writerow({k: spreadsheet_cell(v) for k, v in record.items()})
         return out.getvalue()
 
     def json_text(self) -> str:

@@ -8,6 +8,7 @@ from services.reporting import storage
 from services.reporting.report import Report, build_report
 from services.reporting.tables import metadata
 from shared.domain.calendar import CST
+from shared.events.audit import log_head
 from shared.events.store import EventStore
 
 
@@ -33,7 +34,7 @@ async def compute_report(
         if until_position:
             parts.append(f"log positions up to {until_position}")
         basis = "event log: " + ("; ".join(parts) if parts else f"everything up to position {state.position}")
-        return build_report(state, year, township=township, basis=basis), None
+        return await _named(store, build_report(state, year, township=township, basis=basis), state.position), None
     await store.create_schema(metadata)
     async with store.engine.connect() as conn:
         state = await storage.load(conn)
@@ -42,4 +43,11 @@ async def compute_report(
     if state.position < head:
         warning = (f"the read model is at log position {state.position} of {head}: start the reporting service, "
                    f"run `guanhuai rebuild`, or use --from-log")
-    return build_report(state, year, township=township, basis=f"read model at log position {state.position}"), warning
+    report = build_report(state, year, township=township, basis=f"read model at log position {state.position}")
+    return await _named(store, report, state.position), warning
+
+
+async def _named(store: EventStore, report: Report, position: int) -> Report:
+    """The report with the head of the log prefix it was computed from (DESIGN.md invariant 10)."""
+    report.log_head = str(await log_head(store, position))
+    return report

@@ -126,6 +126,9 @@ def test_with_a_token_requests_without_it_are_refused_and_limits_apply(tmp_path:
         assert client.post("/api/years", headers=ok).status_code == 405
         assert client.get("/api/years?" + "x=1&" * 1000, headers=ok).status_code == 414
         spec = client.get("/openapi.json", headers=ok).json()
-        assert spec["security"] == [{"bearer": []}] and "read-only" in spec["info"]["description"]
+        assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
+            "type": "http", "scheme": "bearer", "description": "the API token (GUANHUAI_API_TOKEN)"}
+        assert spec["paths"]["/api/report"]["get"]["security"] == [{"HTTPBearer": []}]
+        assert "read-only" in spec["info"]["description"]
         codes = [client.get("/api/years", headers=ok).status_code for _ in range(30)]
         assert 429 in codes  # 5 a second, burst 10
