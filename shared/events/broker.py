@@ -197,6 +197,7 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
     router = NatsRouter()
     for spec in specs:
         _subscribe(router, store, spec)
+        _sweep_given_up(router, broker, store, spec)
     broker.include_router(router)
     app = FastStream(broker)
 
@@ -206,6 +207,7 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
         js = broker.connection.jetstream()
         await ensure_streams(js, replicas)
         for spec in specs:
+            await ensure_given_up(js, spec.stream, spec.durable, replicas)  # before the consumer can give up
             await ensure_consumer(js, spec)
 
     return app, broker
@@ -220,32 +222,7 @@ async def _in_progress(raws: Sequence[Any], every_s: float) -> None:
             except Exception:  # noqa: BLE001 - NATS away too: the messages come back after ack_wait
                 break
 
-        _sweep_given_up(router, broker, store, spec)
 
-def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> None:
-    log = get_logger(consumer=spec.durable)
-
-    @router.subscriber(
-        spec.filter_subjects[0],
-        stream=JStream(spec.stream, declare=False),
-        durable=spec.durable,
-        pull_sub=PullSub(batch_size=spec.batch_size, batch=True, timeout=spec.batch_timeout_s),
-            await ensure_given_up(js, spec.stream, spec.durable, replicas)  # before the consumer can give up
-        ack_policy=AckPolicy.MANUAL,
-        decoder=_raw_body,
-        title=spec.durable,
-    )
-    async def consume(body: list[bytes], msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
-        raws = msg.raw_message
-        incoming = []
-        for m in raws:
-            stream, sequence, delivered = delivery_of(m)
-            incoming.append(Incoming(subject=m.subject, body=m.data, headers=dict(m.headers or {}), stream=stream,
-                                     sequence=sequence, delivered=delivered))
-        # While the batch is in hand, tell JetStream now and then that it is being worked on, so
-        # that a slow or retried batch is not redelivered under our feet.
-        heartbeat = asyncio.create_task(_in_progress(raws, spec.ack_wait_s / 3))
-        try:
 def _sweep_given_up(router: NatsRouter, broker: NatsBroker, store: EventStore, spec: ConsumerSpec) -> None:
     """Turn JetStream's max-deliveries advisories for ``spec``'s consumer into dead letters (see
     :mod:`shared.events.given_up`); what cannot be written is nak'ed and comes back."""
@@ -274,6 +251,34 @@ def _sweep_given_up(router: NatsRouter, broker: NatsBroker, store: EventStore, s
         log.info("given_up_swept", advisories=len(raws), dead_lettered=stored, found_handled=handled)
 
 
+def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> None:
+    log = get_logger(consumer=spec.durable)
+
+    @router.subscriber(
+        spec.filter_subjects[0],
+        stream=JStream(spec.stream, declare=False),
+        durable=spec.durable,
+        pull_sub=PullSub(batch_size=spec.batch_size, batch=True, timeout=spec.batch_timeout_s),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_body,
+        title=spec.durable,
+    )
+    async def consume(body: list[bytes], msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
+        raws = msg.raw_message
+        incoming = []
+        for m in raws:
+            stream, sequence, delivered = delivery_of(m)
+            incoming.append(Incoming(subject=m.subject, body=m.data, headers=dict(m.headers or {}), stream=stream,
+                                     sequence=sequence, delivered=delivered))
+        if (most := max(i.delivered for i in incoming)) > 1:
+            # Delivered before and never acked: a nak'ed retry, or a service that died holding the
+            # batch. After max_deliver JetStream gives up and the sweeper dead-letters them.
+            log.warning("batch_redelivered", size=len(raws), most_deliveries=most, max_deliver=spec.max_deliver,
+                        redelivered=sum(i.delivered > 1 for i in incoming))
+        # While the batch is in hand, tell JetStream now and then that it is being worked on, so
+        # that a slow or retried batch is not redelivered under our feet.
+        heartbeat = asyncio.create_task(_in_progress(raws, spec.ack_wait_s / 3))
+        try:
             result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)
             pause, held_since = 0.5, time.monotonic()
             while result.transient:
@@ -293,11 +298,6 @@ def _sweep_given_up(router: NatsRouter, broker: NatsBroker, store: EventStore, s
         done = []
         for raw, inc in zip(raws, incoming, strict=True):
             if id(inc) in failed:
-        if (most := max(i.delivered for i in incoming)) > 1:
-            # Delivered before and never acked: a nak'ed retry, or a service that died holding the
-            # batch. After max_deliver JetStream gives up and the sweeper dead-letters them.
-            log.warning("batch_redelivered", size=len(raws), most_deliveries=most, max_deliver=spec.max_deliver,
-                        redelivered=sum(i.delivered > 1 for i in incoming))
                 await raw.nak(delay=spec.retry_delay_s)
             else:
                 done.append(raw)
