@@ -21,7 +21,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 schema_app = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
-audit_app = typer.Typer(help="Auditors' tools: verify the tamper-evident event log.", no_args_is_help=True)
+audit_app = typer.Typer(help="Auditors' tools: verify the tamper-evident event log; sign and check checkpoints held outside it.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: figures with the raw reference measured in the same run.", no_args_is_help=True)
 targets_app = typer.Typer(help="Yearly township targets (指导性任务).", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
@@ -90,29 +90,129 @@ def schema_asyncapi(path: Annotated[Path, typer.Argument(help="Where to write th
 
 
 @audit_app.command("verify")
-def audit_verify(db_url: DbUrl = None) -> None:
-    """Recompute the hash chain over the whole log. Exit 0 and print the count when it holds;
-    exit 1 naming the first bad position when a row was altered, removed or reordered."""
-    from shared.events.audit import verify_chain
+def audit_verify(
+    db_url: DbUrl = None,
+    checkpoint: Annotated[list[Path] | None, typer.Option("--checkpoint", help="A signed checkpoint file, or a folder of them (repeatable): the log must still extend each.")] = None,
+    head: Annotated[list[str] | None, typer.Option("--head", help="POSITION:HASH named by a report (repeatable): the log must still extend it.")] = None,
+    public_key: Annotated[Path | None, typer.Option("--public-key", help="The checkpoints' public key (PEM, from `audit keygen`).")] = None,
+) -> None:
+    """Recompute the hash chain over the whole log, and prove it still extends the checkpoints and
+    heads given. Exit 0 and print the count and head when it holds; exit 1 naming the first bad
+    position when a row was altered, removed, reordered, stored as another type, when the tail was
+    cut below a checkpoint, or when history was rewritten and rehashed."""
+    from shared.events.audit import CheckpointError, Claim, LogHead, load_checkpoints, load_public_key, verify_chain
+
+    claims: list[Claim] = []
+    try:
+        for text in head or []:
+            held = LogHead.parse(text)
+            claims.append(Claim(held.position, held.hash, f"head {held}"))
+    except ValueError as exc:
+        _audit_refused(f"--head 格式应为 POSITION:HASH / {exc}", code=2)
+    try:
+        loaded = load_checkpoints(checkpoint or [])
+        if loaded and public_key is None:
+            _audit_refused("核对检查点需要 --public-key / --checkpoint needs --public-key (the PEM from `audit keygen`)", code=2)
+        key = load_public_key(public_key) if public_key else None
+        for source, point in loaded:
+            point.verify(key, source)  # type: ignore[arg-type]
+            claims.extend(point.claims(source))
+    except CheckpointError as exc:
+        _audit_failed(None, exc.zh, str(exc))
 
     async def main() -> int:
+        from sqlalchemy.exc import SQLAlchemyError
+
         from shared.events.store import EventStore
 
         store = await EventStore.open(_db_url(db_url), create=False)
         try:
             with _progress() as bar:
                 task = bar.add_task("verifying", total=await store.head_position())
-                result = await verify_chain(store, on_progress=lambda n: bar.update(task, completed=n))
+                result = await verify_chain(store, on_progress=lambda n: bar.update(task, completed=n), claims=claims)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+            _audit_failed(None, f"无法读取日志：{reason}", f"cannot read the log: {reason}")
         finally:
             await store.close()
         if result.ok:
-            out.print(f"audit ok: {result.checked} events, hash chain intact (head {result.head_hash[:16]}…)")
+            anchored = f"; extends {len(loaded)} checkpoint(s) and {len(head or [])} head(s)" if claims else (
+                "; no checkpoint given: a cut tail or a rehashed history shows only against one")
+            out.print(f"audit ok: {result.checked} events, hash chain intact, head {result.head}{anchored}", markup=False, soft_wrap=True)
             return 0
-        err.print(f"[bold red]audit FAILED[/] at position {result.first_bad_position}: {result.problem}")
-        print(json.dumps({"ok": False, "first_bad_position": result.first_bad_position, "problem": result.problem}), flush=True)
+        _audit_failed(result.first_bad_position, result.problem_zh or "", result.problem or "")
         return 1
 
     raise typer.Exit(asyncio.run(main()))
+
+
+def _audit_refused(message: str, code: int) -> None:
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _audit_failed(position: int | None, zh: str, en: str) -> None:
+    """One line for people (Chinese, then English) and a JSON line for tools; exit 1."""
+    at = f" at position {position}" if position is not None else ""
+    at_zh = f"（第 {position} 位）" if position is not None else ""
+    err.print(f"审计失败{at_zh}：{zh} / audit FAILED{at}: {en}", markup=False, highlight=False, soft_wrap=True)
+    print(json.dumps({"ok": False, "first_bad_position": position, "problem": en}, ensure_ascii=False), flush=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("keygen")
+def audit_keygen(out_path: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM, mode 0600); the public key goes to OUT.pub.")]) -> None:
+    """Make an Ed25519 key pair for signing checkpoints. Keep the private key off the database
+    host's backups; give the public key to the auditors. Never overwrites a file."""
+    from shared.events.audit import CheckpointError, generate_key
+
+    try:
+        public_path, fingerprint = generate_key(out_path)
+    except (CheckpointError, OSError) as exc:
+        _audit_refused(f"{getattr(exc, 'zh', '无法生成密钥')} / {exc}", code=1)
+    out.print(f"private key {out_path} (mode 0600); public key {public_path}; key id {fingerprint}", markup=False, soft_wrap=True)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    key: Annotated[Path | None, typer.Option("--key", help="The private signing key (PEM). Default: GUANHUAI_AUDIT_KEY.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the checkpoint here (never overwritten); default: print it.")] = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Verify the whole chain, then sign the log's head (position, hash, when it was recorded,
+    anchors every 1,000 positions) and write it as a small JSON file, or print it for archiving."""
+    from shared.events.audit import CheckpointError, load_private_key, make_checkpoint
+
+    key = key or Settings().audit_key
+    if key is None:
+        _audit_refused("需要签名密钥：--key 或 GUANHUAI_AUDIT_KEY / a signing key is needed: --key or GUANHUAI_AUDIT_KEY", code=2)
+    if out_file is not None and out_file.exists():
+        _audit_refused(f"{out_file} 已存在，检查点不会被覆盖 / {out_file} exists; a checkpoint is never overwritten", code=1)
+
+    async def main():  # type: ignore[no-untyped-def]
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from shared.events.store import EventStore
+
+        store = await EventStore.open(_db_url(db_url), create=False)
+        try:
+            return await make_checkpoint(store, load_private_key(key))
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+            raise CheckpointError(f"cannot read the log: {reason}", f"无法读取日志：{reason}") from exc
+        finally:
+            await store.close()
+
+    try:
+        point = asyncio.run(main())
+    except CheckpointError as exc:
+        _audit_failed(None, exc.zh, str(exc))
+    if out_file is None:
+        print(point.to_json(), end="", flush=True)
+        return
+    with out_file.open("x", encoding="utf-8") as f:
+        f.write(point.to_json())
+    err.print(f"wrote {out_file}: head {point.head}, key id {point.key_id}", markup=False, soft_wrap=True)
 
 
 @bench_app.command("store")

@@ -8,6 +8,7 @@ import signal
 from importlib import import_module
 
 from guanhuai.settings import Settings
+from shared.events.audit import write_checkpoints_every
 from shared.events.broker import close_on_exit, ensure_streams
 from shared.events.collector import CONSUMER_YOUNG_THRESHOLD, service_gc
 from shared.events.database import SERVICE_SQLITE_CACHE_KIB, SERVICE_SQLITE_CHECKPOINT_BYTES
@@ -87,7 +88,11 @@ async def run_relay(settings: Settings) -> None:
     try:
         js = nc.jetstream(timeout=10.0)
         await ensure_streams(js, settings.nats_replicas)
-        await Relay(store, nc).run(stop)
+        # Signed audit checkpoints, when configured, are written beside the relay (it always runs).
+        checkpoints = ([write_checkpoints_every(store, settings.audit_key, settings.audit_checkpoint_dir,
+                                                settings.audit_checkpoint_every_s, stop)]
+                       if settings.audit_key and settings.audit_checkpoint_dir else [])
+        await asyncio.gather(Relay(store, nc).run(stop), *checkpoints)
     finally:
         try:
             await close_on_exit(nc, log)
