@@ -305,16 +305,23 @@ def serve_command(
     nats_url: Annotated[str | None, typer.Option("--nats-url", help="NATS server(s), comma-separated. Default: GUANHUAI_NATS_URL.")] = None,
     db_url: DbUrl = None,
     port: Annotated[int | None, typer.Option(help="HTTP port of the api component (default GUANHUAI_API_PORT or 8640).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address the api component listens on (default GUANHUAI_API_HOST or 127.0.0.1).")] = None,
+    public: Annotated[bool, typer.Option("--public", help="Let the api listen beyond loopback without GUANHUAI_API_TOKEN (logged as a warning).")] = False,
 ) -> None:
     """Run one service (or the relay that publishes the log to NATS, or the reporting HTTP API)
-    until SIGTERM or Ctrl-C."""
-    from guanhuai.serve import COMPONENTS, serve
+    until SIGTERM or Ctrl-C. Without GUANHUAI_API_TOKEN the api listens on loopback only."""
+    from guanhuai.serve import COMPONENTS, ApiRefused, serve
 
     if component not in COMPONENTS:
         err.print(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
         raise typer.Exit(2)
-    overrides = {k: v for k, v in {"nats_url": nats_url, "db_url": db_url, "api_port": port}.items() if v}
-    asyncio.run(serve(component, Settings(**overrides)))
+    overrides = {k: v for k, v in {"nats_url": nats_url, "db_url": db_url, "api_port": port, "api_host": host,
+                                   "api_public": public}.items() if v}
+    try:
+        asyncio.run(serve(component, Settings(**overrides)))
+    except ApiRefused as refused:
+        err.print(str(refused), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @bench_app.command("rebuild")
@@ -571,27 +578,32 @@ def replay_command(
     """Auditors: print the log's events as JSON lines up to a date - as the log knew it then
     (--by recorded), or what had happened by then (--by occurred). Counts go to stderr."""
     from guanhuai.ops import replay_lines
+    from services.reporting.safe import json_line
+    from shared.events.audit import log_head
     from shared.events.store import EventStore
 
-    cut = _parse_instant(until)
+    cut = _instant_or_exit("--until", until)
 
-    async def main() -> int:
+    async def main() -> tuple[int, str]:
         store = await EventStore.open(_db_url(db_url), create=False)
         count = 0
         try:
-            async for batch in store.read_all(until_recorded=cut if by == "recorded" else None,
+            # The prefix read is fixed first, so the head printed is the one the output came from.
+            last = await store.position_at(cut) if by == "recorded" else await store.head_position()
+            async for batch in store.read_all(until_recorded=cut if by == "recorded" else None, until_position=last,
                                               event_types=event_type or None):
                 for event in batch:
                     if (by == "occurred" and event.occurred_at >= cut) or (stream and event.stream_id != stream):
                         continue
-                    sys.stdout.write(replay_lines(event, mask) + "\n")
+                    sys.stdout.write(json_line(replay_lines(event, mask)) + "\n")
                     count += 1
+            return count, str(await log_head(store, last))
         finally:
             await store.close()
-        return count
 
-    count = asyncio.run(main())
+    count, head = asyncio.run(main())
     err.print(f"{count} events {'recorded' if by == 'recorded' else 'that happened'} up to {cut.isoformat()}")
+    err.print(f"日志头 / log head: {head}", highlight=False, soft_wrap=True)
 
 
 @app.command("config")
@@ -634,6 +646,27 @@ def _parse_instant(text: str):  # type: ignore[no-untyped-def]
         return instant if instant.tzinfo else instant.replace(tzinfo=CST)
 
 
+def _instant_or_exit(option: str, text: str):  # type: ignore[no-untyped-def]
+    """:func:`_parse_instant`, or one clear line and exit 2 for what is no instant of this calendar."""
+    from datetime import date, datetime
+
+    from services.reporting.safe import cutoff_problem
+
+    parsed: date | None = None
+    for kind in (date, datetime):  # as _parse_instant reads it
+        try:
+            parsed = kind.fromisoformat(text)
+            break
+        except ValueError:
+            continue
+    problem = (f"{option} {text!r}: 不是日期或时间 / not a date or date-time (e.g. 2024-04-30 or 2024-04-30T18:00)"
+               if parsed is None else cutoff_problem(option, parsed))
+    if problem:
+        err.print(problem, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    return _parse_instant(text)
+
+
 @app.command("report")
 def report_command(
     year: Annotated[int, typer.Option(help="Programme year (投保年度).")],
@@ -659,13 +692,15 @@ def report_command(
         err.print("xlsx needs --out FILE.xlsx")
         raise typer.Exit(2)
 
+    occurred_before = _instant_or_exit("--as-of", as_of) if as_of else None
+    until_recorded = _instant_or_exit("--known-at", known_at) if known_at else None
+
     async def main():  # type: ignore[no-untyped-def]
         store = await EventStore.open(_db_url(db_url), create=False)
         try:
             return await compute_report(
-                store, year, township=township, occurred_before=_parse_instant(as_of) if as_of else None,
-                until_recorded=_parse_instant(known_at) if known_at else None, until_position=position,
-                from_log=from_log,
+                store, year, township=township, occurred_before=occurred_before, until_recorded=until_recorded,
+                until_position=position, from_log=from_log,
             )
         finally:
             await store.close()
@@ -687,7 +722,7 @@ def report_command(
         return
     text = report.json_text() if fmt == "json" else report.csv()
     if out_file:
-        out_file.write_text(text, encoding="utf-8")
+        out_file.write_text(text, encoding="utf-8", newline="")  # the CSV's own CRLF, untranslated
     else:
         sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
 

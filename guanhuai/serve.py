@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
 from importlib import import_module
@@ -100,11 +101,39 @@ async def run_relay(settings: Settings) -> None:
             await store.close()
 
 
+class ApiRefused(Exception):
+    """The API would answer anyone on the network: not started (the message says why, in one line)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (a name other than localhost may resolve anywhere)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_exposure(settings: Settings) -> None:
+    """Without a token the API is closed to the network: it listens on loopback only, unless the
+    operator says ``--public`` (GUANHUAI_API_PUBLIC=true), which is logged as a warning."""
+    if settings.api_token or is_loopback(settings.api_host):
+        return
+    if not settings.api_public:
+        raise ApiRefused(
+            f"API 未设令牌，不在 {settings.api_host} 上监听：请设置 GUANHUAI_API_TOKEN，或明确使用 --public / "
+            f"no GUANHUAI_API_TOKEN: refusing to listen on {settings.api_host} (beyond loopback); "
+            "set the token, or say --public (GUANHUAI_API_PUBLIC=true)")
+    get_logger().warning("api_public_without_token", host=settings.api_host, port=settings.api_port)
+
+
 async def run_api(settings: Settings) -> None:
     import uvicorn
 
     from services.reporting.api import create_api
 
+    check_api_exposure(settings)
     api = create_api(settings.database_url, token=settings.api_token, rate_per_s=settings.api_rate_per_s)
     config = uvicorn.Config(api, host=settings.api_host, port=settings.api_port,
                             log_config=None, access_log=False)
