@@ -18,6 +18,7 @@ Rules (DOMAIN.md, Mingxi 2020 plan section 三):
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -42,17 +43,36 @@ class EnrollmentState:
 
     insured_households: set[tuple[int, str]] = field(default_factory=set)  # (year, household_id)
     insured_persons: dict[tuple[int, str], str] = field(default_factory=dict)  # (year, id number) -> policy
+    policy_numbers: set[str] = field(default_factory=set)  # numbers already issued (of those a batch needs)
+
+
+# "subsidy-" + a policy number must stay a stream id (200 characters at most).
+POLICY_NUMBER_MAX = 180
 
 
 def policy_number(registration: HouseholdRegistered) -> str:
-    """Policy numbers are derived from the registration so that a replay issues the same one."""
-    return f"P{registration.programme_year}-{registration.township}-{registration.household_id}"
+    """Policy numbers are derived from the registration so that a replay issues the same one:
+    ``P{year}-{township}-{household}``, with ``%`` in the township written ``%25`` and ``-``
+    written ``%2D``. The year is four digits and the township then holds no separator, so the
+    household is everything after the second one, dashes and all: no two registrations share a
+    number (township ``A-B`` with household ``C`` is ``P2024-A%2DB-C``, township ``A`` with
+    household ``B-C`` is ``P2024-A-B-C``), and the usual numbers read as they always did. A number
+    longer than ``POLICY_NUMBER_MAX`` becomes ``P{year}-`` and a digest of it (one separator where
+    a readable number has two: the forms never meet). Numbers already issued keep their form."""
+    township = registration.township.replace("%", "%25").replace("-", "%2D")
+    number = f"P{registration.programme_year}-{township}-{registration.household_id}"
+    if len(number) <= POLICY_NUMBER_MAX:
+        return number
+    return f"P{registration.programme_year}-{hashlib.sha256(number.encode()).hexdigest()[:32].upper()}"
 
 
 def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | HouseholdRejected:
     year = reg.programme_year
     if (year, reg.household_id) in state.insured_households:
         return _rejected(reg, ["household_already_insured"], [])
+    issued_as = policy_number(reg)
+    if issued_as in state.policy_numbers:  # issued before in another form (see ``policy_number``): never twice
+        return _rejected(reg, ["policy_number_taken"], [])
     try:
         period = _cover(reg.paid_on)
     except (ValueError, OverflowError):  # paid in the year 9999: its year of cover ends past the calendar
@@ -84,7 +104,7 @@ def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | H
         for m, share in zip(eligible, shares, strict=True)
     ]
     return PolicyIssued(
-        policy_number=policy_number(reg),
+        policy_number=issued_as,
         household_id=reg.household_id,
         programme_year=year,
         township=reg.township,
@@ -132,6 +152,7 @@ def evolve(state: EnrollmentState, event: PolicyIssued | HouseholdRejected) -> E
     and returns it: the state is the service's working copy, not shared."""
     if isinstance(event, PolicyIssued):
         state.insured_households.add((event.programme_year, event.household_id))
+        state.policy_numbers.add(event.policy_number)
         for person in event.insured:
             state.insured_persons[(event.programme_year, person.resident_id)] = event.policy_number
     return state

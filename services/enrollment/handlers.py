@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.enrollment.decider import EnrollmentState, decide, evolve
+from services.enrollment.decider import EnrollmentState, decide, evolve, policy_number
 from services.enrollment.tables import insured_households, insured_persons
 from shared.events import EventMessage, registry
 from shared.events.bulk import insert_rows
@@ -96,6 +96,8 @@ async def load_state(conn, registrations: Sequence[HouseholdRegistered]) -> Enro
     h = insured_households.c
     state.insured_households.update(
         (r[0], r[1]) for r in await rows_by_year(conn, h.programme_year, h.household_id, households))
+    numbers = {(r.programme_year, policy_number(r)) for r in registrations}
+    state.policy_numbers.update(r[1] for r in await rows_by_year(conn, h.programme_year, h.policy_number, numbers))
     p = insured_persons.c
     state.insured_persons.update(
         {(r[0], r[1]): r[2] for r in await rows_by_year(conn, p.programme_year, p.resident_id, persons, p.policy_number)})

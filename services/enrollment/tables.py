@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import Column, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 metadata = MetaData()
 
@@ -13,6 +13,8 @@ insured_households = Table(
     Column("household_id", String(200), nullable=False),
     Column("policy_number", String(200), nullable=False),
     PrimaryKeyConstraint("programme_year", "household_id"),
+    # A new policy number is looked up here before it is issued (never two policies with one number).
+    Index("ix_enrollment_households_policy_number", "programme_year", "policy_number"),
 )
 
 insured_persons = Table(

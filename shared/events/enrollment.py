@@ -88,7 +88,9 @@ class PolicyIssued(DomainEvent):
 
     event_type = "PolicyIssued"
 
-    policy_number: Name
+    policy_number: Name = Field(description=(
+        "P{year}-{township}-{household}, with '%' in the township written %25 and '-' written %2D (issued "
+        "before that rule: the township as it was); too long for that: P{year}-{digest}. Read it, never rebuild it"))
     household_id: Name
     programme_year: Year
     township: Name

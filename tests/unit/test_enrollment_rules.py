@@ -21,6 +21,7 @@ from tests.unit.builders import (
     child,
     issued_on_for_first_day,
     member,
+    policy,
     registration,
     resident_id,
     resident_id_ending_in_x,
@@ -460,6 +461,40 @@ def test_policy_number_is_made_of_the_year_township_and_household():
     policy = issued(decide(registration(household_id="H42", township="hanxian"), given()))
 
     assert policy.policy_number == "P2024-hanxian-H42"
+
+
+def test_households_whose_parts_join_to_the_same_text_get_distinct_policy_numbers():
+    first = issued(decide(registration(township="A-B", household_id="C"), given()))
+
+    second = issued(decide(registration(member(sequence=41), township="A", household_id="B-C"), given(first)))
+
+    assert (first.policy_number, second.policy_number) == ("P2024-A%2DB-C", "P2024-A-B-C")
+
+
+def test_a_policy_number_escapes_the_escape_character_in_the_township_too():
+    first = issued(decide(registration(township="A%2DB", household_id="C"), given()))
+    second = issued(decide(registration(member(sequence=41), township="A-B", household_id="C2"), given(first)))
+
+    assert (first.policy_number, second.policy_number) == ("P2024-A%252DB-C", "P2024-A%2DB-C2")
+
+
+def test_a_policy_number_too_long_for_a_stream_id_is_the_year_and_a_digest():
+    long_parts = registration(township="-" * 80, household_id="H" * 80)
+
+    number = issued(decide(long_parts, given())).policy_number
+
+    assert number.startswith("P2024-") and number.count("-") == 1 and len(number) == 38
+    assert number != issued(decide(registration(township="-" * 80, household_id="H" * 79), given())).policy_number
+
+
+def test_a_registration_whose_number_was_issued_before_in_the_old_form_is_rejected_policy_number_taken():
+    # Issued before townships were escaped: household "C" of township "A-B" read "P2024-A-B-C",
+    # which is what household "B-C" of township "A" reads now.
+    old = policy(policy_number="P2024-A-B-C", township="A-B", household_id="C")
+
+    outcome = rejected(decide(registration(member(sequence=41), township="A", household_id="B-C"), given(old)))
+
+    assert outcome.reasons == ["policy_number_taken"]
 
 
 def test_deciding_the_same_registration_again_issues_the_identical_policy():
