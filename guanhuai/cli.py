@@ -748,6 +748,11 @@ def rebuild_command(db_url: DbUrl = None) -> None:
 
 
 def main() -> None:
+    from shared.events.logs import configure_logging
+
+    # Library lines and warnings of any command go through the services' masking; people read
+    # the commands' own output, so only warnings and errors.
+    configure_logging("cli", level="WARNING")
     try:
         app()
     except KeyboardInterrupt:

@@ -28,7 +28,8 @@ COMPONENTS = (*SERVICES, "relay", "api")
 
 
 async def serve(name: str, settings: Settings) -> None:
-    configure_logging(name, json_lines=settings.log_json, level=settings.log_level)
+    configure_logging(name, json_lines=settings.log_json, level=settings.log_level,
+                      library_level=settings.log_library_level)
     profile_dir = os.environ.get("GUANHUAI_PROFILE_DIR")
     if profile_dir:  # for developers: where does a service spend its time?
         import cProfile
@@ -136,6 +137,6 @@ async def run_api(settings: Settings) -> None:
     check_api_exposure(settings)
     api = create_api(settings.database_url, token=settings.api_token, rate_per_s=settings.api_rate_per_s)
     config = uvicorn.Config(api, host=settings.api_host, port=settings.api_port,
-                            log_config=None, access_log=False)
+                            log_config=None, access_log=True)  # log_config=None: uvicorn's lines go to our masking handler
     get_logger().info("api_starting", url=f"http://{settings.api_host}:{settings.api_port}/dashboard")
     await uvicorn.Server(config).serve()

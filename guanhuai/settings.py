@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     api_public: bool = Field(default=False, description="let the API listen beyond loopback without a token (logged as a warning)")
     api_rate_per_s: float = Field(default=20.0, description="requests a second per client (average)")
     log_json: bool | None = Field(default=None, description="JSON log lines; default: JSON unless writing to a terminal")
+    log_library_level: str = Field(default="WARNING", description="level of the libraries' loggers (FastStream, nats, SQLAlchemy); masked like every line")
     audit_key: Path | None = Field(default=None, description="Ed25519 private key (PEM) that signs audit checkpoints; keep it off the database host's backups")
     audit_checkpoint_dir: Path | None = Field(default=None, description="where the relay writes a signed checkpoint periodically (with audit_key); ship its files off the database host")
     audit_checkpoint_every_s: float = Field(default=3600.0, gt=0, description="seconds between periodic checkpoints")

@@ -177,7 +177,7 @@ class _Broker(NatsBroker):
                         if released := await release_queued(psub):
                             log.info("fetched_ahead_released", messages=released)
                     except Exception as exc:  # noqa: BLE001 - NATS going away: they come back after ack_wait
-                        log.warning("fetched_ahead_not_released", error=type(exc).__name__, detail=str(exc)[:200])
+                        log.warning("fetched_ahead_not_released", error=type(exc).__name__, detail=str(exc))
                         break
             await close_on_exit(self._connection, log)
             self._connection = None

@@ -237,7 +237,7 @@ async def with_retries(
             if not transient(exc) or attempt == attempts:
                 raise
             get_logger().warning("transient_fault_retrying", what=what, attempt=attempt, error=type(exc).__name__,
-                                 detail=str(exc)[:200], delay_s=round(delay, 3))
+                                 detail=str(exc), delay_s=round(delay, 3))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
     raise AssertionError("unreachable")
@@ -344,7 +344,7 @@ async def process_batch(
     except Exception as exc:  # noqa: BLE001 - isolate the message that fails
         if transient(exc):
             return _held(log, exc, messages)
-        log.warning("batch_failed_isolating", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
+        log.warning("batch_failed_isolating", error=type(exc).__name__, detail=str(exc), size=len(messages))
         for message, event in good:
             try:
                 h, d, _ = await with_retries(lambda m=message, e=event: commit([(m, e)], []))
@@ -356,10 +356,10 @@ async def process_batch(
                 event_id = str(getattr(event, "event_id", "")) or message.headers.get("Nats-Msg-Id")
                 if message.delivered >= max_deliver:
                     letters.append(dead_letter_of(handler, message, "handler_error", f"{type(one).__name__}: {one}", event_id))
-                    log.error("handler_failed_dead_lettering", event_id=event_id, error=type(one).__name__, detail=str(one)[:300])
+                    log.error("handler_failed_dead_lettering", event_id=event_id, error=type(one).__name__, detail=str(one))
                 else:
                     log.warning("handler_failed_will_retry", event_id=event_id, delivered=message.delivered,
-                                error=type(one).__name__, detail=str(one)[:300])
+                                error=type(one).__name__, detail=str(one))
                     result.failed.append(message)
         try:
             _, _, result.dead_lettered = await with_retries(lambda: commit([], letters))
@@ -370,7 +370,7 @@ async def process_batch(
             log.error("dead_letters_not_written", error=type(exc).__name__, detail=str(exc), letters=len(letters))
             return BatchResult(failed=list(messages), transient=True)
     for letter in letters:
-        log.warning("dead_lettered", reason=letter.reason, detail=letter.detail[:300], subject=letter.subject,
+        log.warning("dead_lettered", reason=letter.reason, detail=letter.detail, subject=letter.subject,
                     nats_sequence=letter.nats_sequence, event_id=letter.event_id)
     return result
 
@@ -381,5 +381,5 @@ def _ms(seconds: float) -> float:
 
 def _held(log: Any, exc: BaseException, messages: Sequence[Incoming]) -> BatchResult:
     """The database is away: nothing of the batch is decided; the whole batch is to be tried again."""
-    log.error("batch_failed_transient", error=type(exc).__name__, detail=str(exc)[:300], size=len(messages))
+    log.error("batch_failed_transient", error=type(exc).__name__, detail=str(exc), size=len(messages))
     return BatchResult(failed=list(messages), transient=True)

@@ -236,7 +236,7 @@ class Relay:
                         raise
                     published, pause = 0, min(max(pause * 2, 0.1), 5.0)
                     self.log.warning("relay_database_retry", position=self.position, error=type(exc).__name__,
-                                     detail=str(exc)[:200], delay_s=pause)
+                                     detail=str(exc), delay_s=pause)
                 if not published:
                     try:
                         await asyncio.wait_for(stop.wait(), pause)
@@ -266,7 +266,7 @@ class Relay:
             try:
                 await saving
             except Exception as exc:  # noqa: BLE001 - the write below says the same, or succeeds
-                self.log.warning("relay_checkpoint_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                self.log.warning("relay_checkpoint_failed", error=type(exc).__name__, detail=str(exc))
         if self.position != self.saved_position:
             await self._write(self.position)
 
@@ -297,7 +297,7 @@ class Relay:
                 if self._stop.is_set():
                     raise _Stopped from exc
                 self.log.warning("relay_publish_retry", first_position=rows[0][0], error=type(exc).__name__,
-                                 detail=str(exc)[:200], delay_s=delay)
+                                 detail=str(exc), delay_s=delay)
                 try:  # a stop ends the wait
                     await asyncio.wait_for(self._stop.wait(), delay)
                 except asyncio.TimeoutError:
