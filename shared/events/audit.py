@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -133,9 +134,10 @@ async def _pages(store: EventStore, after: int, until_position: int | None) -> A
     columns = list(events.c)
     cursor = after
     try:
-        async for rows in store.read_rows(after, batch_size=5000, until_position=until_position, columns=columns):
-            yield rows
-            cursor = rows[-1][0]
+        async with aclosing(store.read_rows(after, batch_size=5000, until_position=until_position, columns=columns)) as pages:
+            async for rows in pages:
+                yield rows
+                cursor = rows[-1][0]
     except SQLAlchemyError as exc:
         raise await _unreadable(store, cursor, exc) from exc
 
@@ -187,34 +189,22 @@ async def verify_chain(
             if claim.hash != GENESIS:
                 raise _Bad(0, f"{claim.source} holds position 0 with a hash that is not the genesis hash",
                            f"{claim.source} 的第 0 位哈希不是创世哈希")
-        async for rows in _pages(store, expected - 1, until_position):
-            for row in rows:
-                r = dict(zip(names, row))
-                position = r["position"]
-                if position != expected:
-                    raise _Bad(expected, f"position {expected} is missing (next is {position})",
-                               f"第 {expected} 位缺失（下一行是第 {position} 位）")
-                _check_types(r)
-                if prev is not None and r["prev_hash"] != prev:
-                    raise _Bad(position, "prev_hash does not match the previous row's hash",
-                               "prev_hash 与上一行的哈希不符")
-                digest = chain_hash(
-                    r["prev_hash"], position, r["event_id"], r["stream_id"], r["stream_version"], r["event_type"],
-                    r["schema_version"], _stamp(r["occurred_at"]), _stamp(r["recorded_at"]), r["source"],
-                    r["correlation_id"], r["causation_id"], r["payload"],
-                )
-                if digest != r["hash"]:
-                    raise _Bad(position, "row contents do not match its hash (altered)", "该行内容与其哈希不符（被改动）")
-                while pending and pending[0].position == position:
-                    claim = pending.pop(0)
-                    if not digest.startswith(claim.hash):
-                        raise _rewritten(claim, last_good)
-                    last_good = position
-                if anchor_every and position % anchor_every == 0:
-                    anchors[position] = digest
-                prev, expected, checked, recorded_at = digest, expected + 1, checked + 1, _stamp(r["recorded_at"])
-            if on_progress:
-                on_progress(checked)
+        async with aclosing(_pages(store, expected - 1, until_position)) as pages:
+            async for rows in pages:
+                for row in rows:
+                    r = dict(zip(names, row))
+                    digest = _check_row(r, expected, prev)
+                    position = r["position"]
+                    while pending and pending[0].position == position:
+                        claim = pending.pop(0)
+                        if not digest.startswith(claim.hash):
+                            raise _rewritten(claim, last_good)
+                        last_good = position
+                    if anchor_every and position % anchor_every == 0:
+                        anchors[position] = digest
+                    prev, expected, checked, recorded_at = digest, expected + 1, checked + 1, _stamp(r["recorded_at"])
+                if on_progress:
+                    on_progress(checked)
         if pending:  # claims beyond the end: the log was cut below a head someone holds
             end, claim = expected - 1, pending[-1]
             raise _Bad(end + 1, f"the log ends at position {end}, but {claim.source} holds position {claim.position} "
@@ -226,6 +216,25 @@ async def verify_chain(
                             head_position=expected - 1, head_recorded_at=recorded_at)
     return VerifyResult(checked, prev or GENESIS, head_position=expected - 1, head_recorded_at=recorded_at,
                         anchors=anchors)
+
+
+def _check_row(r: dict[str, Any], expected: int, prev: str | None) -> str:
+    """The row's chain hash, once its position, column types, link and hash are proven."""
+    position = r["position"]
+    if position != expected:
+        raise _Bad(expected, f"position {expected} is missing (next is {position})",
+                   f"第 {expected} 位缺失（下一行是第 {position} 位）")
+    _check_types(r)
+    if prev is not None and r["prev_hash"] != prev:
+        raise _Bad(position, "prev_hash does not match the previous row's hash", "prev_hash 与上一行的哈希不符")
+    digest = chain_hash(
+        r["prev_hash"], position, r["event_id"], r["stream_id"], r["stream_version"], r["event_type"],
+        r["schema_version"], _stamp(r["occurred_at"]), _stamp(r["recorded_at"]), r["source"],
+        r["correlation_id"], r["causation_id"], r["payload"],
+    )
+    if digest != r["hash"]:
+        raise _Bad(position, "row contents do not match its hash (altered)", "该行内容与其哈希不符（被改动）")
+    return digest
 
 
 def _rewritten(claim: Claim, last_good: int) -> _Bad:
