@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared.domain.identity import mask_in_text
+
 from .hashing import GENESIS, chain_hash
 from .store import EventStore
 from .tables import events, utc_text
@@ -147,7 +149,8 @@ async def _unreadable(store: EventStore, cursor: int, exc: SQLAlchemyError) -> _
     query = select(events.c.position).where(events.c.position > cursor).order_by(events.c.position).limit(200)
     async with store.engine.connect() as conn:
         positions = list((await conn.execute(query)).scalars())
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+    # The driver may quote the row's text: masked first, so that cutting it cannot leave part of an ID.
+    reason = mask_in_text(str(getattr(exc, "orig", exc)).splitlines()[0])[:200]
     for position in positions:
         try:
             async for _ in store.read_rows(position - 1, batch_size=1, until_position=position, columns=list(events.c)):
