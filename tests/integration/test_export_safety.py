@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,14 @@ def test_only_text_is_quoted_a_negative_number_stays_a_number() -> None:
     assert spreadsheet_cell(-2) == -2 and spreadsheet_cell(-0.5) == -0.5
     assert spreadsheet_cell("-2") == "'-2"  # a name that looks like a number is still text
     assert spreadsheet_cell("城关") == "城关" and spreadsheet_cell(None) is None
+
+
+def test_replay_writes_control_characters_from_township_names_as_json_escapes(hostile_log: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "guanhuai", "replay", "--until", "2099-01-01", "--type", "AreaRegistered",
+                             "--db-url", hostile_log], capture_output=True, timeout=120)
+    shown = result.stdout.decode()
+    controls = [c for c in shown if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) <= 0x9F]
+    probe("replay_terminal_injection", sent=len(TERMINAL), control_bytes=len(controls))
+    assert result.returncode == 0 and controls == []
+    names = {json.loads(line)["payload"]["name"] for line in shown.splitlines()}
+    assert set(HOSTILE) <= names  # the JSON still says exactly what was recorded
