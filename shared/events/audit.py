@@ -29,9 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.domain.identity import mask_in_text
-
 from .hashing import GENESIS, chain_hash
+from .logs import get_logger, mask_text
 from .store import EventStore
 from .tables import events, utc_text
 
@@ -150,7 +149,7 @@ async def _unreadable(store: EventStore, cursor: int, exc: SQLAlchemyError) -> _
     async with store.engine.connect() as conn:
         positions = list((await conn.execute(query)).scalars())
     # The driver may quote the row's text: masked first, so that cutting it cannot leave part of an ID.
-    reason = mask_in_text(str(getattr(exc, "orig", exc)).splitlines()[0])[:200]
+    reason = mask_text(str(getattr(exc, "orig", exc)).splitlines()[0])[:200]
     for position in positions:
         try:
             async for _ in store.read_rows(position - 1, batch_size=1, until_position=position, columns=list(events.c)):
@@ -437,8 +436,6 @@ async def write_checkpoints_every(store: EventStore, key_path: Path, directory: 
     """Until ``stop``: sign the head every ``every_s`` seconds into ``directory`` (when the log has
     grown). Each checkpoint is proven from the previous one this loop signed (at start, the newest
     in the folder signed by this key), so that the new rows alone are read."""
-    from .logs import get_logger
-
     log = get_logger()
     previous: Checkpoint | None = None
     while not stop.is_set():
