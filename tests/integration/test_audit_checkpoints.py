@@ -230,15 +230,24 @@ def test_a_checkpoint_edited_in_any_field_no_longer_verifies(keys) -> None:
             replace(signed, **edit).verify(key.public_key(), "cp")
 
 
+async def appears(path: Path, within_s: float = 10.0) -> None:
+    for _ in range(int(within_s / 0.02)):
+        if path.exists():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path.name} was not written")
+
+
 async def test_the_relay_side_writer_signs_each_growth_of_the_log_and_never_overwrites(store: EventStore, keys, tmp_path: Path) -> None:
     private, public = keys
     folder = tmp_path / "checkpoints"
     await fill(store, 5)
     stop = asyncio.Event()
     writer = asyncio.create_task(write_checkpoints_every(store, private, folder, 0.05, stop))
-    await asyncio.sleep(0.3)
+    await appears(folder / "checkpoint-000000000005.json")
     await fill(store, 9)
-    await asyncio.sleep(0.3)
+    await appears(folder / "checkpoint-000000000009.json")
+    await asyncio.sleep(0.2)  # a few more rounds with nothing new
     stop.set()
     await asyncio.wait_for(writer, 10)
 
