@@ -505,14 +505,18 @@ def status_command(
     else:
         out.print(f"log head {result['log_head']}  published to NATS {result.get('published_to_nats', '?')}  "
                   f"relay lag {result.get('relay_lag', '?')}  NATS {result['nats_url']}")
-        table = Table("consumer", "pending", "ack pending", "redelivered", "dead letters")
+        table = Table("consumer", "pending", "ack pending", "redelivered", "given up", "dead letters")
         for name, info in result["consumers"].items():
             letters = str(result["dead_letters"].get(name, 0))
             if isinstance(info, dict):
-                table.add_row(name, str(info["pending"]), str(info["ack_pending"]), str(info["redelivered"]), letters)
+                table.add_row(name, str(info["pending"]), str(info["ack_pending"]), str(info["redelivered"]),
+                              str(info["given_up"]), letters)
             else:
-                table.add_row(name, info, "", "", letters)
+                table.add_row(name, info, "", "", "", letters)
         out.print(table)
+        if result.get("given_up_not_retried"):
+            out.print(f"[red]{result['given_up_not_retried']} inputs JetStream gave up on (a crash loop) are dead "
+                      "letters not sent again: guanhuai dlq list, then guanhuai dlq retry ID[/]")
         for name, state in result["components"].items():
             out.print(f"{name}: {state}")
         out.print("healthy" if result["healthy"] else "[red]NOT healthy[/]")
