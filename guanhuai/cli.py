@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from guanhuai.settings import Settings
+from services.reporting.safe import terminal_text
 
 app = typer.Typer(
     help="guanhuai 关怀: the system of record for family-planning household accident insurance "
@@ -290,7 +291,7 @@ def targets_show(
     for heading in ("乡镇", "指导任务数", "政府投保任务数", "自主投保任务数"):
         table.add_column(heading, justify="left" if heading == "乡镇" else "right")
     for r in rows:
-        table.add_row(r.name, str(r.target_total), str(r.target_government), str(r.target_self))
+        table.add_row(terminal_text(r.name), str(r.target_total), str(r.target_government), str(r.target_self))
     table.add_section()
     table.add_row("合计", *(str(sum(getattr(r, f) for r in rows)) for f in ("target_total", "target_government", "target_self")))
     out.print(table)
@@ -541,7 +542,8 @@ def dlq_list(
         return
     table = Table("id", "received", "consumer", "subject", "reason", "detail")
     for d in letters:
-        table.add_row(str(d["id"]), d["received_at"][:19], d["consumer"], d["subject"], d["reason"], d["detail"][:80])
+        table.add_row(str(d["id"]), d["received_at"][:19], d["consumer"], terminal_text(d["subject"]), d["reason"],
+                      terminal_text(d["detail"][:80]))
     out.print(table)
 
 
