@@ -10,6 +10,7 @@ inside a run of digits, so a cut can neither hide an ID from the masking nor lea
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -58,10 +59,22 @@ def mask_value(value: Any) -> Any:
         masked = mask_text(text)
         return value if masked == text else masked
     if isinstance(value, dict):
-        return {mask_value(k): mask_value(v) for k, v in value.items()}
+        return {_mask_key(k): mask_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [mask_value(v) for v in value]
     return mask_text(str(value))
+
+
+def _mask_key(key: Any) -> Any:
+    return mask_value(key) if isinstance(key, (str, int, float)) or key is None else mask_text(str(key))
+
+
+class _MaskingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    def handleError(self, record: logging.LogRecord) -> None:
+        # The standard one prints the record's message and arguments to stderr as they are.
+        error = type(sys.exc_info()[1]).__name__
+        self.stream.write(json.dumps({"event": "log_line_failed", "logger": record.name, "error": error,
+                                      "message": mask_text(cut(str(record.msg)))}, ensure_ascii=False) + "\n")
 
 
 def cut(text: str, limit: int = MAX_VALUE_CHARS) -> str:
@@ -131,7 +144,7 @@ def configure_logging(service: str, *, json_lines: bool | None = None, level: st
                            _drop_color_message, structlog.processors.format_exc_info],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, cut_long_values, MaskedRenderer(renderer)],
     )
-    handler = logging.StreamHandler(out)
+    handler = _MaskingHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -99,3 +99,14 @@ def test_uvicorns_access_line_for_a_url_carrying_an_id_is_masked(written: Callab
                                              f"/api/members/{ID}?again={FULL_WIDTH}", "1.1", 404)
     line = json.loads(written())
     assert line["logger"] == "uvicorn.access" and not shows_more_than_masked(written())
+
+
+def test_a_line_that_cannot_be_formatted_is_reported_without_its_arguments(written: Callable[[], str],
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # %d for a string: the line cannot be made. (Given to the configured handlers directly: pytest's
+    # own handler, also on the root logger during a test, would raise the error instead.)
+    record = logging.LogRecord("nats", logging.ERROR, __file__, 1, "member %d not found", (ID,), None)
+    for handler in [h for h in logging.getLogger().handlers if not type(h).__module__.startswith("_pytest")]:
+        handler.handle(record)
+    assert not shows_more_than_masked(written() + capsys.readouterr().err)
+    assert json.loads(written())["event"] == "log_line_failed"
