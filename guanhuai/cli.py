@@ -20,6 +20,7 @@ app = typer.Typer(
     "(计划生育家庭意外伤害保险).",
     no_args_is_help=True,
     rich_markup_mode="markdown",
+    pretty_exceptions_show_locals=False,  # locals hold the data being handled: resident IDs among it
 )
 schema_app = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
 audit_app = typer.Typer(help="Auditors' tools: verify the tamper-evident event log; sign and check checkpoints held outside it.", no_args_is_help=True)
@@ -322,6 +323,11 @@ def serve_command(
         asyncio.run(serve(component, Settings(**overrides)))
     except ApiRefused as refused:
         err.print(str(refused), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except Exception:  # noqa: BLE001 - a crash is written as a log line, masked like every other
+        from shared.events.logs import get_logger
+
+        get_logger(component=component).exception("component_crashed")
         raise typer.Exit(1) from None
 
 
