@@ -11,22 +11,31 @@ From the insurer's product terms (国寿计划生育家庭意外伤害保险(A�
 - accident medical pays (expenses - social insurance - deductible) x ratio, rounded half up once;
   all medical payments of one policy year add up to at most the household's shared limit.
 A claim over a remaining limit is paid up to the limit, with the limit named.
+
+A claim on a policy number not known yet is deferred (the policy may be on its way: a claim
+published in the same burst as its household reaches the log first). It is decided when the policy
+arrives, in the order the deferred claims came, or rejected ``unknown_policy`` once
+``DEFERRAL_PERIOD`` of log time has passed without it. Log time is when the log recorded the
+events the claims service handles (``recorded_at``): a claim deferred at T is rejected when the
+service handles the first event recorded at T + 30 days or later (so a replay decides the same).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from shared.domain.calendar import cst_date
 from shared.domain.money import apply_ratio
-from shared.events.claims import ClaimKind, ClaimPaid, ClaimRejected, ClaimReported, CoverEnded
+from shared.events.claims import ClaimDeferred, ClaimKind, ClaimPaid, ClaimRejected, ClaimReported, CoverEnded
 from shared.events.enrollment import PolicyIssued
 
 OUTCOME_WINDOW = timedelta(days=180)
+DEFERRAL_PERIOD = timedelta(days=30)  # of log time (see the module's docstring)
 
-ClaimEvent = ClaimPaid | ClaimRejected | CoverEnded
+ClaimEvent = ClaimPaid | ClaimRejected | CoverEnded | ClaimDeferred
 
 
 def disability_ratio(grade: int) -> Decimal:
@@ -54,10 +63,21 @@ class PolicyCover:
     persons: dict[str, PersonCover] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A claim waiting for its policy: when it happened and when the log recorded it (the start of
+    its ``DEFERRAL_PERIOD``)."""
+
+    claim: ClaimReported
+    occurred_at: datetime
+    recorded_at: datetime
+
+
 @dataclass
 class ClaimsState:
     policies: dict[str, PolicyCover] = field(default_factory=dict)
     claims_seen: set[str] = field(default_factory=set)
+    deferred: dict[str, list[Deferred]] = field(default_factory=dict)  # policy number -> claims, in arrival order
 
 
 def cover_from_policy(policy: PolicyIssued) -> PolicyCover:
@@ -75,19 +95,56 @@ def cover_from_policy(policy: PolicyIssued) -> PolicyCover:
 
 def decide(claim: ClaimReported, state: ClaimsState, paid_on: date) -> list[ClaimEvent]:
     """``paid_on`` is the day the decision is made (China Standard Time)."""
+    policy = state.policies.get(claim.policy_number)
+    if claim.claim_id in state.claims_seen:
+        return [_rejected(claim, policy, "duplicate_claim")]
+    if policy is None:
+        return [deferral(claim)]
+    return _judge(claim, policy, paid_on)
+
+
+def deferral(claim: ClaimReported) -> ClaimDeferred:
+    return ClaimDeferred(claim_id=claim.claim_id, policy_number=claim.policy_number, resident_id=claim.resident_id.upper(),
+                         kind=claim.kind, accident_date=claim.accident_date, reported_on=claim.reported_on)
+
+
+def decide_waiting(policy_number: str, state: ClaimsState, occurred_at: datetime) -> list[tuple[Deferred, list[ClaimEvent]]]:
+    """The claims deferred on a policy now known, decided against it in the order they came, each
+    on the day (CST) of the later of the claim and the policy's arrival. ``state`` is unchanged:
+    what each decision uses up is taken from a copy of the cover, as the next claim must see."""
+    scratch = ClaimsState(policies={policy_number: copy.deepcopy(state.policies[policy_number])})
+    out: list[tuple[Deferred, list[ClaimEvent]]] = []
+    for waiting in state.deferred.get(policy_number, []):
+        decided = _judge(waiting.claim, scratch.policies[policy_number],
+                         cst_date(max(waiting.occurred_at, occurred_at)), deferred_on=cst_date(waiting.occurred_at))
+        for event in decided:
+            evolve(scratch, event)
+        out.append((waiting, decided))
+    return out
+
+
+def decide_expired(state: ClaimsState, now: datetime) -> list[tuple[Deferred, list[ClaimEvent]]]:
+    """The claims deferred for ``DEFERRAL_PERIOD`` or more of log time (``now``): rejected
+    ``unknown_policy``, in the order they came."""
+    expired = sorted((w for waiting in state.deferred.values() for w in waiting if w.recorded_at + DEFERRAL_PERIOD <= now),
+                     key=lambda w: w.recorded_at)
+    return [(w, [_rejected(w.claim, None, "unknown_policy", deferred_on=cst_date(w.occurred_at))]) for w in expired]
+
+
+def _rejected(claim: ClaimReported, policy: PolicyCover | None, reason: str, deferred_on: date | None = None) -> ClaimRejected:
+    return ClaimRejected(claim_id=claim.claim_id, policy_number=claim.policy_number, resident_id=claim.resident_id.upper(),
+                         programme_year=policy.programme_year if policy else None,
+                         township=policy.township if policy else None, kind=claim.kind, reason=reason,
+                         deferred_on=deferred_on)
+
+
+def _judge(claim: ClaimReported, policy: PolicyCover, paid_on: date, deferred_on: date | None = None) -> list[ClaimEvent]:
+    """A claim on a known policy: paid (and maybe ending cover) or rejected by the terms."""
     resident_id = claim.resident_id.upper()
 
-    policy = state.policies.get(claim.policy_number)
-
     def reject(reason: str) -> list[ClaimEvent]:
-        return [ClaimRejected(claim_id=claim.claim_id, policy_number=claim.policy_number, resident_id=resident_id,
-                              programme_year=policy.programme_year if policy else None,
-                              township=policy.township if policy else None, kind=claim.kind, reason=reason)]
+        return [_rejected(claim, policy, reason, deferred_on)]
 
-    if claim.claim_id in state.claims_seen:
-        return reject("duplicate_claim")
-    if policy is None:
-        return reject("unknown_policy")
     person = policy.persons.get(resident_id)
     if person is None:
         return reject("not_insured_on_policy")
@@ -106,7 +163,7 @@ def decide(claim: ClaimReported, state: ClaimsState, paid_on: date) -> list[Clai
         return ClaimPaid(claim_id=claim.claim_id, policy_number=policy.policy_number,
                          programme_year=policy.programme_year, township=policy.township, resident_id=resident_id,
                          kind=claim.kind, accident_date=claim.accident_date, paid_on=paid_on, amount_fen=amount,
-                         computed_fen=computed, limited_by=limited_by)
+                         computed_fen=computed, limited_by=limited_by, deferred_on=deferred_on)
 
     def cover_ended(reason: str) -> CoverEnded:
         return CoverEnded(policy_number=policy.policy_number, resident_id=resident_id, reason=reason,
@@ -137,7 +194,9 @@ def decide(claim: ClaimReported, state: ClaimsState, paid_on: date) -> list[Clai
 
 
 def evolve(state: ClaimsState, event: ClaimEvent | PolicyIssued | ClaimReported) -> ClaimsState:
-    """Fold an event into the state (in place; the state is the service's working copy)."""
+    """Fold an event into the state (in place; the state is the service's working copy). A
+    deferred claim is kept with :func:`defer` (the ``ClaimDeferred`` does not hold all of it); its
+    decision, which names the day it was deferred, lets it go."""
     match event:
         case PolicyIssued():
             state.policies.setdefault(event.policy_number, cover_from_policy(event))
@@ -149,8 +208,27 @@ def evolve(state: ClaimsState, event: ClaimEvent | PolicyIssued | ClaimReported)
                 policy.persons[event.resident_id].disability_paid_fen += event.amount_fen
             elif event.kind is ClaimKind.medical:
                 policy.medical_remaining_fen -= event.amount_fen
+            _undefer(state, event)
         case CoverEnded():
             state.policies[event.policy_number].persons[event.resident_id].ended = True
         case ClaimRejected():
+            _undefer(state, event)
+        case ClaimDeferred():
             pass
     return state
+
+
+def defer(state: ClaimsState, waiting: Deferred) -> ClaimsState:
+    """Keep a claim whose policy is not known yet (after its ``ClaimDeferred``)."""
+    state.deferred.setdefault(waiting.claim.policy_number, []).append(waiting)
+    return state
+
+
+def _undefer(state: ClaimsState, decision: ClaimPaid | ClaimRejected) -> None:
+    if decision.deferred_on is None:
+        return
+    left = [w for w in state.deferred.get(decision.policy_number, []) if w.claim.claim_id != decision.claim_id]
+    if left:
+        state.deferred[decision.policy_number] = left
+    else:
+        state.deferred.pop(decision.policy_number, None)

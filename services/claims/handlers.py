@@ -3,21 +3,41 @@
 * Intake (insurer systems -> log): a reported claim is recorded in its own stream as the insurer
   sent it. Nothing is decided here.
 * Decisions (recorded events in log order): ``PolicyIssued`` gives claims the cover to check
-  against; a recorded ``ClaimReported`` is decided against that cover. Because both come from the
-  log in order, a claim is never decided before the policy it names is known.
+  against; a recorded ``ClaimReported`` is decided against that cover. A claim can reach the log
+  before its policy (the insurer and the county publish independently): it is deferred, kept in
+  ``claims_deferred``, and decided in the transaction that records its policy, or rejected
+  ``unknown_policy`` after 30 days of log time (see ``decider``). Those later decisions are caused
+  by the claim's ``ClaimDeferred`` (ids derived from it, the insurer's correlation id kept), so a
+  redelivery derives the same events and changes nothing.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
-from services.claims.decider import ClaimsState, PersonCover, PolicyCover, cover_from_policy, decide, evolve
-from services.claims.tables import claims_seen, persons, policies
+from services.claims.decider import (
+    DEFERRAL_PERIOD,
+    ClaimEvent,
+    ClaimsState,
+    Deferred,
+    PersonCover,
+    PolicyCover,
+    cover_from_policy,
+    decide,
+    decide_expired,
+    decide_waiting,
+    defer,
+    deferral,
+    evolve,
+)
+from services.claims.tables import claims_seen, deferred, persons, policies
 from shared.domain.calendar import cst_date
-from shared.events import EventMessage, registry
-from shared.events.claims import ClaimPaid, ClaimReported, CoverEnded
+from shared.events import EventMessage, RecordedEvent, registry
+from shared.events.claims import ClaimDeferred, ClaimPaid, ClaimReported, CoverEnded
 from shared.events.consumer import Incoming, Rejected, outcomes
 from shared.events.enrollment import PolicyIssued
 from shared.events.store import StreamAppend, Transaction
@@ -52,23 +72,62 @@ class ClaimsHandler:
         state = await load_state(conn, events)
         appends: list[StreamAppend] = []
         for event in events:
+            for waiting, decided in decide_expired(state, event.recorded_at):  # type: ignore[attr-defined]
+                appends.append(await settle(conn, state, waiting, decided, event))  # type: ignore[arg-type]
             payload = event.payload
             if isinstance(payload, PolicyIssued):
                 if payload.policy_number not in state.policies:
                     cover = cover_from_policy(payload)
                     state.policies[payload.policy_number] = cover
                     await save_new_cover(conn, cover)
+                for waiting, decided in decide_waiting(payload.policy_number, state, event.occurred_at):
+                    appends.append(await settle(conn, state, waiting, decided, event))  # type: ignore[arg-type]
             elif isinstance(payload, ClaimReported):
                 decided = decide(payload, state, paid_on=cst_date(event.occurred_at))
                 if payload.claim_id not in state.claims_seen:  # a repeat is rejected, and already seen
                     await conn.execute(insert(claims_seen), {"claim_id": payload.claim_id})
                 evolve(state, payload)
-                for d in decided:
+                recorded = outcomes(event, decided, SERVICE)
+                for d, message in zip(decided, recorded, strict=True):
                     evolve(state, d)
                     await save_change(conn, state, d)
-                appends.append(StreamAppend(f"claim-{payload.claim_id}", outcomes(event, decided, SERVICE)))
+                    if isinstance(d, ClaimDeferred):
+                        await hold(conn, state, event, message)  # type: ignore[arg-type]
+                appends.append(StreamAppend(f"claim-{payload.claim_id}", recorded))
         if appends:
             await tx.append_streams(appends)
+
+
+@dataclass(frozen=True)
+class Held(Deferred):
+    """A deferred claim with what its later decision is filed under: its ``ClaimDeferred`` (the
+    cause) and the insurer's correlation id."""
+
+    deferral_id: uuid.UUID
+    correlation_id: uuid.UUID
+
+
+async def hold(conn, state: ClaimsState, claim: RecordedEvent, deferral_message: EventMessage) -> None:  # type: ignore[no-untyped-def]
+    held = Held(claim.payload, claim.occurred_at, claim.recorded_at, deferral_message.event_id,  # type: ignore[arg-type]
+                claim.correlation_id)
+    defer(state, held)
+    await conn.execute(insert(deferred), {
+        "claim_id": held.claim.claim_id, "policy_number": held.claim.policy_number, "claim": held.claim.model_dump_json(),
+        "occurred_at": held.occurred_at, "recorded_at": held.recorded_at, "deferral_id": str(held.deferral_id),
+        "correlation_id": str(held.correlation_id),
+    })
+
+
+async def settle(conn, state: ClaimsState, held: Held, decided: list[ClaimEvent], trigger: EventMessage) -> StreamAppend:  # type: ignore[no-untyped-def]
+    """Record the decision of a deferred claim, made when ``trigger`` was handled (its policy, or
+    the event that ended its wait), in the claim's stream."""
+    cause = EventMessage.new(deferral(held.claim), source=SERVICE, occurred_at=max(held.occurred_at, trigger.occurred_at),
+                             event_id=held.deferral_id, correlation_id=held.correlation_id)
+    for d in decided:
+        evolve(state, d)
+        await save_change(conn, state, d)
+    await conn.execute(delete(deferred).where(deferred.c.claim_id == held.claim.claim_id))
+    return StreamAppend(f"claim-{held.claim.claim_id}", outcomes(cause, decided, SERVICE))
 
 
 async def load_state(conn, events: Sequence[EventMessage]) -> ClaimsState:  # type: ignore[no-untyped-def]
@@ -85,6 +144,16 @@ async def load_state(conn, events: Sequence[EventMessage]) -> ClaimsState:  # ty
     if claims:
         rows = await conn.execute(select(claims_seen.c.claim_id).where(claims_seen.c.claim_id.in_({c.claim_id for c in claims})))
         state.claims_seen.update(r[0] for r in rows)
+    # The claims waiting for a policy of this batch, and those whose wait ends in it, in arrival order.
+    if not events:
+        return state
+    arriving = {e.payload.policy_number for e in events if isinstance(e.payload, PolicyIssued)}
+    ended = max(e.recorded_at for e in events) - DEFERRAL_PERIOD  # type: ignore[attr-defined]
+    d = deferred.c
+    for row in await conn.execute(select(d.claim, d.occurred_at, d.recorded_at, d.deferral_id, d.correlation_id)
+                                  .where(or_(d.policy_number.in_(arriving), d.recorded_at <= ended)).order_by(d.seq)):
+        defer(state, Held(ClaimReported.model_validate_json(row.claim), row.occurred_at, row.recorded_at,
+                          uuid.UUID(row.deferral_id), uuid.UUID(row.correlation_id)))
     return state
 
 

@@ -1,8 +1,11 @@
-"""Claims' own tables: the cover it knows of (from PolicyIssued) and what is left of it."""
+"""Claims' own tables: the cover it knows of (from PolicyIssued), what is left of it, and the
+claims that wait for their policy."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text
+
+from shared.events.tables import UtcDateTime
 
 metadata = MetaData()
 
@@ -32,4 +35,17 @@ claims_seen = Table(
     "claims_seen",
     metadata,
     Column("claim_id", String(200), primary_key=True),
+)
+
+deferred = Table(
+    "claims_deferred",  # a row leaves when its claim is decided (the log keeps the history)
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("claim_id", String(200), nullable=False, unique=True),
+    Column("policy_number", String(200), nullable=False, index=True),
+    Column("claim", Text, nullable=False, comment="the ClaimReported payload as JSON"),
+    Column("occurred_at", UtcDateTime, nullable=False, comment="of the claim"),
+    Column("recorded_at", UtcDateTime, nullable=False, index=True, comment="of the claim: its 30 days of log time start here"),
+    Column("deferral_id", String(36), nullable=False, comment="the ClaimDeferred event: the cause of the claim's decision"),
+    Column("correlation_id", String(36), nullable=False),
 )

@@ -12,7 +12,10 @@ Definitions (stated, so that a reader can check them):
 * loss ratio = claims paid (yuan) / premium (yuan) for the same programme year, township and
   cut-off; reported as the two figures and their ratio;
 * claims are counted when decided, in the programme year and township of the policy they are
-  made on (a claim on an unknown policy: the "(unknown)" row of the year it was decided).
+  made on (a claim on an unknown policy: the "(unknown)" row of the year it was decided);
+* deferred claims (claims_deferred) are those waiting for their policy, not decided yet: counted in
+  the "(unknown)" row of the year (CST) they were deferred, as their township is not known yet,
+  and counted out there when decided.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import datetime
 
 from services.reporting.views import (
     AreaView,
+    ClaimDeferredView,
     ClaimPaidView,
     ClaimRejectedView,
     DisbursementView,
@@ -68,6 +72,7 @@ class TownshipYear:
     disability_paid_fen: int = 0
     medical_paid: int = 0
     medical_paid_fen: int = 0
+    claims_deferred: int = 0
 
 
 COUNTERS = [f.name for f in fields(TownshipYear) if f.name not in ("programme_year", "township")]
@@ -176,6 +181,7 @@ def _claim_paid(state: ReportState, d: ClaimPaidView, fact: Fact) -> None:
     setattr(row, f"{d.kind}_paid", getattr(row, f"{d.kind}_paid") + 1)
     setattr(row, f"{d.kind}_paid_fen", getattr(row, f"{d.kind}_paid_fen") + d.amount_fen)
     state.month(d.programme_year, d.township, fact.occurred_at)[2] += d.amount_fen
+    _no_longer_deferred(state, d)
 
 
 def _claim_rejected(state: ReportState, d: ClaimRejectedView, fact: Fact) -> None:
@@ -185,10 +191,20 @@ def _claim_rejected(state: ReportState, d: ClaimRejectedView, fact: Fact) -> Non
         row = state.row(d.programme_year, d.township)
     row.claims_reported += 1
     row.claims_rejected += 1
+    _no_longer_deferred(state, d)
+
+
+def _claim_deferred(state: ReportState, d: ClaimDeferredView, fact: Fact) -> None:
+    state.row(fact.occurred_at.astimezone(CST).year, UNKNOWN).claims_deferred += 1
+
+
+def _no_longer_deferred(state: ReportState, d: ClaimPaidView | ClaimRejectedView) -> None:
+    if d.deferred_on is not None:  # the decision of a deferred claim names the day (CST) it was deferred
+        state.row(d.deferred_on.year, UNKNOWN).claims_deferred -= 1
 
 
 _APPLY = {
     AreaView: _area, TargetView: _target, RegistrationView: _registration, RejectionView: _rejection,
     PolicyView: _policy, SubsidyView: _subsidy, DisbursementView: _disbursement, ClaimPaidView: _claim_paid,
-    ClaimRejectedView: _claim_rejected,
+    ClaimRejectedView: _claim_rejected, ClaimDeferredView: _claim_deferred,
 }

@@ -44,6 +44,7 @@ HEADINGS_ZH: list[tuple[str, str]] = [
     ("claims_paid", "赔付件数"),
     ("claims_paid_yuan", "赔付金额(元)"),
     ("claims_rejected", "拒赔件数"),
+    ("claims_deferred", "待保单案件数"),
     ("loss_ratio", "赔付率"),
 ]
 
@@ -150,7 +151,9 @@ def build_report(state: ReportState, year: int, *, township: str | None = None, 
     """The year's rows in the order the county listed its townships, then any others."""
     areas = state.areas
     order = {code: pos for code, (_name, _level, _parent, pos) in areas.items()}
-    keys = [k for k in state.townships if k[0] == year]
+    # An "(unknown)" row that is all zero (its deferred claims since decided) is no row.
+    keys = [k for k in state.townships if k[0] == year
+            and (k[1] != UNKNOWN or any(getattr(state.townships[k], c) for c in COUNTERS))]
     keys.sort(key=lambda k: (order.get(k[1], 10**18), k[1]))
     if township is not None:
         wanted = {code for code, (name, *_rest) in areas.items() if township in (code, name)} or {township}

@@ -6,7 +6,7 @@ the registry first."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model
@@ -75,11 +75,17 @@ class ClaimPaidView(View):
     township: str
     kind: str
     amount_fen: int
+    deferred_on: date | None = None
 
 
 class ClaimRejectedView(View):
     programme_year: int | None = None
     township: str | None = None
+    deferred_on: date | None = None
+
+
+class ClaimDeferredView(View):
+    claim_id: str
 
 
 VIEWS: dict[str, type[View]] = {
@@ -92,6 +98,7 @@ VIEWS: dict[str, type[View]] = {
     "SubsidyDisbursed": DisbursementView,
     "ClaimPaid": ClaimPaidView,
     "ClaimRejected": ClaimRejectedView,
+    "ClaimDeferred": ClaimDeferredView,
 }
 EVENT_TYPES = tuple(VIEWS)
 

@@ -58,6 +58,22 @@ class ClaimReported(DomainEvent):
         return self
 
 
+class ClaimDeferred(DomainEvent):
+    """A claim on a policy number the claims service does not know yet (the policy may still be on
+    its way: a claim published in the same burst as its household). It is decided when the policy
+    arrives, or rejected ``unknown_policy`` after 30 days of log time without it."""
+
+    event_type = "ClaimDeferred"
+
+    claim_id: Name
+    policy_number: Name
+    resident_id: IdNumber
+    kind: ClaimKind
+    accident_date: date
+    reported_on: date
+    reason: str = Field(default="policy_not_yet_known", description="policy_not_yet_known")
+
+
 class ClaimPaid(DomainEvent):
     event_type = "ClaimPaid"
 
@@ -72,6 +88,7 @@ class ClaimPaid(DomainEvent):
     amount_fen: Fen
     computed_fen: Fen = Field(description="what the rule gives before any remaining limit")
     limited_by: str | None = Field(default=None, description="the limit that capped the payment, if any")
+    deferred_on: date | None = Field(default=None, description="the day (CST) the claim was deferred awaiting its policy, if it was")
 
 
 class ClaimRejected(DomainEvent):
@@ -84,6 +101,7 @@ class ClaimRejected(DomainEvent):
     resident_id: IdNumber
     kind: ClaimKind
     reason: str = Field(description="unknown_policy, not_insured_on_policy, outside_cover, cover_ended, limit_exhausted, duplicate_claim")
+    deferred_on: date | None = Field(default=None, description="the day (CST) the claim was deferred awaiting its policy, if it was")
 
 
 class CoverEnded(DomainEvent):

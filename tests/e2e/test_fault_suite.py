@@ -92,7 +92,7 @@ async def run_county_year(pipeline: Pipeline, fault: str, inject: Callable[[Load
     registrations = sum(1 for _, m in year.sends if m.event_type == "HouseholdRegistered")
     claims = sum(1 for _, m in year.sends if m.event_type == "ClaimReported")
     await pipeline.wait_for(lambda c: c["PolicyIssued"] + c["HouseholdRejected"] >= registrations
-                            and c["ClaimPaid"] + c["ClaimRejected"] >= claims, timeout=240)
+                            and c["ClaimPaid"] + c["ClaimRejected"] >= claims - 1, timeout=240)  # the unknown one waits
     await pipeline.settled(timeout=180)
     assert pipeline.exited() == {}, f"components ended by themselves: {pipeline.exited()}\n{pipeline.tail_logs()}"
     result = await account(pipeline, generator.published)

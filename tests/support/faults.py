@@ -290,8 +290,12 @@ async def account(pipeline: Pipeline, sends: list[tuple[str, EventMessage]]) -> 
                         f"policy {number}: {len(approved)} subsidies for {want} people",
                         abs(len(approved) - want))
         elif message.event_type == "ClaimReported":
-            outs = [e for e in caused[event_id] if e.event_type in ("ClaimPaid", "ClaimRejected")]
-            if len(outs) != 1:
+            # Decided at once, or deferred (ClaimDeferred) and decided when its policy came: the
+            # decision is then caused by the deferral. One still deferred is held, not lost.
+            held = [str(e.event_id) for e in caused[event_id] if e.event_type == "ClaimDeferred"]
+            outs = [e for e in [*caused[event_id], *(d for h in held for d in caused[h])]
+                    if e.event_type in ("ClaimPaid", "ClaimRejected")]
+            if len(outs) != 1 and not (held and not outs):
                 (result.lose if not outs else result.duplicate)(
                     f"claim {message.payload.claim_id} was decided {len(outs)} times", max(1, len(outs) - 1))
         if len(result.problems) == problems_before:

@@ -13,10 +13,21 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from services.claims.decider import ClaimsState, PersonCover, cover_from_policy, decide, disability_ratio, evolve
+from services.claims.decider import (
+    ClaimsState,
+    Deferred,
+    PersonCover,
+    cover_from_policy,
+    decide,
+    decide_expired,
+    decide_waiting,
+    defer,
+    disability_ratio,
+    evolve,
+)
 from services.enrollment.decider import EnrollmentState
 from services.enrollment.decider import decide as enrol
-from shared.events.claims import ClaimKind, ClaimPaid, ClaimRejected, ClaimReported, CoverEnded
+from shared.events.claims import ClaimDeferred, ClaimKind, ClaimPaid, ClaimRejected, ClaimReported, CoverEnded
 from tests.unit.builders import (
     ACCIDENT,
     FIRST_DAY,
@@ -363,10 +374,6 @@ def test_a_policy_issued_on_29_february_covers_28_february_but_not_1_march_next_
 # --- who and what may claim ---------------------------------------------------------------------
 
 
-def test_rejects_a_claim_on_an_unknown_policy():
-    assert rejection(when(death(HEAD, policy_number="P2024-chengguan-H404"), given(POLICY))) == "unknown_policy"
-
-
 def test_rejects_a_claim_for_a_person_not_insured_on_the_policy():
     stranger = member(date(1990, 1, 1), 55).resident_id
 
@@ -469,10 +476,109 @@ def test_a_rejection_names_the_claim_the_policy_its_year_and_township_the_person
                                     kind=ClaimKind.death, reason="outside_cover")]
 
 
-def test_a_rejection_for_an_unknown_policy_names_no_year_or_township():
-    events = when(death(HEAD, claim_id="C10"), given())
+# --- claims before their policy -------------------------------------------------------------------
 
-    assert (events[0].programme_year, events[0].township, events[0].reason) == (None, None, "unknown_policy")
+REPORTED_AT = datetime(2024, 6, 12, 9, 0, tzinfo=timezone(timedelta(hours=8)))  # when the claim happened and was recorded
+ARRIVED_AT = REPORTED_AT + timedelta(hours=1)  # the policy, a little later
+
+
+def waiting(*claims: ClaimReported, recorded_at: datetime = REPORTED_AT) -> ClaimsState:
+    """Given claims reported on a policy the claims service does not know yet, and deferred."""
+    state = ClaimsState()
+    for claim in claims:
+        events = decide(claim, state, paid_on=PAID_ON)
+        assert [type(e) for e in events] == [ClaimDeferred], events
+        evolve(state, claim)
+        defer(state, Deferred(claim, occurred_at=recorded_at, recorded_at=recorded_at))
+    return state
+
+
+def test_a_claim_on_a_policy_not_known_yet_is_deferred_not_rejected():
+    events = when(death(HEAD, claim_id="C10", policy_number="P2024-chengguan-H404"), given(POLICY))
+
+    assert events == [ClaimDeferred(claim_id="C10", policy_number="P2024-chengguan-H404", resident_id=HEAD,
+                                    kind=ClaimKind.death, accident_date=ACCIDENT, reported_on=ACCIDENT + timedelta(days=2),
+                                    reason="policy_not_yet_known")]
+
+
+def test_a_deferred_claim_is_decided_when_its_policy_arrives():
+    state = waiting(death(HEAD, claim_id="C1"))
+    evolve(state, POLICY)
+
+    ((claim, events),) = decide_waiting(POLICY.policy_number, state, ARRIVED_AT)
+
+    assert claim.claim.claim_id == "C1"
+    assert (payment(events).amount_fen, payment(events).paid_on, payment(events).deferred_on) == (
+        6666667, ARRIVED_AT.date(), REPORTED_AT.date())
+    assert isinstance(events[1], CoverEnded)
+
+
+def test_deferred_claims_share_the_household_medical_limit_in_the_order_they_came():
+    state = waiting(medical(HEAD, 10_000_00, claim_id="C1"), medical(SPOUSE, 8_000_00, claim_id="C2"))
+    evolve(state, POLICY)
+
+    decided = decide_waiting(POLICY.policy_number, state, ARRIVED_AT)
+
+    assert [amounts(events) for _, events in decided] == [
+        (10_000_00, 10_000_00, None), (4_000_00, 8_000_00, "household_medical_limit")]
+
+
+def test_a_deferred_claim_is_judged_by_the_terms_when_its_policy_arrives():
+    stranger = member(date(1990, 1, 1), 55).resident_id
+    state = waiting(death(stranger, claim_id="C1"))
+    evolve(state, POLICY)
+
+    ((_, events),) = decide_waiting(POLICY.policy_number, state, ARRIVED_AT)
+
+    assert rejection(events) == "not_insured_on_policy" and events[0].deferred_on == REPORTED_AT.date()
+
+
+def test_deciding_the_deferred_claims_does_not_change_the_state():
+    state = waiting(medical(HEAD, 10_000_00, claim_id="C1"))
+    evolve(state, POLICY)
+    limit_before = state.policies[POLICY.policy_number].medical_remaining_fen
+
+    decide_waiting(POLICY.policy_number, state, ARRIVED_AT)
+
+    assert state.policies[POLICY.policy_number].medical_remaining_fen == limit_before
+    assert [w.claim.claim_id for w in state.deferred[POLICY.policy_number]] == ["C1"]
+
+
+def test_a_decided_claim_no_longer_waits():
+    state = waiting(medical(HEAD, 1_000_00, claim_id="C1"))
+    evolve(state, POLICY)
+    ((_, events),) = decide_waiting(POLICY.policy_number, state, ARRIVED_AT)
+
+    for event in events:
+        evolve(state, event)
+
+    assert state.deferred == {} and decide_expired(state, REPORTED_AT + timedelta(days=60)) == []
+
+
+def test_a_claim_deferred_for_30_days_of_log_time_is_rejected_as_unknown_policy():
+    state = waiting(death(HEAD, claim_id="C10"))
+
+    ((_, events),) = decide_expired(state, REPORTED_AT + timedelta(days=30))
+
+    assert rejection(events) == "unknown_policy"
+    assert (events[0].programme_year, events[0].township, events[0].deferred_on) == (None, None, REPORTED_AT.date())
+
+
+def test_a_claim_deferred_for_less_than_30_days_of_log_time_still_waits():
+    state = waiting(death(HEAD, claim_id="C10"))
+
+    assert decide_expired(state, REPORTED_AT + timedelta(days=30) - timedelta(seconds=1)) == []
+
+
+def test_a_claim_id_reported_again_while_the_first_waits_is_a_duplicate_and_the_first_still_waits():
+    state = waiting(death(HEAD, claim_id="C1"))
+
+    events = when(death(SPOUSE, claim_id="C1"), state)
+    for event in events:
+        evolve(state, event)
+
+    assert rejection(events) == "duplicate_claim"
+    assert [w.claim.resident_id for w in state.deferred["P2024-chengguan-H1"]] == [HEAD]
 
 
 # --- state ----------------------------------------------------------------------------------------

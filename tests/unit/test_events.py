@@ -52,6 +52,7 @@ EXPECTED_TYPES = {
     "ClaimReported",
     "ClaimPaid",
     "ClaimRejected",
+    "ClaimDeferred",
     "CoverEnded",
     "TownshipTargetSet",
     "AreaRegistered",
@@ -201,6 +202,15 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
         "resident_id": SPOUSE_ID,
         "kind": "death",
         "reason": "outside_cover",
+    },
+    "ClaimDeferred": {
+        "claim_id": "CL-2024-0045",
+        "policy_number": "P2024350421000123",
+        "resident_id": SPOUSE_ID,
+        "kind": "death",
+        "accident_date": "2024-06-10",
+        "reported_on": "2024-06-12",
+        "reason": "policy_not_yet_known",
     },
     "CoverEnded": {
         "policy_number": "P2024350421000123",
@@ -1048,7 +1058,7 @@ def test_money_in_fen_refuses_a_fractional_amount():
     assert error_locs(exc) == [("amount_fen",)]
 
 
-ID_EVENT_TYPES = ["SubsidyApproved", "SubsidyRejected", "ClaimReported", "ClaimPaid", "ClaimRejected", "CoverEnded"]
+ID_EVENT_TYPES = ["SubsidyApproved", "SubsidyRejected", "ClaimReported", "ClaimPaid", "ClaimRejected", "ClaimDeferred", "CoverEnded"]
 FULL_WIDTH_ID = HEAD_ID[:17].translate(str.maketrans("0123456789", "０１２３４５６７８９")) + "X"
 
 
