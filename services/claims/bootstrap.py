@@ -9,12 +9,12 @@ from services.claims.handlers import CONSUMES, ClaimsHandler, ClaimsIntakeHandle
 from services.claims.tables import metadata
 from shared.events.broker import ConsumerSpec
 from shared.events.service import create_service_app
-from shared.events.subjects import EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, event_subject
+from shared.events.subjects import EVENTS_STREAM, event_subject, inbound_stream, inbound_subjects
 
 
 def consumer_specs() -> list[ConsumerSpec]:
     return [
-        ConsumerSpec(ClaimsIntakeHandler(), INBOUND_STREAM, (f"{INBOUND_PREFIX}.insurer.>",)),
+        ConsumerSpec(ClaimsIntakeHandler(), inbound_stream("insurer"), (inbound_subjects("insurer"),)),
         ConsumerSpec(ClaimsHandler(), EVENTS_STREAM, tuple(event_subject(t) for t in CONSUMES)),
     ]
 

@@ -9,11 +9,11 @@ from services.enrollment.handlers import EnrollmentHandler
 from services.enrollment.tables import metadata
 from shared.events.broker import ConsumerSpec
 from shared.events.service import create_service_app
-from shared.events.subjects import INBOUND_PREFIX, INBOUND_STREAM
+from shared.events.subjects import inbound_stream, inbound_subjects
 
 
 def consumer_specs() -> list[ConsumerSpec]:
-    return [ConsumerSpec(EnrollmentHandler(), INBOUND_STREAM, (f"{INBOUND_PREFIX}.county.>",))]
+    return [ConsumerSpec(EnrollmentHandler(), inbound_stream("county"), (inbound_subjects("county"),))]
 
 
 def create_app(settings: Settings) -> FastStream:

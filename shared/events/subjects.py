@@ -1,6 +1,8 @@
 """NATS subjects and JetStream streams: the documented way in and out of guanhuai.
 
-Inbound (county and insurer systems publish here; one stream, ``GUANHUAI_IN``):
+Inbound (county and insurer systems publish here; one stream per producer kind,
+``GUANHUAI_IN_COUNTY`` and ``GUANHUAI_IN_INSURER``, so that one producer's message ids never meet
+another's in JetStream's duplicate window):
     guanhuai.in.<producer kind>.<EventType>     e.g. guanhuai.in.county.HouseholdRegistered
 
 Recorded (every event of the log, published in log order after it is committed; ``GUANHUAI_EVENTS``):
@@ -11,7 +13,6 @@ Every message carries its event id as the ``Nats-Msg-Id`` header (JetStream de-d
 
 from __future__ import annotations
 
-INBOUND_STREAM = "GUANHUAI_IN"
 INBOUND_PREFIX = "guanhuai.in"
 EVENTS_STREAM = "GUANHUAI_EVENTS"
 EVENTS_PREFIX = "guanhuai.events"
@@ -30,6 +31,23 @@ PRODUCER_EVENTS: dict[str, tuple[str, ...]] = {
     ),
     "insurer": ("ClaimReported",),
 }
+
+
+# One inbound stream per producer kind: JetStream de-duplicates by Nats-Msg-Id within a stream, so
+# a shared stream let one producer's ids shadow another's (a county publishing the insurer's claim
+# ids made the insurer's real claims "duplicates").
+INBOUND_STREAMS: dict[str, str] = {kind: f"GUANHUAI_IN_{kind.upper()}" for kind in PRODUCER_EVENTS}
+# The single inbound stream of earlier versions (both kinds' subjects); see broker.ensure_streams.
+LEGACY_INBOUND_STREAM = "GUANHUAI_IN"
+
+
+def inbound_stream(kind: str) -> str:
+    return INBOUND_STREAMS[kind]
+
+
+def inbound_subjects(kind: str) -> str:
+    """What a producer kind's stream (and its service's consumer) takes: ``guanhuai.in.<kind>.>``."""
+    return f"{INBOUND_PREFIX}.{kind}.>"
 
 
 def inbound_subject(kind: str, event_type: str) -> str:
@@ -52,6 +70,6 @@ def split_inbound(subject: str) -> tuple[str, str] | None:
 
 # The durable consumers of the pipeline services (stream, durable): present once they have started.
 CONSUMER_READY: tuple[tuple[str, str], ...] = (
-    (INBOUND_STREAM, "enrollment-county-v1"),
+    (INBOUND_STREAMS["county"], "enrollment-county-v1"),
     (EVENTS_STREAM, "subsidy-v1"),
 )

@@ -5,7 +5,8 @@ everywhere:
 
 * :func:`nats_tls_context` builds the client ``ssl.SSLContext`` for NATS (CA to trust, optional
   client certificate for servers that ``verify`` clients).
-* :func:`connect_nats` is the one way every component connects to NATS. With a TLS context it
+* :func:`connect_nats` is the one way every component connects to NATS, each with the private
+  inbox prefix of its credential (:func:`inbox_prefix_for`). With a TLS context it
   starts TLS before reading a byte from the server (``tls_handshake_first``; the servers need
   ``handshake_first: true`` in their ``tls`` block), on the first connection and on every
   reconnection, also to cluster addresses the server tells the client about. Without that,
@@ -23,6 +24,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from os import PathLike
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -66,6 +68,22 @@ def nats_connection_uses_tls(nc: Any) -> bool:
 NOT_TLS_FIRST = ("NATS TLS is configured but the server at {server} did not start TLS: refusing to talk plain text "
                  "(give its tls block handshake_first: true, or unset GUANHUAI_NATS_TLS_*)")
 
+DEFAULT_INBOX_PREFIX = "_INBOX"
+
+
+def inbox_prefix_for(servers: str | Sequence[str]) -> str:
+    """The private inbox prefix of the credential in the (first) server URL: ``_INBOX_<user>`` for
+    ``nats://<user>:<password>@host``, else nats' shared ``_INBOX`` (no credential: a development
+    server without accounts). Replies to a client (JetStream's PubAcks, a pull consumer's
+    deliveries) go to its inbox; with the shared prefix any user allowed ``_INBOX.>`` reads them.
+    infra/nats/permissions.conf lets each user subscribe to its own ``_INBOX_<user>.>`` only."""
+    first = servers if isinstance(servers, str) else (list(servers) or [""])[0]
+    parsed = urlsplit(first.split(",")[0].strip() if "://" in first else f"nats://{first}")
+    if parsed.username and parsed.password is not None:  # a user alone in the URL is a token
+        return f"{DEFAULT_INBOX_PREFIX}_{unquote(parsed.username)}"
+    return DEFAULT_INBOX_PREFIX
+
+
 Callback = Callable[[], Awaitable[None]]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 
@@ -85,6 +103,11 @@ async def connect_nats(servers: str | Sequence[str], tls: ssl.SSLContext | None 
     ``error_cb`` like any unreachable one. A connection found without TLS anyway is refused: on
     the first connection with ``ConnectionError``, on a reconnection by closing the client."""
     servers = servers if isinstance(servers, str) else list(servers)
+    # Every client of ours uses its credential's private inbox. FastStream always passes nats'
+    # default prefix, so the default counts as not chosen; any other prefix given is kept.
+    given = options.pop("inbox_prefix", None)
+    given = given.decode() if isinstance(given, bytes) else given
+    options["inbox_prefix"] = given if given and given != DEFAULT_INBOX_PREFIX else inbox_prefix_for(servers)
     if tls is None:
         return await nats.connect(servers, reconnected_cb=reconnected_cb, error_cb=error_cb, **options)
     options.pop("tls_handshake_first", None)

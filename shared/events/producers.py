@@ -1,0 +1,67 @@
+"""Producer-scoped event ids: what the log records an inbound event under.
+
+A producer chooses its event ids, and docs/integration.md advises predictable ones (UUID v5 of
+its own record). Recorded as sent, one producer could claim another's ids first: the log keeps an
+event id once, so the other's real event would be taken for a re-send and never recorded. The log
+therefore records an inbound event under an id scoped by the kind of producer that sent it:
+
+    recorded event id = uuid5(PRODUCER_NAMESPACE, f"{kind}/{sent event id}")
+
+``kind`` comes from the subject (``guanhuai.in.<kind>.<EventType>``), which only that kind of
+producer may publish to, never from the message. The correlation id stays the producer's (or its
+event id, when it sent none), so a producer finds its conversation in ``guanhuai.events.>``; it can
+also compute the recorded id with :func:`recorded_id` (docs/integration.md).
+
+Events recorded before this change carry the id as sent. A re-send of one of them is still a
+duplicate: :func:`without_recorded_before_scoping` looks the sent id up among what the consumer
+has handled (each inbound consumer takes one producer kind, so one producer's old ids are never
+looked up for another's events).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .base import EventMessage
+from .inbox import already_processed
+
+# uuid5(NAMESPACE_URL, "urn:guanhuai:producer-scoped-event-id"), fixed for ever: producers compute with it.
+PRODUCER_NAMESPACE = uuid.UUID("f391b93e-dcc1-5c7f-8009-a50a7cd6a420")
+
+
+def recorded_id(kind: str, sent_id: uuid.UUID | str) -> uuid.UUID:
+    """The id the log records an event under that a ``kind`` producer (``county``, ``insurer``)
+    sent with ``sent_id``."""
+    return uuid.uuid5(PRODUCER_NAMESPACE, f"{kind}/{uuid.UUID(str(sent_id))}")
+
+
+class InboundMessage(EventMessage):
+    """An inbound event under its recorded (producer-scoped) id; ``sent_id`` is the id it was sent
+    with, kept beside it for the look-up of events recorded before ids were scoped (never stored)."""
+
+    sent_id: uuid.UUID = Field(exclude=True)
+
+
+def received_from(kind: str, event: EventMessage) -> InboundMessage:
+    """``event`` as sent by a ``kind`` producer, under its recorded id. Its fields are validated
+    already (the parse), so they are not validated again."""
+    fields = dict(event)
+    fields.update(event_id=recorded_id(kind, event.event_id), sent_id=event.event_id)
+    return InboundMessage.model_construct(_fields_set=set(event.model_fields_set) | {"sent_id"}, **fields)
+
+
+async def without_recorded_before_scoping(conn: AsyncConnection, consumer: str,
+                                          events: Sequence[EventMessage]) -> list[EventMessage]:
+    """``events`` without those that ``consumer`` handled under the id as sent, before ids were
+    scoped (a producer's re-send of an event recorded then)."""
+    sent = [str(e.sent_id) for e in events if isinstance(e, InboundMessage)]
+    if not sent:
+        return list(events)
+    handled = await already_processed(conn, consumer, sent)
+    if not handled:
+        return list(events)
+    return [e for e in events if not (isinstance(e, InboundMessage) and str(e.sent_id) in handled)]
