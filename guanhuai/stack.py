@@ -17,14 +17,14 @@ from typing import Any
 
 from guanhuai.embedded import NatsServer, free_port
 from shared.events.store import EventStore
-from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM
+from shared.events.subjects import EVENTS_STREAM, inbound_stream
 from shared.events.tls import connect_nats
 
 COMPONENTS = ("relay", "enrollment", "subsidy", "claims", "reporting", "api")
 CONSUMERS = (
-    (INBOUND_STREAM, "enrollment-county-v1"),
+    (inbound_stream("county"), "enrollment-county-v1"),
     (EVENTS_STREAM, "subsidy-v1"),
-    (INBOUND_STREAM, "claims-insurer-v1"),
+    (inbound_stream("insurer"), "claims-insurer-v1"),
     (EVENTS_STREAM, "claims-v1"),
     (EVENTS_STREAM, "reporting-v1"),
 )

@@ -35,7 +35,7 @@ from shared.events import EventMessage
 from shared.events.pull import fetch_batch
 from shared.events.relay import PubAcks, publish_acked
 from shared.events.store import EventStore
-from shared.events.subjects import CONSUMER_READY, EVENTS_STREAM, INBOUND_STREAM, inbound_subject
+from shared.events.subjects import CONSUMER_READY, EVENTS_STREAM, INBOUND_STREAMS, inbound_subject
 from shared.events.subsidy import SubsidyLine, SubsidyPlanPublished
 from shared.events.tables import events
 
@@ -182,7 +182,7 @@ async def _caught_up(js: Any, head: int) -> bool:
 
 async def _messages_moved(js: Any) -> tuple[int, int]:
     """(messages put on the two streams, messages delivered to the services' consumers) so far."""
-    publishes = sum([(await js.stream_info(name)).state.last_seq for name in (INBOUND_STREAM, EVENTS_STREAM)])
+    publishes = sum([(await js.stream_info(name)).state.last_seq for name in (*INBOUND_STREAMS.values(), EVENTS_STREAM)])
     deliveries = 0
     for stream, durable in CONSUMER_READY:
         deliveries += (await js.consumer_info(stream, durable)).delivered.consumer_seq

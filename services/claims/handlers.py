@@ -40,6 +40,7 @@ from shared.events import EventMessage, RecordedEvent, registry
 from shared.events.claims import ClaimDeferred, ClaimPaid, ClaimReported, CoverEnded
 from shared.events.consumer import Incoming, Rejected, outcomes
 from shared.events.enrollment import PolicyIssued
+from shared.events.producers import received_from, without_recorded_before_scoping
 from shared.events.store import StreamAppend, Transaction
 from shared.events.subjects import PRODUCER_EVENTS, split_inbound
 
@@ -55,9 +56,10 @@ class ClaimsIntakeHandler:
         event = registry.parse_message(message.body, expected_type=where[1] if where else None)
         if where is None or where[1] != event.event_type or event.event_type not in PRODUCER_EVENTS["insurer"]:
             raise Rejected("subject_mismatch", f"{event.event_type} may not be sent on {message.subject}", str(event.event_id))
-        return event
+        return received_from("insurer", event)  # recorded under a producer-scoped id (shared/events/producers.py)
 
     async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
+        events = await without_recorded_before_scoping(tx.connection, self.consumer, events)
         await tx.append_streams([StreamAppend(f"claim-{e.payload.claim_id}", [e]) for e in events])  # type: ignore[attr-defined]
 
 

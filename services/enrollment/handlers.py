@@ -18,6 +18,7 @@ from shared.events import EventMessage, registry
 from shared.events.bulk import insert_rows
 from shared.events.consumer import Incoming, Rejected, outcomes
 from shared.events.keyed import rows_by_year
+from shared.events.producers import received_from, without_recorded_before_scoping
 from shared.events.enrollment import HouseholdRegistered, PolicyIssued
 from shared.events.programme import AreaRegistered, TownshipTargetSet
 from shared.events.store import StreamAppend, Transaction
@@ -49,13 +50,14 @@ class EnrollmentHandler:
         event = registry.parse_message(message.body, expected_type=where[1] if where else None)
         if where is None or where[1] != event.event_type or event.event_type not in PRODUCER_EVENTS.get(where[0], ()):
             raise Rejected("subject_mismatch", f"{event.event_type} may not be sent on {message.subject}", str(event.event_id))
-        return event
+        return received_from(where[0], event)  # recorded under a producer-scoped id (shared/events/producers.py)
 
     async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
         await (await self.prepare(tx.connection, events)).write(tx)
 
     async def prepare(self, conn: AsyncConnection, events: Sequence[EventMessage]) -> Enrolled:
         """Decide a batch on the state in enrollment's own tables; nothing is written here."""
+        events = await without_recorded_before_scoping(conn, self.consumer, events)
         registrations = [e.payload for e in events if isinstance(e.payload, HouseholdRegistered)]
         state = await load_state(conn, registrations)
         enrolled = Enrolled()

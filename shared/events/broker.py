@@ -40,7 +40,7 @@ from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
 from .pull import delivery_of, fast_fetch_supported, fetch_batch, release_queued
 from .store import EventStore
-from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
+from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_STREAMS, LEGACY_INBOUND_STREAM, inbound_subjects
 from .tls import connect_nats
 from .wire import ack_all
 
@@ -80,16 +80,39 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     common = dict(storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=STREAM_MAX_MSG_BYTES,
                   num_replicas=replicas)
     return [
-        # Only the producer kinds a service consumes: a message on guanhuai.in.<anything else> would
-        # be stored and never read (lost in silence); without a stream for it, the sender is told.
-        StreamConfig(name=INBOUND_STREAM, subjects=[f"{INBOUND_PREFIX}.{kind}.>" for kind in PRODUCER_EVENTS],
-                     description="what county and insurer systems send", **common),
+        # One stream per producer kind, each with its own duplicate window: one producer's
+        # Nats-Msg-Ids cannot shadow another's. Only the kinds a service consumes: a message on
+        # guanhuai.in.<anything else> would be stored and never read (lost in silence); without a
+        # stream for it, the sender is told.
+        *(StreamConfig(name=stream, subjects=[inbound_subjects(kind)], description=f"what {kind} systems send",
+                       **common) for kind, stream in INBOUND_STREAMS.items()),
         StreamConfig(name=EVENTS_STREAM, subjects=[f"{EVENTS_PREFIX}.>"],
                      description="every recorded event, in log order", **common),
     ]
 
 
+class InboundStreamUpgrade(RuntimeError):
+    """The single inbound stream of an earlier version is still there (see :func:`ensure_streams`)."""
+
+
+LEGACY_STREAM_LINE = (
+    "NATS 仍有旧版入站流 {stream}，请按 docs/operations.md“升级：每个生产方一个入站流”处理后再启动 / "
+    "the inbound stream {stream} of an earlier version still exists: let the previous version drain it "
+    "(guanhuai status: its consumers at 0 pending), delete it as the NATS operator (nats stream rm {stream}), "
+    "then start this version (docs/operations.md, \"Upgrading to one inbound stream per producer\")"
+)
+
+
 async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create or update the streams. Refuses (:class:`InboundStreamUpgrade`, one line) while the
+    earlier single inbound stream exists: it holds the producers' subjects (NATS refuses streams
+    with overlapping subjects), and it may hold inputs not yet recorded, which only an operator who
+    has seen them drained may delete (the services' credential cannot delete a stream)."""
+    try:
+        await js.stream_info(LEGACY_INBOUND_STREAM)
+        raise InboundStreamUpgrade(LEGACY_STREAM_LINE.format(stream=LEGACY_INBOUND_STREAM))
+    except nats.js.errors.NotFoundError:
+        pass
     for config in stream_configs(replicas):
         try:
             await js.stream_info(config.name)  # type: ignore[arg-type]
@@ -234,6 +257,7 @@ def _sweep_given_up(router: NatsRouter, broker: NatsBroker, store: EventStore, s
         durable=sweeper_durable(spec.durable),
         pull_sub=PullSub(batch_size=100, batch=True, timeout=0.5),
         ack_policy=AckPolicy.MANUAL,
+        inbox_prefix=None,  # type: ignore[arg-type] # the connection's private inbox (tls.connect_nats), not FastStream's _INBOX.
         decoder=_raw_body,
         title=sweeper_durable(spec.durable),
     )
@@ -260,6 +284,7 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
         durable=spec.durable,
         pull_sub=PullSub(batch_size=spec.batch_size, batch=True, timeout=spec.batch_timeout_s),
         ack_policy=AckPolicy.MANUAL,
+        inbox_prefix=None,  # type: ignore[arg-type] # the connection's private inbox (tls.connect_nats), not FastStream's _INBOX.
         decoder=_raw_body,
         title=spec.durable,
     )

@@ -22,7 +22,7 @@ from shared.events.claims import ClaimKind
 from shared.events.inbox import dead_letters
 from shared.events.programme import AreaLevel, AreaRegistered
 from shared.events.store import EventStore
-from shared.events.subjects import INBOUND_PREFIX, INBOUND_STREAM, PRODUCER_EVENTS
+from shared.events.subjects import INBOUND_PREFIX, INBOUND_STREAMS, PRODUCER_EVENTS
 from shared.events.subsidy import SubsidyPlanCloseRequested
 from tests.support.events import target
 from tests.support.hostile import CATEGORIES, KIND_OF, Hostile, hostile
@@ -78,7 +78,7 @@ async def test_every_hostile_message_is_rejected_dead_lettered_or_accepted_and_n
         if i % (HOSTILE // GOOD) == 0:
             await pipeline.publish("county", [good[i // (HOSTILE // GOOD)]])
         ack = await pipeline.js.publish(message.subject, message.body, headers={"Nats-Msg-Id": message.msg_id})
-        assert ack.stream == INBOUND_STREAM and not ack.duplicate
+        assert ack.stream in INBOUND_STREAMS.values() and not ack.duplicate
         sequences[ack.seq] = message
     # A producer kind no service reads: the stream does not take it, so the sender knows.
     refused = 0
@@ -106,8 +106,8 @@ async def test_every_hostile_message_is_rejected_dead_lettered_or_accepted_and_n
     for e in log:
         if e.causation_id is not None:
             caused.setdefault(str(e.causation_id), []).append(e.event_type)
-    at_door = {r.nats_sequence: r for r in letters if r.nats_stream == INBOUND_STREAM}
-    downstream = {r.event_id: r for r in letters if r.nats_stream != INBOUND_STREAM}
+    at_door = {r.nats_sequence: r for r in letters if r.nats_stream in INBOUND_STREAMS.values()}
+    downstream = {r.event_id: r for r in letters if r.nats_stream not in INBOUND_STREAMS.values()}
     assert all(r.reason and r.detail for r in letters)
     unforeseen = [r for r in letters if r.reason not in DOOR_REASONS]
     assert unforeseen == [], Counter(r.reason for r in letters)

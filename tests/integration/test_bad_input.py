@@ -16,7 +16,8 @@ from shared.events.consumer import Incoming, process_batch
 from shared.events.inbox import dead_letters
 from shared.events.inbox import metadata as inbox_tables
 from shared.events.store import EventStore
-from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, event_subject
+from shared.events.producers import recorded_id
+from shared.events.subjects import EVENTS_STREAM, event_subject, inbound_stream
 from tests.support.programme import households, unknown_policy_claim
 
 
@@ -24,7 +25,7 @@ async def test_a_dead_letter_is_stored_whatever_the_length_of_the_senders_id_and
     await store.create_schema(inbox_tables)
     subject = "guanhuai.in.county." + "H" * 400
     message = Incoming(subject=subject, body=b"\xff not json", headers={"Nats-Msg-Id": "m" * 300, "X-\ud800": "\udcff"},
-                       stream=INBOUND_STREAM, sequence=1)
+                       stream=inbound_stream("county"), sequence=1)
     result = await process_batch(store, EnrollmentHandler(), [message])
     assert result.dead_lettered == 1 and result.failed == []
     async with store.engine.connect() as conn:
@@ -48,13 +49,13 @@ async def test_an_input_whose_handler_fails_on_its_last_delivery_is_counted_as_o
     await store.create_schema(inbox_tables)
     (registration,) = households(1, seed=3)
     message = Incoming(subject="guanhuai.in.county.HouseholdRegistered", body=registration.model_dump_json().encode(),
-                       headers={}, stream=INBOUND_STREAM, sequence=3, delivered=5)
+                       headers={}, stream=inbound_stream("county"), sequence=3, delivered=5)
     result = await process_batch(store, FailingEnrollment(), [message], max_deliver=5)
     assert result.dead_lettered == 1 and result.handled == 0 and result.failed == []
     async with store.engine.connect() as conn:
         row = (await conn.execute(select(dead_letters))).one()
     assert row.reason == "handler_error" and "a rule nobody foresaw" in row.detail
-    assert row.event_id == str(registration.event_id)
+    assert row.event_id == str(recorded_id("county", registration.event_id))  # the id the log would have given it
 
 
 def recorded(message: EventMessage, position: int) -> Incoming:

@@ -21,13 +21,13 @@ from shared.events.inbox import consumer_version, processed_messages
 from shared.events.inbox import metadata as inbox_tables
 from shared.events.store import EventStore
 from shared.events.enrollment import HouseholdCategory, Payer
-from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, event_subject, inbound_subject
+from shared.events.subjects import EVENTS_STREAM, event_subject, inbound_stream, inbound_subject
 from tests.support.programme import households, plan
 
 
 def incoming(event: EventMessage, sequence: int) -> Incoming:
     return Incoming(subject=inbound_subject("county", event.event_type), body=event.model_dump_json().encode(),
-                    headers={"Nats-Msg-Id": str(event.event_id)}, stream=INBOUND_STREAM, sequence=sequence)
+                    headers={"Nats-Msg-Id": str(event.event_id)}, stream=inbound_stream("county"), sequence=sequence)
 
 
 def sent_again(event: EventMessage) -> EventMessage:

@@ -21,7 +21,7 @@ from shared.events.broker import ConsumerSpec, build_app
 from shared.events.inbox import metadata as inbox_tables
 from shared.events.inbox import processed_messages
 from shared.events.store import EventStore
-from shared.events.subjects import INBOUND_PREFIX, INBOUND_STREAM, inbound_subject
+from shared.events.subjects import inbound_stream, inbound_subject, inbound_subjects
 from tests.support.programme import households
 
 
@@ -43,7 +43,7 @@ async def test_a_stopping_service_naks_what_it_fetched_ahead(tmp_path: Path) -> 
     store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
     await store.create_schema(inbox_tables, enrollment_tables)
     handler = HeldEnrollment()
-    spec = ConsumerSpec(handler, INBOUND_STREAM, (f"{INBOUND_PREFIX}.county.>",), batch_size=10, ack_wait_s=60)
+    spec = ConsumerSpec(handler, inbound_stream("county"), (inbound_subjects("county"),), batch_size=10, ack_wait_s=60)
     with NatsServer(tmp_path / "nats") as server:
         app, broker = build_app(server.url, store, [spec], name="stop-test")
         await app.start()
@@ -55,16 +55,16 @@ async def test_a_stopping_service_naks_what_it_fetched_ahead(tmp_path: Path) -> 
                                  headers={"Nats-Msg-Id": str(event.event_id)})
             await asyncio.wait_for(handler.first_batch.wait(), 20)
             for _ in range(200):  # the next ten are delivered while the first batch is in hand
-                if (await js.consumer_info(INBOUND_STREAM, spec.durable)).num_ack_pending == 20:
+                if (await js.consumer_info(inbound_stream("county"), spec.durable)).num_ack_pending == 20:
                     break
                 await asyncio.sleep(0.05)
-            assert (await js.consumer_info(INBOUND_STREAM, spec.durable)).num_ack_pending == 20
+            assert (await js.consumer_info(inbound_stream("county"), spec.durable)).num_ack_pending == 20
             stopping = asyncio.create_task(app.stop())
             await asyncio.sleep(0.2)
             handler.let_go.set()  # the batch in hand is finished, then the service disconnects
             await asyncio.wait_for(stopping, 30)
             # Another instance takes over at once: the ten come back now, not after ack_wait (60 s).
-            other = await js.pull_subscribe_bind(spec.durable, INBOUND_STREAM)
+            other = await js.pull_subscribe_bind(spec.durable, inbound_stream("county"))
             started = time.monotonic()
             taken: list[Any] = []
             while len(taken) < 15 and time.monotonic() - started < 10:

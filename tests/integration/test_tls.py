@@ -25,7 +25,7 @@ from guanhuai.stack import connect
 from shared.events.broker import build_app, ensure_streams
 from shared.events.database import create_engine
 from shared.events.store import EventStore
-from shared.events.subjects import INBOUND_STREAM, inbound_subject
+from shared.events.subjects import inbound_stream, inbound_subject
 from shared.events.tls import connect_nats, nats_connection_uses_tls, pg_ssl_argument
 from tests.support.postgres import PostgresCluster, unavailable
 from tests.support.tls import Certificates, make_certificates, nats_tls_block
@@ -180,8 +180,8 @@ async def test_a_client_with_the_ca_and_its_certificate_publishes_and_consumes_t
         body = f"household {uuid.uuid4()}".encode()
         subject = inbound_subject("county", "HouseholdRegistered")
         ack = await js.publish(subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex})
-        assert ack.stream == INBOUND_STREAM
-        sub = await js.pull_subscribe(subject, durable=f"tls-test-{uuid.uuid4().hex[:8]}", stream=INBOUND_STREAM)
+        assert ack.stream == inbound_stream("county")
+        sub = await js.pull_subscribe(subject, durable=f"tls-test-{uuid.uuid4().hex[:8]}", stream=inbound_stream("county"))
         received = [m for m in await sub.fetch(100, timeout=5)]
         for m in received:
             await m.ack()
@@ -296,8 +296,8 @@ async def test_a_service_app_declares_its_streams_over_tls(certs: Certificates, 
     await app.start()
     try:
         assert nats_connection_uses_tls(broker.connection)
-        info = await broker.connection.jetstream().stream_info(INBOUND_STREAM)
-        assert info.config.name == INBOUND_STREAM
+        info = await broker.connection.jetstream().stream_info(inbound_stream("county"))
+        assert info.config.name == inbound_stream("county")
     finally:
         await app.stop()
         await store.close()
@@ -334,7 +334,7 @@ async def test_a_service_app_with_tls_configured_refuses_a_plain_text_server(cer
     plain = await nats.connect(plain_nats)
     try:  # and it declared nothing there in plain text
         with pytest.raises(nats.js.errors.NotFoundError):
-            await plain.jetstream().stream_info(INBOUND_STREAM)
+            await plain.jetstream().stream_info(inbound_stream("county"))
     finally:
         await plain.close()
 

@@ -23,7 +23,8 @@ from shared.events.claims import ClaimKind
 from shared.events.enrollment import HouseholdCategory
 from shared.events.inbox import dead_letters, processed_messages
 from shared.events.store import EventStore
-from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, inbound_subject
+from shared.events.producers import recorded_id
+from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAMS, inbound_subject
 from tests.support.pipeline import Pipeline
 from tests.support.programme import claim, households, medical, plan, unknown_policy_claim
 
@@ -131,10 +132,10 @@ async def wait_mid_batch(pipeline: Pipeline, component: str, at_least: int = 30,
     ``at_least`` messages and (best effort, for up to 3 s after that) some are unacknowledged, i.e.
     a batch is being handled right now. For the relay: the recorded-events stream is filling.
     Returns whether an unacknowledged batch was seen."""
-    durables = {"enrollment": [("INBOUND", "enrollment-county-v1")], "subsidy": [("EVENTS", "subsidy-v1")],
-                "claims": [("EVENTS", "claims-v1"), ("INBOUND", "claims-insurer-v1")],
+    durables = {"enrollment": [("COUNTY", "enrollment-county-v1")], "subsidy": [("EVENTS", "subsidy-v1")],
+                "claims": [("EVENTS", "claims-v1"), ("INSURER", "claims-insurer-v1")],
                 "reporting": [("EVENTS", "reporting-v1")]}
-    names = {"INBOUND": INBOUND_STREAM, "EVENTS": EVENTS_STREAM}
+    names = {"COUNTY": INBOUND_STREAMS["county"], "INSURER": INBOUND_STREAMS["insurer"], "EVENTS": EVENTS_STREAM}
     deadline = time.monotonic() + timeout
     started: float | None = None
     while time.monotonic() < deadline:
@@ -231,7 +232,7 @@ async def account(pipeline: Pipeline, sends: list[tuple[str, EventMessage]]) -> 
     published (each distinct input once, however often it was sent)."""
     inputs: dict[str, tuple[str, EventMessage]] = {}
     for kind, message in sends:
-        inputs.setdefault(str(message.event_id), (kind, message))
+        inputs.setdefault(str(recorded_id(kind, message.event_id)), (kind, message))  # the log's id of it
     result = Account(published=len(inputs))
     store = await EventStore.open(pipeline.db_url, create=False)
     try:

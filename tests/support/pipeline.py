@@ -20,10 +20,10 @@ import nats
 from guanhuai.embedded import NatsServer
 from shared.events import EventMessage
 from shared.events.store import EventStore
-from shared.events.subjects import EVENTS_STREAM, INBOUND_STREAM, inbound_subject
+from shared.events.subjects import EVENTS_STREAM, inbound_stream, inbound_subject
 
 COMPONENTS = ("relay", "enrollment", "subsidy", "claims", "reporting")
-CONSUMERS = ((INBOUND_STREAM, "enrollment-county-v1"), (EVENTS_STREAM, "subsidy-v1"), (INBOUND_STREAM, "claims-insurer-v1"),
+CONSUMERS = ((inbound_stream("county"), "enrollment-county-v1"), (EVENTS_STREAM, "subsidy-v1"), (inbound_stream("insurer"), "claims-insurer-v1"),
              (EVENTS_STREAM, "claims-v1"), (EVENTS_STREAM, "reporting-v1"))
 
 

@@ -38,7 +38,7 @@ from shared.events.inbox import DeadLetter
 from shared.events.programme import AreaLevel, AreaRegistered
 from shared.events.registry import ROW_FIELDS
 from shared.events.relay import published_body
-from shared.events.subjects import INBOUND_STREAM, event_subject, split_inbound
+from shared.events.subjects import event_subject, inbound_stream, split_inbound
 from shared.events.subsidy import SubsidyPlanCloseRequested, SubsidyPlanPublished, SubsidyPlanRequestRefused, SubsidyRejected
 from shared.events.tables import utc_text
 from tests.support.events import target
@@ -140,7 +140,7 @@ def what_becomes_of(subject: str, body: bytes) -> Fate:
     kind, _ = split_inbound(subject) or ("", "")
     handler = ClaimsIntakeHandler() if kind == "insurer" else EnrollmentHandler()
     admitted = admit(handler, Incoming(subject=subject, body=body, headers={"Nats-Msg-Id": "m-1"},
-                                       stream=INBOUND_STREAM, sequence=7))
+                                       stream=inbound_stream("county"), sequence=7))
     if isinstance(admitted, DeadLetter):
         return Fate(dead_letter=admitted)
     stream = stream_of(admitted) if kind == "county" else f"claim-{admitted.payload.claim_id}"  # type: ignore[attr-defined]
@@ -463,7 +463,7 @@ class _BrokenParser(EnrollmentHandler):
 
 
 def test_a_message_whose_parser_fails_unexpectedly_is_dead_lettered_as_unreadable_not_raised() -> None:
-    message = Incoming(subject=SUBJECT, body=b"{}", headers={"Nats-Msg-Id": "m-9"}, stream=INBOUND_STREAM, sequence=9)
+    message = Incoming(subject=SUBJECT, body=b"{}", headers={"Nats-Msg-Id": "m-9"}, stream=inbound_stream("county"), sequence=9)
     letter = admit(_BrokenParser(), message)
     assert isinstance(letter, DeadLetter)
     assert (letter.reason, letter.event_id, letter.nats_sequence) == ("unreadable", "m-9", 9)
