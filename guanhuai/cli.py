@@ -313,6 +313,7 @@ def serve_command(
     """Run one service (or the relay that publishes the log to NATS, or the reporting HTTP API)
     until SIGTERM or Ctrl-C. Without GUANHUAI_API_TOKEN the api listens on loopback only."""
     from guanhuai.serve import COMPONENTS, ApiRefused, serve
+    from shared.events.broker import InboundStreamUpgrade
 
     if component not in COMPONENTS:
         err.print(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
@@ -321,7 +322,7 @@ def serve_command(
                                    "api_public": public}.items() if v}
     try:
         asyncio.run(serve(component, Settings(**overrides)))
-    except ApiRefused as refused:
+    except (ApiRefused, InboundStreamUpgrade) as refused:
         err.print(str(refused), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Exception:  # noqa: BLE001 - a crash is written as a log line, masked like every other

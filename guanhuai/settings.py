@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from shared.events.tls import PG_SSLMODES, nats_tls_context
+from shared.events.tls import PG_SSLMODES, inbox_prefix_for, nats_tls_context
 
 
 class Settings(BaseSettings):
@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     @property
     def nats_servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+
+    @property
+    def nats_inbox_prefix(self) -> str:
+        """Where replies to our NATS clients go: ``_INBOX_<user>`` of the user in ``nats_url`` (nats'
+        shared ``_INBOX`` without one). Derived, not set: infra/nats/permissions.conf gives each user
+        that prefix and no other, so a different one could only break the connection."""
+        return inbox_prefix_for(self.nats_servers)
 
     @field_validator("db_sslmode")
     @classmethod

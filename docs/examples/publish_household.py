@@ -1,17 +1,26 @@
 """Publish one household registration to guanhuai with plain nats-py, as a county system would.
 
     python publish_household.py nats://127.0.0.1:4222
+    python publish_household.py nats://county:PASSWORD@nats-1:4222
 
 The event id doubles as the JetStream message id (Nats-Msg-Id): sending the same event again,
-for example after a time-out, is harmless.
+for example after a time-out, is harmless. The log records it under
+uuid5(PRODUCER_NAMESPACE, "county/<event id>") (printed below), so that no other producer can
+claim its id.
+
+With the production NATS accounts each user receives replies (here: JetStream's acknowledgement)
+only on its own inbox prefix, ``_INBOX_<user>``: connect with that prefix.
 """
 
 import asyncio
 import json
 import sys
 import uuid
+from urllib.parse import urlsplit
 
 import nats
+
+PRODUCER_NAMESPACE = uuid.UUID("f391b93e-dcc1-5c7f-8009-a50a7cd6a420")
 
 EVENT = {
     "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "county-example/2024/CG-0001")),
@@ -36,7 +45,8 @@ EVENT = {
 
 
 async def main(url: str) -> None:
-    nc = await nats.connect(url)
+    user = urlsplit(url).username
+    nc = await nats.connect(url, inbox_prefix=f"_INBOX_{user}" if user else "_INBOX")
     js = nc.jetstream()
     ack = await js.publish(
         "guanhuai.in.county.HouseholdRegistered",
@@ -44,6 +54,7 @@ async def main(url: str) -> None:
         headers={"Nats-Msg-Id": EVENT["event_id"]},
     )
     print(f"stored in {ack.stream} as message {ack.seq}{' (already there)' if ack.duplicate else ''}")
+    print(f"recorded as event {uuid.uuid5(PRODUCER_NAMESPACE, 'county/' + EVENT['event_id'])}")
     await nc.close()
 
 

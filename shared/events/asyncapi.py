@@ -15,7 +15,9 @@ from .subjects import PRODUCER_EVENTS, event_subject, inbound_subject
 
 DESCRIPTION = """Messages of guanhuai (关怀), the system of record for the family-planning household accident
 insurance programme. County and insurer systems publish to `guanhuai.in.<kind>.<EventType>` (JetStream
-stream GUANHUAI_IN) with the event id as the `Nats-Msg-Id` header. Every event the system records is
+streams GUANHUAI_IN_COUNTY and GUANHUAI_IN_INSURER, one per producer kind) with the event id as the
+`Nats-Msg-Id` header; the log records such an event under uuid5(f391b93e-dcc1-5c7f-8009-a50a7cd6a420,
+"<kind>/<event id>"). Every event the system records is
 published, after it is committed, to `guanhuai.events.<EventType>` (stream GUANHUAI_EVENTS), in log
 order, with its log position. Money is integer fen; timestamps are timezone-aware."""
 
