@@ -38,9 +38,13 @@ def _masked_run(match: re.Match[str]) -> str:
     return run[:4] + "*" * (len(run) - 4)  # anything else: only the region's first 4 digits
 
 
+# The password of a URL (nats://services:secret@host): logged server lists and error texts carry them.
+_URL_PASSWORD = re.compile(r"(\w://[^\s:/@]*:)[^\s@/]+@")
+
+
 def mask_text(text: str) -> str:
-    """Mask every run of 15 or more digits (ASCII or full-width) in ``text``."""
-    return _DIGIT_RUN.sub(_masked_run, text)
+    """Mask every run of 15 or more digits (ASCII or full-width) in ``text``, and URL passwords."""
+    return _URL_PASSWORD.sub(r"\1***@", _DIGIT_RUN.sub(_masked_run, text))
 
 
 def mask_value(value: Any) -> Any:

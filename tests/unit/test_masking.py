@@ -15,7 +15,7 @@ import pytest
 import structlog
 
 from shared.domain.identity import make_resident_id
-from shared.events.logs import configure_logging, get_logger
+from shared.events.logs import configure_logging, get_logger, mask_text
 
 ID = make_resident_id("350421", date(1980, 5, 17), 123)  # 35042119800517123X
 MASKED = "3504**********123X"
@@ -110,3 +110,9 @@ def test_a_line_that_cannot_be_formatted_is_reported_without_its_arguments(writt
         handler.handle(record)
     assert not shows_more_than_masked(written() + capsys.readouterr().err)
     assert json.loads(written())["event"] == "log_line_failed"
+
+
+def test_a_password_in_a_logged_url_is_masked_and_the_rest_of_the_url_kept() -> None:
+    line = mask_text("service_starting nats=['nats://services:pw-services@127.0.0.1:4222', 'nats://n2:4222']")
+    assert "pw-services" not in line
+    assert "nats://services:***@127.0.0.1:4222" in line and "nats://n2:4222" in line
