@@ -3,6 +3,7 @@ Python interpreter) with JetStream in a data directory of our own, on a free por
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -32,11 +33,12 @@ class NatsServer:
     ``port`` is kept across :meth:`restart` so that clients reconnect to the same address."""
 
     def __init__(self, store_dir: Path, port: int | None = None, log_file: Path | None = None,
-                 config: str | None = None) -> None:
+                 config: str | None = None, env: dict[str, str] | None = None) -> None:
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.log_file = log_file or self.store_dir / "nats-server.log"
         self.config = config  # extra nats-server configuration text, e.g. a ``tls { ... }`` block
+        self.env = env  # more environment for the server (the $VARIABLES a configuration names)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,7 +55,7 @@ class NatsServer:
         self.process = subprocess.Popen(
             [nats_server_binary(), *extra, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir),
              "-l", str(self.log_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **self.env} if self.env else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

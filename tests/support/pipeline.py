@@ -27,21 +27,37 @@ CONSUMERS = ((inbound_stream("county"), "enrollment-county-v1"), (EVENTS_STREAM,
              (EVENTS_STREAM, "claims-v1"), (EVENTS_STREAM, "reporting-v1"))
 
 
+PERMISSIONS = Path(__file__).resolve().parents[2] / "infra" / "nats" / "permissions.conf"
+USERS = ("county", "insurer", "services", "reader", "operator", "admin")
+
+
 class Pipeline:
-    def __init__(self, workdir: Path, db_url: str, instances: int = 1) -> None:
+    """``secured``: the nats-server runs with the production accounts (infra/nats/permissions.conf),
+    the components connect as ``services``, the test publishes as ``county`` / ``insurer`` and
+    observes as ``operator``, each on its private inbox prefix."""
+
+    def __init__(self, workdir: Path, db_url: str, instances: int = 1, secured: bool = False) -> None:
         self.workdir = workdir
         self.db_url = db_url
         self.instances = instances
-        self.nats = NatsServer(workdir / "nats")
+        self.secured = secured
+        self.nats = NatsServer(workdir / "nats", config=PERMISSIONS.read_text() if secured else None,
+                               env={f"GUANHUAI_NATS_{u.upper()}_PASSWORD": f"pw-{u}" for u in USERS} if secured else None)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Path] = []
         self.nc: Any = None
         self.js: Any = None
+        self.producers: dict[str, Any] = {}  # producer kind -> its JetStream context
+        self.producer_connections: list[Any] = []
+
+    def url_of(self, user: str) -> str:
+        """The server's URL with ``user``'s credentials (the bare URL when not secured)."""
+        return self.nats.url.replace("nats://", f"nats://{user}:pw-{user}@") if self.secured else self.nats.url
 
     # -- processes ---------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        return dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.nats.url, GUANHUAI_LOG_JSON="true",
-                    GUANHUAI_LOG_LEVEL="INFO")
+        return dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.url_of("services"),
+                    GUANHUAI_LOG_JSON="true", GUANHUAI_LOG_LEVEL="INFO")
 
     def start_component(self, name: str, instance: int = 1) -> str:
         """Start one instance of a component; returns its key (``name``, or ``name#2`` for a
@@ -86,8 +102,21 @@ class Pipeline:
         return self
 
     async def connect(self) -> None:
-        self.nc = await nats.connect(self.nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        self.nc = await self._connect_as("operator")
         self.js = self.nc.jetstream(timeout=10)
+        if self.secured:
+            for kind in ("county", "insurer"):
+                connection = await self._connect_as(kind)
+                self.producer_connections.append(connection)
+                self.producers[kind] = connection.jetstream(timeout=10)
+
+    async def _connect_as(self, user: str) -> Any:
+        return await nats.connect(self.url_of(user), max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                                  inbox_prefix=f"_INBOX_{user}" if self.secured else "_INBOX")
+
+    def _producer(self, subject: str) -> Any:
+        """The JetStream context that may publish on ``subject`` (the producer kind's own)."""
+        return self.producers.get(subject.split(".")[2], self.js) if self.secured else self.js
 
     async def wait_ready(self, timeout: float = 60) -> None:
         await self.wait_ready_for(tuple(durable for _, durable in CONSUMERS), timeout)
@@ -113,6 +142,10 @@ class Pipeline:
         if self.nc is not None:
             await self.nc.close()
             self.nc = None
+        for connection in self.producer_connections:
+            await connection.close()
+        self.producer_connections.clear()
+        self.producers.clear()
         for process in self.processes.values():
             process.terminate()
         for process in self.processes.values():
@@ -133,13 +166,14 @@ class Pipeline:
     async def publish(self, kind: str, messages: Iterable[EventMessage]) -> int:
         count = 0
         for message in messages:
-            await self.js.publish(inbound_subject(kind, message.event_type), message.model_dump_json().encode(),
-                                  headers={"Nats-Msg-Id": str(message.event_id)})
+            subject = inbound_subject(kind, message.event_type)
+            await self._producer(subject).publish(subject, message.model_dump_json().encode(),
+                                                  headers={"Nats-Msg-Id": str(message.event_id)})
             count += 1
         return count
 
     async def publish_raw(self, subject: str, body: bytes, msg_id: str) -> None:
-        await self.js.publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+        await self._producer(subject).publish(subject, body, headers={"Nats-Msg-Id": msg_id})
 
     # -- observing ---------------------------------------------------------------------------
     async def counts(self) -> Counter[str]:
