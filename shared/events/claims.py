@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from .base import DomainEvent, Fen, Key, Name
 from .enrollment import IdNumber
 from .programme import Year
+from .reasons import ClaimDeferredReason, ClaimLimit, ClaimRejectedReason, CoverEndedReason
 
 Ratio = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4)]
 
@@ -71,7 +72,7 @@ class ClaimDeferred(DomainEvent):
     kind: ClaimKind
     accident_date: date
     reported_on: date
-    reason: str = Field(default="policy_not_yet_known", description="policy_not_yet_known")
+    reason: ClaimDeferredReason = Field(default="policy_not_yet_known", description="why the claim waits")
 
 
 class ClaimPaid(DomainEvent):
@@ -87,7 +88,7 @@ class ClaimPaid(DomainEvent):
     paid_on: date
     amount_fen: Fen
     computed_fen: Fen = Field(description="what the rule gives before any remaining limit")
-    limited_by: str | None = Field(default=None, description="the limit that capped the payment, if any")
+    limited_by: ClaimLimit | None = Field(default=None, description="the limit that capped the payment, if any")
     deferred_on: date | None = Field(default=None, description="the day (CST) the claim was deferred awaiting its policy, if it was")
 
 
@@ -100,7 +101,7 @@ class ClaimRejected(DomainEvent):
     township: Name | None = Field(default=None, description="of the policy; none when the policy is unknown")
     resident_id: IdNumber
     kind: ClaimKind
-    reason: str = Field(description="unknown_policy, not_insured_on_policy, outside_cover, cover_ended, limit_exhausted, duplicate_claim")
+    reason: ClaimRejectedReason = Field(description="why the claim is refused (shared/events/reasons.py)")
     deferred_on: date | None = Field(default=None, description="the day (CST) the claim was deferred awaiting its policy, if it was")
 
 
@@ -111,5 +112,5 @@ class CoverEnded(DomainEvent):
 
     policy_number: Name
     resident_id: IdNumber
-    reason: str = Field(description="death or disability_sum_exhausted")
+    reason: CoverEndedReason = Field(description="why the cover ends")
     claim_id: Name

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from .base import DomainEvent, Fen, FrozenModel, Key, Name
 from .programme import Year
+from .reasons import HouseholdReason, MemberReason
 
 # Shape only; the check character and birth date are business rules that enrollment applies,
 # so that one bad member is left out with a reason instead of failing the whole household.
@@ -80,7 +81,7 @@ class InsuredPerson(FrozenModel):
 
 class ExcludedMember(FrozenModel):
     resident_id: str = Field(max_length=40)
-    reason: str = Field(description="reason code, e.g. too_old, too_young, id_bad_check_character, already_insured")
+    reason: MemberReason = Field(description="why this member is left out (shared/events/reasons.py)")
 
 
 class PolicyIssued(DomainEvent):
@@ -123,5 +124,5 @@ class HouseholdRejected(DomainEvent):
     programme_year: Year
     township: Name
     payer: Payer
-    reasons: list[str] = Field(min_length=1, description="reason codes, e.g. no_eligible_member, already_insured_this_year")
+    reasons: list[HouseholdReason] = Field(min_length=1, description="why no policy (shared/events/reasons.py)")
     excluded: list[ExcludedMember] = []

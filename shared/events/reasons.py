@@ -23,9 +23,9 @@ class Text(NamedTuple):
 
 # Members left out of a household's policy (``PolicyIssued.excluded``/``HouseholdRejected.excluded``).
 MEMBER: dict[str, Text] = {
-    "too_young": Text("未满投保年龄（出生满 30 天）", "younger than the minimum age (30 days old)"),
-    "too_old": Text("超过首次投保年龄上限", "older than the maximum age for a new entrant"),
-    "too_old_renewal": Text("超过续保年龄上限", "older than the maximum age for a renewal"),
+    "too_young": Text("未满投保年龄（保险期间首日出生未满 28 天）", "under 28 days old on the first day of cover"),
+    "too_old": Text("首次投保超过 65 周岁", "over 65 on the first day of cover (new entrant)"),
+    "too_old_renewal": Text("续保超过 70 周岁", "over 70 on the first day of cover (renewal)"),
     "id_malformed": Text("身份证号格式错误", "the resident ID number is malformed"),
     "id_bad_birth_date": Text("身份证号中的出生日期无效", "the birth date in the resident ID number is not a date"),
     "id_bad_check_character": Text("身份证号校验位错误", "the check character of the resident ID number is wrong"),
@@ -49,6 +49,7 @@ CLAIM_REJECTED: dict[str, Text] = {
     "outside_cover": Text("事故不在保险期间内", "the accident is outside the cover period"),
     "cover_ended": Text("此人保障已终止", "the person's cover has ended"),
     "reported_before_accident": Text("报案日期早于事故日期", "reported before the accident happened"),
+    "outcome_not_within_180_days": Text("身故或伤残评定不在事故后 180 日内", "death or the disability assessment is not within 180 days of the accident"),
     "limit_exhausted": Text("医疗保险金额已用完", "the household's medical limit is used up"),
     "duplicate_claim": Text("重复的理赔号", "a claim with this id was already decided"),
 }
@@ -121,6 +122,17 @@ GROUPS: dict[str, tuple[str, dict[str, Text]]] = {
 def codes(group: dict[str, Text]) -> Any:
     """A ``Literal`` of a group's codes, for an event's field: validated, and enumerated in its schema."""
     return Literal[tuple(group)]  # type: ignore[valid-type]
+
+
+# The types of the events' reason fields.
+MemberReason = codes(MEMBER)
+HouseholdReason = codes(HOUSEHOLD)
+ClaimRejectedReason = codes(CLAIM_REJECTED)
+ClaimDeferredReason = codes(CLAIM_DEFERRED)
+ClaimLimit = codes(CLAIM_LIMITED_BY)
+CoverEndedReason = codes(COVER_ENDED)
+SubsidyRejectedReason = codes(SUBSIDY_REJECTED)
+PlanRefusedReason = codes(PLAN_REFUSED)
 
 
 def text(code: str) -> Text:

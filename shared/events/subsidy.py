@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from .base import DomainEvent, Fen, FrozenModel, Key, Name
 from .enrollment import HouseholdCategory, IdNumber
 from .programme import Count, Year
+from .reasons import PlanRefusedReason, SubsidyRejectedReason
 
 
 class SubsidyLine(FrozenModel):
@@ -60,7 +62,7 @@ class SubsidyRejected(DomainEvent):
     policy_number: Name
     township: Name
     resident_id: IdNumber
-    reason: str = Field(description="not_in_plan, no_plan, head_cap_reached, budget_exhausted, already_subsidised, plan_closed")
+    reason: SubsidyRejectedReason = Field(description="why this person gets no subsidy (shared/events/reasons.py)")
 
 
 class SubsidyDeferred(DomainEvent):
@@ -81,8 +83,8 @@ class SubsidyPlanRequestRefused(DomainEvent):
     event_type = "SubsidyPlanRequestRefused"
 
     plan_id: Name
-    request: str = Field(description="publish or close")
-    reason: str = Field(description="year_has_plan, plan_exists, unknown_plan")
+    request: Literal["publish", "close"] = Field(description="publish or close")
+    reason: PlanRefusedReason = Field(description="why the request is refused")
 
 
 class SubsidyPlanCloseRequested(DomainEvent):
