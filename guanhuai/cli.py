@@ -91,6 +91,19 @@ def schema_asyncapi(path: Annotated[Path, typer.Argument(help="Where to write th
     out.print(f"wrote {path}")
 
 
+@schema_app.command("reasons")
+def schema_reasons(path: Annotated[Path, typer.Argument(help="The Markdown file whose reason list to rewrite (docs/integration.md).")]) -> None:
+    """Rewrite the reason codes between <!-- reasons:start --> and <!-- reasons:end --> from the catalogue."""
+    from shared.events.reasons import DOCS_END, DOCS_START, with_catalogue
+
+    document = path.read_text(encoding="utf-8")
+    if DOCS_START not in document or DOCS_END not in document:
+        err.print(f"{path} 中没有 {DOCS_START} … {DOCS_END} 标记 / {path} has no {DOCS_START} … {DOCS_END} markers")
+        raise typer.Exit(1)
+    path.write_text(with_catalogue(document), encoding="utf-8")
+    out.print(f"wrote the reason codes into {path}")
+
+
 @audit_app.command("verify")
 def audit_verify(
     db_url: DbUrl = None,
@@ -547,10 +560,12 @@ def dlq_list(
     if as_json:
         print(json.dumps(letters, ensure_ascii=False))
         return
-    table = Table("id", "received", "consumer", "subject", "reason", "detail")
+    from shared.events.reasons import zh
+
+    table = Table("id", "received", "consumer", "subject", "reason", "原因", "detail")
     for d in letters:
         table.add_row(str(d["id"]), d["received_at"][:19], d["consumer"], terminal_text(d["subject"]), d["reason"],
-                      terminal_text(d["detail"][:80]))
+                      zh(d["reason"]), terminal_text(d["detail"][:80]))
     out.print(table)
 
 

@@ -149,3 +149,23 @@ def zh(code: str) -> str:
 
 def en(code: str) -> str:
     return text(code).en
+
+
+DOCS_START = "<!-- reasons:start -->"
+DOCS_END = "<!-- reasons:end -->"
+
+
+def markdown() -> str:
+    """The catalogue as docs/integration.md lists it, between its markers."""
+    lines = [DOCS_START, "<!-- written from shared/events/reasons.py by `guanhuai schema reasons docs/integration.md`;"
+             " do not edit by hand -->"]
+    for where, group in GROUPS.values():
+        lines += ["", f"**{where}**", "", "| code | 中文 | English |", "|---|---|---|"]
+        lines += [f"| `{code}` | {t.zh} | {t.en} |" for code, t in group.items()]
+    return "\n".join([*lines, "", DOCS_END])
+
+
+def with_catalogue(document: str) -> str:
+    """``document`` with the text between its markers replaced by :func:`markdown`."""
+    start, end = document.index(DOCS_START), document.index(DOCS_END) + len(DOCS_END)
+    return document[:start] + markdown() + document[end:]
