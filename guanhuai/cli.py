@@ -456,11 +456,17 @@ def publish_command(
     file: Annotated[Path, typer.Argument(help="Events as JSON lines (.jsonl), or a household roster (.csv / .xlsx, see `guanhuai roster-template`).")],
     source: Annotated[str, typer.Option(help="Who is sending (recorded as the events' source), e.g. mingxi-county.")],
     kind: Annotated[str | None, typer.Option(help="Producer kind: county or insurer (default: from each event's type).")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for each household's outcome (policy or rejection) in the log, print the tally and write the roster's result file.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the outcomes before giving up on those still unanswered.")] = 60,
     nats_url: NatsUrl = None,
+    db_url: DbUrl = None,
 ) -> None:
     """Publish events as a county or insurer system would. Bad lines and rows are reported with
     their number and reason and the good ones go through; publishing the same file again
-    publishes nothing twice."""
+    publishes nothing twice. Then (unless --no-wait) every household's outcome is read from the
+    event log: a tally is printed, a roster gets its result file beside it (`roster.结果.xlsx`:
+    each row's 状态, 保单号, 参保人数, 未参保成员及原因, 拒绝原因), and the exit code is 1 when any
+    row was refused or rejected, or is still unanswered."""
     from guanhuai.ops import nats_tls_for, nats_url_for, publish_events
     from guanhuai.rosters import read_events
 
@@ -488,7 +494,41 @@ def publish_command(
                           "rest (what NATS has already is not stored twice).")
                 raise typer.Exit(1) from None
     out.print(f"{file.name}: {new} published, {duplicate} already published, {len(parsed.problems)} refused")
+    if wait:
+        _answer_rows(file, parsed, kind, timeout, _db_url(db_url))
     if parsed.problems:
+        raise typer.Exit(1)
+
+
+def _answer_rows(file: Path, parsed, kind: str | None, timeout: float, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the households' outcomes in the log, write a roster's result file, print the tally;
+    exit 1 when a household was rejected or is unanswered (the caller exits 1 on refused rows)."""
+    from guanhuai.ops import kind_of
+    from guanhuai.outcomes import households, wait_for_outcomes
+    from guanhuai.rosters import read_sheet, row_results, tally, write_result
+
+    sent = households(parsed.events)
+    outcomes = {}
+    if sent:
+        with _progress() as bar:
+            task = bar.add_task("answered", total=len(sent))
+            try:
+                outcomes = asyncio.run(wait_for_outcomes(db_url, kind_of(sent[0], kind), sent, timeout,
+                                                         progress=lambda n: bar.update(task, completed=n)))
+            except Exception as exc:  # noqa: BLE001 - one line for people, whatever the database says
+                err.print(f"[red]无法读取事件日志 / cannot read the event log[/] ({terminal_text(mask_in_text_(str(exc)))[:300]}): "
+                          "run beside the stack with GUANHUAI_DB_URL (or --db-url), or publish with --no-wait")
+                raise typer.Exit(1) from None
+    if file.suffix.lower() in (".csv", ".xlsx", ".xlsm"):
+        written = write_result(file, read_sheet(file), row_results(parsed, outcomes))
+        out.print(f"结果 / result: {written}", soft_wrap=True)
+    counts = tally(parsed, sent, outcomes)
+    out.print(counts.line(), soft_wrap=True)
+    if counts.unanswered:
+        err.print(f"[red]{counts.unanswered} 户在 {timeout:g} 秒内未得到答复 / {counts.unanswered} households still "
+                  f"unanswered after {timeout:g} s[/]: are the services running (`guanhuai status`)? Publishing the "
+                  "file again later sends nothing twice and waits again.")
+    if counts.rejected or counts.unanswered:
         raise typer.Exit(1)
 
 

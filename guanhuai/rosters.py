@@ -12,15 +12,18 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from guanhuai.outcomes import Outcome
+from services.reporting.safe import spreadsheet_cell
 from shared.domain.calendar import CST
-from shared.events import EventMessage, registry
+from shared.domain.identity import mask, mask_in_text
+from shared.events import EventMessage, reasons, registry
 from shared.events.enrollment import HouseholdCategory, HouseholdRegistered, Member, Payer, Relation
 from shared.events.registry import EventContractError
 
@@ -63,22 +66,29 @@ TEMPLATE_ROWS = [
 class Problem:
     line: int
     reason: str
+    lines: tuple[int, ...] = ()  # every row it refuses (a household's member rows), when more than ``line``
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    line: int
+    name: str
+    resident_id: str
 
 
 @dataclass
 class Parsed:
     events: list[EventMessage]
     problems: list[Problem]
+    rows: dict[uuid.UUID, list[MemberRow]] = field(default_factory=dict)  # a roster household's event id -> its rows
 
 
 def read_events(path: Path, source: str) -> Parsed:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
         return read_json_lines(path)
-    if suffix == ".csv":
-        return read_roster(_csv_rows(path), source)
-    if suffix in (".xlsx", ".xlsm"):
-        return read_roster(_xlsx_rows(path), source)
+    if suffix in (".csv", ".xlsx", ".xlsm"):
+        return read_roster(_records(read_sheet(path)), source)
     raise ValueError(f"{path.name}: give .jsonl (events), .csv or .xlsx (a household roster)")
 
 
@@ -95,22 +105,36 @@ def read_json_lines(path: Path) -> Parsed:
     return parsed
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    text = path.read_bytes().decode("utf-8-sig")
-    for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
-        yield number, {k.strip(): (v or "").strip() for k, v in row.items() if k}
+@dataclass
+class Sheet:
+    """A roster's cells as read: its heading row, and each non-blank row with its line number."""
+
+    header: list[str]
+    rows: list[tuple[int, list[Any]]]
 
 
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def read_sheet(path: Path) -> Sheet:
+    if path.suffix.lower() == ".csv":
+        lines = csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig")))
+        header = next(lines, [])
+        return Sheet(header, [(n, values) for n, values in enumerate(lines, start=2) if any(v.strip() for v in values)])
     from openpyxl import load_workbook
 
     book = load_workbook(path, read_only=True, data_only=True)
-    rows = book.worksheets[0].iter_rows(values_only=True)
-    header = [str(h).strip() if h is not None else "" for h in next(rows)]
-    for number, values in enumerate(rows, start=2):
-        if all(v is None or str(v).strip() == "" for v in values):
-            continue
-        yield number, {h: _cell(v) for h, v in zip(header, values, strict=False) if h}
+    try:
+        cells = book.worksheets[0].iter_rows(values_only=True)
+        header = [str(h).strip() if h is not None else "" for h in next(cells, ())]
+        return Sheet(header, [(n, list(values)) for n, values in enumerate(cells, start=2)
+                              if any(v is not None and str(v).strip() for v in values)])
+    finally:
+        book.close()
+
+
+def _records(sheet: Sheet) -> Iterator[tuple[int, dict[str, str]]]:
+    header = [h.strip() for h in sheet.header]
+    for number, values in sheet.rows:
+        padded = list(values) + [None] * (len(header) - len(values))
+        yield number, {h: _cell(v) for h, v in zip(header, padded, strict=False) if h}
 
 
 def _cell(value: Any) -> str:
@@ -151,10 +175,12 @@ def read_roster(rows: Iterator[tuple[int, dict[str, str]]], source: str) -> Pars
                 paid_on=date.fromisoformat(head["paid_on"]), renewal=head.get("renewal", "").lower() in YES,
             )
         except (ValidationError, ValueError, KeyError) as exc:
-            lines = ", ".join(str(n) for n, _ in members)
-            parsed.problems.append(Problem(first_line, f"household {household_id} (lines {lines}): {_reason(exc)}"))
+            lines = tuple(n for n, _ in members)
+            parsed.problems.append(Problem(first_line, f"household {household_id} (lines {', '.join(map(str, lines))}): "
+                                                       f"{_reason(exc)}", lines))
             continue
         event_id = uuid.uuid5(ROSTER_NAMESPACE, f"{source}/{year}/{household_id}")
+        parsed.rows[event_id] = [MemberRow(n, r["name"], r["resident_id"].upper()) for n, r in members]
         parsed.events.append(EventMessage.new(payload, source=source, event_id=event_id,
                                               occurred_at=datetime.combine(payload.paid_on, time(9), CST)))
     return parsed
@@ -166,6 +192,120 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"missing column {exc.args[0]}"
     return str(exc)
+
+
+# The columns a result file adds to the roster's own, and the states a row can be in.
+RESULT_COLUMNS = ["状态", "保单号", "参保人数", "未参保成员及原因", "拒绝原因"]
+INSURED, LEFT_OUT, REJECTED, REFUSED, UNANSWERED = "已参保", "未参保", "已拒绝", "无法读取", "未答复"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Households insured, rejected and still unanswered; roster rows refused (unreadable)."""
+
+    insured: int
+    rejected: int
+    refused: int
+    unanswered: int
+
+    def line(self) -> str:
+        zh = f"已参保 {self.insured} 户，拒绝 {self.rejected} 户，无法读取 {self.refused} 行"
+        en = f"{self.insured} insured, {self.rejected} rejected, {self.refused} refused"
+        if self.unanswered:
+            zh, en = f"{zh}，未答复 {self.unanswered} 户", f"{en}, {self.unanswered} unanswered"
+        return f"{zh} / {en}"
+
+
+def tally(parsed: Parsed, sent: list[EventMessage], outcomes: dict[uuid.UUID, Outcome]) -> Tally:
+    answered = [outcomes[e.event_id] for e in sent if e.event_id in outcomes]
+    rejected = sum(o.rejected for o in answered)
+    refused = sum(len(p.lines or (p.line,)) for p in parsed.problems)
+    return Tally(len(answered) - rejected, rejected, refused, len(sent) - len(answered))
+
+
+def row_results(parsed: Parsed, outcomes: dict[uuid.UUID, Outcome]) -> dict[int, list[Any]]:
+    """The result columns of each roster line. A household's policy number, insured count and
+    members left out stand on each of its rows; 状态 is the row's own member (未参保 when left out)."""
+    results: dict[int, list[Any]] = {}
+    for problem in parsed.problems:
+        for line in problem.lines or (problem.line,):
+            results[line] = [REFUSED, "", "", "", mask_in_text(problem.reason)]
+    for event_id, rows in parsed.rows.items():
+        outcome = outcomes.get(event_id)
+        if outcome is None:
+            results.update({r.line: [UNANSWERED, "", "", "", ""] for r in rows})
+            continue
+        left_out = "；".join(f"{name}：{reasons.zh(code)}" for name, code in _named(outcome.excluded, rows))
+        why = "；".join(reasons.zh(code) for code in outcome.reasons)
+        insured = list(outcome.insured)
+        for row in rows:
+            if outcome.rejected:
+                status = REJECTED
+            elif row.resident_id in insured:
+                insured.remove(row.resident_id)  # a member listed twice is insured once
+                status = INSURED
+            else:
+                status = LEFT_OUT
+            results[row.line] = [status, outcome.policy_number or "", len(outcome.insured), left_out, why]
+    return results
+
+
+def _named(excluded: tuple[tuple[str, str], ...], rows: list[MemberRow]) -> list[tuple[str, str]]:
+    """Members left out, by the name on their roster row (their masked ID number when none matches)."""
+    unused = list(rows)
+    named = []
+    for number, code in excluded:
+        row = next((r for r in unused if r.resident_id == number.upper()), None)
+        if row is not None:
+            unused.remove(row)
+        named.append((row.name if row else mask(number), code))
+    return named
+
+
+def result_path(path: Path) -> Path:
+    """Beside the roster, in its format: ``roster.xlsx`` -> ``roster.结果.xlsx`` (a result file
+    published again gets its result written over itself)."""
+    stem = path.stem if path.stem.endswith(".结果") else f"{path.stem}.结果"
+    return path.with_name(stem + (".csv" if path.suffix.lower() == ".csv" else ".xlsx"))
+
+
+def write_result(path: Path, sheet: Sheet, results: dict[int, list[Any]]) -> Path:
+    """The roster's own columns (result columns it already had are replaced) and the result's;
+    returns where it was written."""
+    keep = [i for i, heading in enumerate(sheet.header) if heading.strip() not in RESULT_COLUMNS]
+    header = [sheet.header[i] for i in keep] + RESULT_COLUMNS
+    blank = [""] * len(RESULT_COLUMNS)
+    rows = [[values[i] if i < len(values) else None for i in keep] + [spreadsheet_cell(v) for v in results.get(n, blank)]
+            for n, values in sheet.rows]
+    target = result_path(path)
+    if target.suffix == ".csv":
+        with target.open("w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+    else:
+        _write_xlsx(target, header, rows)
+    return target
+
+
+def _write_xlsx(target: Path, header: list[str], rows: list[list[Any]]) -> None:
+    import xlsxwriter
+
+    # Text stays text: nothing a row holds is read as a formula, a number or a link.
+    book = xlsxwriter.Workbook(str(target), {"strings_to_formulas": False, "strings_to_numbers": False,
+                                             "strings_to_urls": False})
+    sheet = book.add_worksheet("结果")
+    bold, day = book.add_format({"bold": True}), book.add_format({"num_format": "yyyy-mm-dd"})
+    for col, heading in enumerate(header):
+        sheet.write_string(0, col, heading, bold)
+        sheet.set_column(col, col, 30 if heading in ("未参保成员及原因", "拒绝原因") else 20 if heading == "身份证号" else 12)
+    for r, values in enumerate(rows, start=1):
+        for col, value in enumerate(values):
+            if isinstance(value, date):  # datetimes too
+                sheet.write_datetime(r, col, value, day)
+            elif value is not None:
+                sheet.write(r, col, value)
+    book.close()
 
 
 def write_template(path: Path) -> None:
