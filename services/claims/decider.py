@@ -9,7 +9,14 @@ From the insurer's product terms (国寿计划生育家庭意外伤害保险(A�
   grade 10 = 10%); disability payments to one person add up to at most the share, and when they
   reach it that person's cover ends;
 - accident medical pays (expenses - social insurance - deductible) x ratio, rounded half up once;
-  all medical payments of one policy year add up to at most the household's shared limit.
+  all medical payments of one policy year add up to at most the household's shared limit. The
+  deductible and ratio are the policy's (``PolicyIssued``, from the year's product terms): a claim
+  may leave them out, and one that states others is rejected ``terms_mismatch``. A policy that
+  carries none (a year without published terms) takes the claim's, and without them the claim is
+  rejected ``terms_not_stated``;
+- cover ends with a death, not before it: a medical claim for an accident on or before the date of
+  death is judged as if the person were still covered (within what is left of the household's
+  limit); any other claim on a person whose cover has ended is rejected ``cover_ended``.
 A claim over a remaining limit is paid up to the limit, with the limit named.
 
 A claim on a policy number not known yet is deferred (the policy may be on its way: a claim
@@ -50,6 +57,7 @@ class PersonCover:
     sum_fen: int
     disability_paid_fen: int = 0
     ended: bool = False
+    ended_on: date | None = None  # the date of death, when the cover ended by death
 
 
 @dataclass
@@ -61,6 +69,8 @@ class PolicyCover:
     last_day: date
     medical_remaining_fen: int
     persons: dict[str, PersonCover] = field(default_factory=dict)
+    deductible_fen: int | None = None  # the policy's medical terms; None: the claim states them
+    payment_ratio: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ def cover_from_policy(policy: PolicyIssued) -> PolicyCover:
         last_day=cst_date(policy.cover_end) - timedelta(days=1),
         medical_remaining_fen=policy.medical_limit_fen,
         persons={p.resident_id: PersonCover(p.death_disability_sum_fen) for p in policy.insured},
+        deductible_fen=policy.deductible_fen,
+        payment_ratio=policy.payment_ratio,
     )
 
 
@@ -150,7 +162,7 @@ def _judge(claim: ClaimReported, policy: PolicyCover, paid_on: date, deferred_on
         return reject("not_insured_on_policy")
     if not policy.first_day <= claim.accident_date <= policy.last_day:
         return reject("outside_cover")
-    if person.ended:
+    if person.ended and not _before_death(claim, person):
         return reject("cover_ended")
     if claim.reported_on < claim.accident_date:
         return reject("reported_before_accident")
@@ -165,14 +177,14 @@ def _judge(claim: ClaimReported, policy: PolicyCover, paid_on: date, deferred_on
                          kind=claim.kind, accident_date=claim.accident_date, paid_on=paid_on, amount_fen=amount,
                          computed_fen=computed, limited_by=limited_by, deferred_on=deferred_on)
 
-    def cover_ended(reason: str) -> CoverEnded:
+    def cover_ended(reason: str, on: date | None = None) -> CoverEnded:
         return CoverEnded(policy_number=policy.policy_number, resident_id=resident_id, reason=reason,
-                          claim_id=claim.claim_id)
+                          claim_id=claim.claim_id, ended_on=on)
 
     match claim.kind:
         case ClaimKind.death:
             amount = person.sum_fen - person.disability_paid_fen
-            return [paid(amount, amount, None), cover_ended("death")]
+            return [paid(amount, amount, None), cover_ended("death", claim.outcome_date)]
         case ClaimKind.disability:
             assert claim.disability_grade is not None  # the contract requires it
             computed = apply_ratio(person.sum_fen, disability_ratio(claim.disability_grade))
@@ -183,14 +195,36 @@ def _judge(claim: ClaimReported, policy: PolicyCover, paid_on: date, deferred_on
                 out.append(cover_ended("disability_sum_exhausted"))
             return out
         case ClaimKind.medical:
-            assert claim.expenses_fen is not None and claim.payment_ratio is not None  # by contract
-            base = claim.expenses_fen - (claim.social_insurance_paid_fen or 0) - (claim.deductible_fen or 0)
-            computed = apply_ratio(max(base, 0), claim.payment_ratio)
+            assert claim.expenses_fen is not None  # by contract
+            terms = medical_terms(claim, policy)
+            if isinstance(terms, str):
+                return reject(terms)
+            deductible, ratio = terms
+            base = claim.expenses_fen - (claim.social_insurance_paid_fen or 0) - deductible
+            computed = apply_ratio(max(base, 0), ratio)
             if computed > 0 and policy.medical_remaining_fen == 0:
                 return reject("limit_exhausted")
             amount = min(computed, policy.medical_remaining_fen)
             return [paid(amount, computed, "household_medical_limit" if amount < computed else None)]
     raise AssertionError(f"unhandled claim kind {claim.kind}")
+
+
+def _before_death(claim: ClaimReported, person: PersonCover) -> bool:
+    """A medical claim for an accident on or before the day the person died: the accident happened
+    while they were covered (on the day itself, before the death: no accident follows one)."""
+    return claim.kind is ClaimKind.medical and person.ended_on is not None and claim.accident_date <= person.ended_on
+
+
+def medical_terms(claim: ClaimReported, policy: PolicyCover) -> tuple[int, Decimal] | str:
+    """The deductible and ratio a medical claim is paid with, or the reason it cannot be paid."""
+    if policy.deductible_fen is None or policy.payment_ratio is None:  # a policy without terms: the claim's
+        if claim.deductible_fen is None or claim.payment_ratio is None:
+            return "terms_not_stated"
+        return claim.deductible_fen, claim.payment_ratio
+    if (claim.deductible_fen not in (None, policy.deductible_fen)
+            or claim.payment_ratio not in (None, policy.payment_ratio)):
+        return "terms_mismatch"
+    return policy.deductible_fen, policy.payment_ratio
 
 
 def evolve(state: ClaimsState, event: ClaimEvent | PolicyIssued | ClaimReported) -> ClaimsState:
@@ -210,7 +244,8 @@ def evolve(state: ClaimsState, event: ClaimEvent | PolicyIssued | ClaimReported)
                 policy.medical_remaining_fen -= event.amount_fen
             _undefer(state, event)
         case CoverEnded():
-            state.policies[event.policy_number].persons[event.resident_id].ended = True
+            person = state.policies[event.policy_number].persons[event.resident_id]
+            person.ended, person.ended_on = True, event.ended_on
         case ClaimRejected():
             _undefer(state, event)
         case ClaimDeferred():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import delete, insert, or_, select, update
 
@@ -138,11 +139,12 @@ async def load_state(conn, events: Sequence[EventMessage]) -> ClaimsState:  # ty
     numbers = {c.policy_number for c in claims} | {e.payload.policy_number for e in events if isinstance(e.payload, PolicyIssued)}
     if numbers:
         for row in await conn.execute(select(policies).where(policies.c.policy_number.in_(numbers))):
-            state.policies[row.policy_number] = PolicyCover(row.policy_number, row.programme_year, row.township,
-                                                            row.first_day, row.last_day, row.medical_remaining_fen)
+            state.policies[row.policy_number] = PolicyCover(
+                row.policy_number, row.programme_year, row.township, row.first_day, row.last_day, row.medical_remaining_fen,
+                deductible_fen=row.deductible_fen, payment_ratio=None if row.payment_ratio is None else Decimal(row.payment_ratio))
         for row in await conn.execute(select(persons).where(persons.c.policy_number.in_(numbers))):
             state.policies[row.policy_number].persons[row.resident_id] = PersonCover(
-                row.sum_fen, row.disability_paid_fen, bool(row.ended))
+                row.sum_fen, row.disability_paid_fen, bool(row.ended), row.ended_on)
     if claims:
         rows = await conn.execute(select(claims_seen.c.claim_id).where(claims_seen.c.claim_id.in_({c.claim_id for c in claims})))
         state.claims_seen.update(r[0] for r in rows)
@@ -163,6 +165,8 @@ async def save_new_cover(conn, cover: PolicyCover) -> None:  # type: ignore[no-u
     await conn.execute(insert(policies), {
         "policy_number": cover.policy_number, "programme_year": cover.programme_year, "township": cover.township,
         "first_day": cover.first_day, "last_day": cover.last_day, "medical_remaining_fen": cover.medical_remaining_fen,
+        "deductible_fen": cover.deductible_fen,
+        "payment_ratio": None if cover.payment_ratio is None else str(cover.payment_ratio),
     })
     await conn.execute(insert(persons), [
         {"policy_number": cover.policy_number, "resident_id": rid, "sum_fen": p.sum_fen,
@@ -182,4 +186,5 @@ async def save_change(conn, state: ClaimsState, event) -> None:  # type: ignore[
                            .values(disability_paid_fen=person.disability_paid_fen))
     elif isinstance(event, CoverEnded):
         await conn.execute(update(persons).where(persons.c.policy_number == event.policy_number,
-                                                 persons.c.resident_id == event.resident_id).values(ended=True))
+                                                 persons.c.resident_id == event.resident_id)
+                           .values(ended=True, ended_on=event.ended_on))

@@ -18,6 +18,9 @@ policies = Table(
     Column("first_day", Date, nullable=False),
     Column("last_day", Date, nullable=False),
     Column("medical_remaining_fen", BigInteger, nullable=False),
+    # The policy's medical terms (PolicyIssued); null on policies that carry none (see ClaimReported).
+    Column("deductible_fen", BigInteger, nullable=True),
+    Column("payment_ratio", String(12), nullable=True, comment="a decimal, e.g. 0.8"),
 )
 
 persons = Table(
@@ -28,6 +31,7 @@ persons = Table(
     Column("sum_fen", BigInteger, nullable=False),
     Column("disability_paid_fen", BigInteger, nullable=False, default=0),
     Column("ended", Boolean, nullable=False, default=False),
+    Column("ended_on", Date, nullable=True, comment="the date of death, when the cover ended by death"),
     PrimaryKeyConstraint("policy_number", "resident_id"),
 )
 

@@ -9,9 +9,11 @@ Rules (DOMAIN.md, Mingxi 2020 plan section 三):
 - each member needs a valid resident ID number whose birth date matches the stated one;
 - ages 28 days to 65 years (周岁) on the first day of cover, renewals to 70;
 - a person is insured once per programme year (a member already insured is left out);
-- 100 yuan per unit buys 200,000 yuan of death/disability cover split equally among the insured
-  members (leftover fen to the first members in the order listed) and a 14,000-yuan medical limit
-  shared by the household for the policy year;
+- the year's product terms (``ProductTermsPublished``; without them the 100-yuan version,
+  ``DEFAULT_TERMS``): 100 yuan per unit buys 200,000 yuan of death/disability cover split equally
+  among the insured members (leftover fen to the first members in the order listed) and a
+  14,000-yuan medical limit shared by the household for the policy year; the policy carries the
+  terms in force when it is issued (later terms apply to later policies only);
 - cover runs from 00:00 the day after issue to 24:00 on the end date one year on (CST).
 """
 
@@ -21,6 +23,7 @@ import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 
 from shared.domain.calendar import CoverPeriod, age_refusal, cover_period
 from shared.domain.identity import ResidentIdError, resident_id_birth_date
@@ -31,10 +34,29 @@ from shared.events.enrollment import (
     HouseholdRejected,
     PolicyIssued,
 )
+from shared.events.programme import ProductTermsPublished
 
-PREMIUM_PER_UNIT_FEN = 100_00  # 100 yuan (100元版)
-DEATH_DISABILITY_PER_UNIT_FEN = 200_000_00  # 200,000 yuan, divided equally
-MEDICAL_PER_UNIT_FEN = 14_000_00  # 14,000 yuan, shared by the household
+
+@dataclass(frozen=True)
+class Terms:
+    """The product terms a policy is issued under (amounts per unit)."""
+
+    premium_per_unit_fen: int
+    death_disability_per_unit_fen: int
+    medical_limit_per_unit_fen: int
+    deductible_fen: int | None  # None: not on the policy; the insurer states it on each medical claim
+    payment_ratio: Decimal | None
+
+    @classmethod
+    def published(cls, event: ProductTermsPublished) -> Terms:
+        return cls(event.premium_per_unit_fen, event.death_disability_per_unit_fen, event.medical_limit_per_unit_fen,
+                   event.deductible_fen, event.payment_ratio)
+
+
+# A year without ProductTermsPublished: the Mingxi 100-yuan version (100元版), as every policy was
+# issued before terms could be published, with no deductible or ratio on the policy.
+DEFAULT_TERMS = Terms(premium_per_unit_fen=100_00, death_disability_per_unit_fen=200_000_00,
+                      medical_limit_per_unit_fen=14_000_00, deductible_fen=None, payment_ratio=None)
 
 
 @dataclass
@@ -44,6 +66,7 @@ class EnrollmentState:
     insured_households: set[tuple[int, str]] = field(default_factory=set)  # (year, household_id)
     insured_persons: dict[tuple[int, str], str] = field(default_factory=dict)  # (year, id number) -> policy
     policy_numbers: set[str] = field(default_factory=set)  # numbers already issued (of those a batch needs)
+    terms: dict[int, Terms] = field(default_factory=dict)  # year -> the latest published terms
 
 
 # "subsidy-" + a policy number must stay a stream id (200 characters at most).
@@ -95,7 +118,8 @@ def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | H
     if not eligible:
         return _rejected(reg, ["no_eligible_member"], excluded)
 
-    shares = split_equally(DEATH_DISABILITY_PER_UNIT_FEN * reg.units, len(eligible))
+    terms = state.terms.get(year, DEFAULT_TERMS)
+    shares = split_equally(terms.death_disability_per_unit_fen * reg.units, len(eligible))
     # As mappings, validated into InsuredPerson models by PolicyIssued's own validation, in one
     # call into pydantic-core (1.7 µs a household less than a model built for each here).
     insured = [
@@ -112,14 +136,16 @@ def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | H
         category=reg.category,
         payer=reg.payer,
         units=reg.units,
-        premium_fen=PREMIUM_PER_UNIT_FEN * reg.units,
+        premium_fen=terms.premium_per_unit_fen * reg.units,
         issued_on=reg.paid_on,
         cover_start=period.start,
         cover_end=period.end,
         insured=insured,  # type: ignore[arg-type]
         excluded=excluded,
-        medical_limit_fen=MEDICAL_PER_UNIT_FEN * reg.units,
+        medical_limit_fen=terms.medical_limit_per_unit_fen * reg.units,
         renewal=reg.renewal,
+        deductible_fen=terms.deductible_fen,
+        payment_ratio=terms.payment_ratio,
     )
 
 
@@ -147,9 +173,11 @@ def _rejected(reg: HouseholdRegistered, reasons: list[str], excluded: list[Exclu
     )
 
 
-def evolve(state: EnrollmentState, event: PolicyIssued | HouseholdRejected) -> EnrollmentState:
-    """Fold an outcome into the state (rejections change nothing). Updates ``state`` in place
-    and returns it: the state is the service's working copy, not shared."""
+def evolve(state: EnrollmentState, event: PolicyIssued | HouseholdRejected | ProductTermsPublished) -> EnrollmentState:
+    """Fold an outcome or a year's terms into the state (rejections change nothing). Updates
+    ``state`` in place and returns it: the state is the service's working copy, not shared."""
+    if isinstance(event, ProductTermsPublished):
+        state.terms[event.programme_year] = Terms.published(event)
     if isinstance(event, PolicyIssued):
         state.insured_households.add((event.programme_year, event.household_id))
         state.policy_numbers.add(event.policy_number)

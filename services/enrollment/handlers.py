@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.enrollment.decider import EnrollmentState, decide, evolve, policy_number
-from services.enrollment.tables import insured_households, insured_persons
+from services.enrollment.decider import EnrollmentState, Terms, decide, evolve, policy_number
+from services.enrollment.tables import insured_households, insured_persons, product_terms
 from shared.events import EventMessage, registry
 from shared.events.bulk import insert_rows
 from shared.events.consumer import Incoming, Rejected, outcomes
 from shared.events.keyed import rows_by_year
 from shared.events.producers import received_from, without_recorded_before_scoping
 from shared.events.enrollment import HouseholdRegistered, PolicyIssued
-from shared.events.programme import AreaRegistered, TownshipTargetSet
+from shared.events.programme import AreaRegistered, ProductTermsPublished, TownshipTargetSet
 from shared.events.store import StreamAppend, Transaction
 from shared.events.subjects import PRODUCER_EVENTS, split_inbound
 from shared.events.subsidy import SubsidyPlanCloseRequested, SubsidyPlanPublished
@@ -37,6 +39,8 @@ def stream_of(event: EventMessage) -> str:
             return f"targets-{year}-{township}"
         case AreaRegistered(code=code):
             return f"area-{code}"
+        case ProductTermsPublished(programme_year=year):
+            return f"terms-{year}"
         case SubsidyPlanPublished(plan_id=plan) | SubsidyPlanCloseRequested(plan_id=plan):
             return f"plan-{plan}"
     raise Rejected("unexpected_event_type", f"enrollment does not record {event.event_type}", str(event.event_id))
@@ -70,6 +74,9 @@ class EnrollmentHandler:
                 if isinstance(outcome, PolicyIssued):
                     enrolled.households.append((outcome.programme_year, outcome.household_id, outcome.policy_number))
                     enrolled.persons += [(outcome.programme_year, p.resident_id, outcome.policy_number) for p in outcome.insured]
+            elif isinstance(event.payload, ProductTermsPublished):  # for the policies after it, in this batch too
+                evolve(state, event.payload)
+                enrolled.terms[event.payload.programme_year] = state.terms[event.payload.programme_year]
             enrolled.appends.append(StreamAppend(stream_of(event), recorded))
         return enrolled
 
@@ -81,18 +88,30 @@ class Enrolled:
     appends: list[StreamAppend] = field(default_factory=list)
     households: list[tuple[int, str, str]] = field(default_factory=list)
     persons: list[tuple[int, str, str]] = field(default_factory=list)
+    terms: dict[int, Terms] = field(default_factory=dict)  # year -> terms now in force
 
     async def write(self, tx: Transaction) -> None:
         conn = tx.connection
         await tx.append_streams(self.appends)
         await insert_rows(conn, insured_households, ("programme_year", "household_id", "policy_number"), self.households)
         await insert_rows(conn, insured_persons, ("programme_year", "resident_id", "policy_number"), self.persons)
+        for year, terms in self.terms.items():
+            await conn.execute(delete(product_terms).where(product_terms.c.programme_year == year))
+            await conn.execute(insert(product_terms), {
+                "programme_year": year, "premium_per_unit_fen": terms.premium_per_unit_fen,
+                "death_disability_per_unit_fen": terms.death_disability_per_unit_fen,
+                "medical_limit_per_unit_fen": terms.medical_limit_per_unit_fen, "deductible_fen": terms.deductible_fen,
+                "payment_ratio": str(terms.payment_ratio)})
 
 
 async def load_state(conn, registrations: Sequence[HouseholdRegistered]) -> EnrollmentState:  # type: ignore[no-untyped-def]
     state = EnrollmentState()
     if not registrations:
         return state
+    years = {r.programme_year for r in registrations}
+    for row in await conn.execute(select(product_terms).where(product_terms.c.programme_year.in_(years))):
+        state.terms[row.programme_year] = Terms(row.premium_per_unit_fen, row.death_disability_per_unit_fen,
+                                                row.medical_limit_per_unit_fen, row.deductible_fen, Decimal(row.payment_ratio))
     households = {(r.programme_year, r.household_id) for r in registrations}
     persons = {(r.programme_year, m.resident_id.upper()) for r in registrations for m in r.members}
     h = insured_households.c

@@ -1,8 +1,9 @@
-"""Enrollment's own tables: who is insured in which programme year (its decision state)."""
+"""Enrollment's own tables: who is insured in which programme year, and the product terms of each
+year (its decision state)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 metadata = MetaData()
 
@@ -24,4 +25,15 @@ insured_persons = Table(
     Column("resident_id", String(18), nullable=False),
     Column("policy_number", String(200), nullable=False),
     PrimaryKeyConstraint("programme_year", "resident_id"),
+)
+
+product_terms = Table(
+    "enrollment_terms",  # the latest ProductTermsPublished of each year (the log keeps every one)
+    metadata,
+    Column("programme_year", Integer, primary_key=True, autoincrement=False),
+    Column("premium_per_unit_fen", BigInteger, nullable=False),
+    Column("death_disability_per_unit_fen", BigInteger, nullable=False),
+    Column("medical_limit_per_unit_fen", BigInteger, nullable=False),
+    Column("deductible_fen", BigInteger, nullable=False),
+    Column("payment_ratio", String(12), nullable=False, comment="a decimal, e.g. 0.8"),
 )

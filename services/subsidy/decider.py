@@ -3,7 +3,9 @@
 A plan (Hongta 2024: 40 yuan/person for 3,200 persons; 50 yuan/person for 444 persons in special
 families) has lines; each line covers household categories, pays a rate per insured person, and
 stops at its head-count cap or its budget, whichever comes first. A person is subsidised once per
-programme year. Policies issued before their year's plan is published are deferred and decided,
+programme year. The subsidies on one policy never add up to more than its premium: a person whose
+subsidy would take them above it is rejected ``premium_covered`` (persons are decided in the order
+the policy lists them; the premium is the policy's own, from its year's product terms). Policies issued before their year's plan is published are deferred and decided,
 in the order they arrived, when it is. Closing a plan yields the lump sum paid to the insurer.
 """
 
@@ -72,6 +74,7 @@ def _decide_persons(policy: PolicyIssued, plan: PlanState, state: SubsidyState) 
     line = plan.line_for(policy.category)
     usage = LineUsage(**vars(plan.usage.get(line.code, LineUsage()))) if line else LineUsage()
     approved_here: set[str] = set()
+    approved_fen = 0  # on this policy
     for person in policy.insured:
         reason = None
         if line is None:
@@ -80,6 +83,8 @@ def _decide_persons(policy: PolicyIssued, plan: PlanState, state: SubsidyState) 
             reason = "plan_closed"
         elif (policy.programme_year, person.resident_id) in state.subsidised or person.resident_id in approved_here:
             reason = "already_subsidised"
+        elif approved_fen + line.rate_fen > policy.premium_fen:
+            reason = "premium_covered"
         elif usage.persons >= line.head_cap:
             reason = "head_cap_reached"
         elif usage.amount_fen + line.rate_fen > line.budget_fen:
@@ -87,6 +92,7 @@ def _decide_persons(policy: PolicyIssued, plan: PlanState, state: SubsidyState) 
         if reason is None and line is not None:
             usage.persons += 1
             usage.amount_fen += line.rate_fen
+            approved_fen += line.rate_fen
             approved_here.add(person.resident_id)
             out.append(SubsidyApproved(plan_id=plan.plan.plan_id, programme_year=policy.programme_year, line=line.code,
                                        policy_number=policy.policy_number, township=policy.township,

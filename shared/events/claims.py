@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
 
 from pydantic import Field, model_validator
 
 from .base import DomainEvent, Fen, Key, Name
 from .enrollment import IdNumber
+from .programme import Ratio as Ratio  # claims name it from here too
 from .programme import Year
 from .reasons import ClaimDeferredReason, ClaimLimit, ClaimRejectedReason, CoverEndedReason
-
-Ratio = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4)]
 
 
 class ClaimKind(StrEnum):
@@ -40,12 +37,16 @@ class ClaimReported(DomainEvent):
     disability_grade: int | None = Field(default=None, ge=1, le=10, description="JR/T 0083-2013 grade, 1 = 100%")
     expenses_fen: Fen | None = Field(default=None, description="eligible inpatient expenses")
     social_insurance_paid_fen: Fen | None = None
-    deductible_fen: Fen | None = None
-    payment_ratio: Ratio | None = None
+    deductible_fen: Fen | None = Field(default=None, description=(
+        "medical: optional; the policy's deductible applies (PolicyIssued.deductible_fen). Sent and different: "
+        "rejected terms_mismatch. Required only for policies that carry no deductible"))
+    payment_ratio: Ratio | None = Field(default=None, description=(
+        "medical: optional, as deductible_fen (PolicyIssued.payment_ratio)"))
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> ClaimReported:
-        medical = (self.expenses_fen, self.social_insurance_paid_fen, self.deductible_fen, self.payment_ratio)
+        medical = (self.expenses_fen, self.social_insurance_paid_fen)
+        terms = (self.deductible_fen, self.payment_ratio)
         if self.kind is not ClaimKind.medical and self.outcome_date is None:
             raise ValueError("a death or disability claim needs outcome_date (date of death or of the assessment)")
         if self.kind is ClaimKind.disability and self.disability_grade is None:
@@ -53,8 +54,8 @@ class ClaimReported(DomainEvent):
         if self.kind is not ClaimKind.disability and self.disability_grade is not None:
             raise ValueError("disability_grade belongs to disability claims only")
         if self.kind is ClaimKind.medical and any(v is None for v in medical):
-            raise ValueError("a medical claim needs expenses_fen, social_insurance_paid_fen, deductible_fen and payment_ratio")
-        if self.kind is not ClaimKind.medical and any(v is not None for v in medical):
+            raise ValueError("a medical claim needs expenses_fen and social_insurance_paid_fen")
+        if self.kind is not ClaimKind.medical and any(v is not None for v in (*medical, *terms)):
             raise ValueError("expense figures belong to medical claims only")
         return self
 
@@ -114,3 +115,5 @@ class CoverEnded(DomainEvent):
     resident_id: IdNumber
     reason: CoverEndedReason = Field(description="why the cover ends")
     claim_id: Name
+    ended_on: date | None = Field(default=None, description=(
+        "death: the date of death; a medical claim for an accident on or before it is still judged as covered"))

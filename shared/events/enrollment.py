@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field, model_validator
 
 from .base import DomainEvent, Fen, FrozenModel, Key, Name
-from .programme import Year
+from .programme import Ratio, Year
 from .reasons import HouseholdReason, MemberReason
 
 # Shape only; the check character and birth date are business rules that enrollment applies,
@@ -107,6 +107,11 @@ class PolicyIssued(DomainEvent):
     excluded: list[ExcludedMember] = []
     medical_limit_fen: Fen = Field(description="accident medical limit shared by the household for the policy year")
     renewal: bool = False
+    # The medical terms in force when issued (the year's ProductTermsPublished). Absent on policies
+    # of a year without published terms, and on policies issued before terms existed: the insurer
+    # then states both on each medical claim.
+    deductible_fen: Fen | None = Field(default=None, description="accident medical deductible per claim, from the year's product terms")
+    payment_ratio: Ratio | None = Field(default=None, description="accident medical payment ratio, from the year's product terms")
 
     @model_validator(mode="after")
     def _cover_is_ordered(self) -> PolicyIssued:

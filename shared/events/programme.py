@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from .base import DomainEvent, Key
+from .base import DomainEvent, Fen, Key
 
 Year = Annotated[int, Field(ge=2000, le=2200, description="programme year (投保年度)")]
 Count = Annotated[int, Field(ge=0, le=10_000_000)]
+Ratio = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4)]
 
 
 class AreaLevel(StrEnum):
@@ -52,3 +54,22 @@ class TownshipTargetSet(DomainEvent):
         if self.target_government + self.target_self != self.target_total:
             raise ValueError("target_government + target_self must equal target_total")
         return self
+
+
+class ProductTermsPublished(DomainEvent):
+    """The insurer's product terms in force for a programme year (e.g. the Mingxi 100-yuan version:
+    100 yuan per unit, 200,000 yuan death/disability, 14,000 yuan medical shared by the household).
+
+    Enrollment writes them on every policy of the year it issues after this (``PolicyIssued``);
+    claims pay from the policy's terms. A year without terms gets the 100-yuan version with no
+    deductible or ratio on the policy (the insurer then states both on each medical claim)."""
+
+    event_type = "ProductTermsPublished"
+
+    programme_year: Year
+    product: str = Field(min_length=1, max_length=100, description="the product and version, e.g. 100元版")
+    premium_per_unit_fen: Fen = Field(gt=0, description="premium per unit (份)")
+    death_disability_per_unit_fen: Fen = Field(description="death/disability cover per unit, divided equally among the insured")
+    medical_limit_per_unit_fen: Fen = Field(description="accident medical limit per unit, shared by the household for the year")
+    deductible_fen: Fen = Field(description="accident medical deductible (免赔额) per claim")
+    payment_ratio: Ratio = Field(description="accident medical payment ratio (给付比例), 0 to 1")

@@ -52,6 +52,8 @@ CLAIM_REJECTED: dict[str, Text] = {
     "outcome_not_within_180_days": Text("身故或伤残评定不在事故后 180 日内", "death or the disability assessment is not within 180 days of the accident"),
     "limit_exhausted": Text("医疗保险金额已用完", "the household's medical limit is used up"),
     "duplicate_claim": Text("重复的理赔号", "a claim with this id was already decided"),
+    "terms_mismatch": Text("理赔所报免赔额或给付比例与保单不符", "the claim's deductible or payment ratio differs from the policy's"),
+    "terms_not_stated": Text("保单未载明免赔额和给付比例，理赔也未报送", "neither the policy nor the claim states the deductible and payment ratio"),
 }
 
 # Why a claim waits (``ClaimDeferred.reason``).
@@ -78,6 +80,7 @@ SUBSIDY_REJECTED: dict[str, Text] = {
     "already_subsidised": Text("本年度已获补贴", "already subsidised this programme year"),
     "head_cap_reached": Text("补贴人数已达上限", "the line's head-count cap is reached"),
     "budget_exhausted": Text("补贴预算已用完", "the line's budget is used up"),
+    "premium_covered": Text("再补贴将超过本保单保费", "one more subsidy would take the policy's subsidies above its premium"),
 }
 
 # Why a plan request is refused (``SubsidyPlanRequestRefused.reason``).

@@ -19,15 +19,20 @@ EVENTS_PREFIX = "guanhuai.events"
 MAX_MESSAGE_BYTES = 256 * 1024  # a household of 30 members is ~5 KB; anything near this is abuse
 
 # What each kind of producer may send. The service that records a kind's inbound events:
-#   county  -> enrollment (households, targets, areas, subsidy plans and their closing)
+#   county  -> enrollment (households, targets, areas, the year's product terms, subsidy plans and their closing)
 #   insurer -> claims (claims reported)
 PRODUCER_EVENTS: dict[str, tuple[str, ...]] = {
     "county": (
         "HouseholdRegistered",
+        "HouseholdCorrected",
+        "PolicyCancellationRequested",
         "TownshipTargetSet",
         "AreaRegistered",
         "SubsidyPlanPublished",
         "SubsidyPlanCloseRequested",
+        # The county publishes the terms it contracted with the insurer: the policies it issues carry
+        # them, and enrollment records county events only (the insurer's stream feeds claims).
+        "ProductTermsPublished",
     ),
     "insurer": ("ClaimReported",),
 }

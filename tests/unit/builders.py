@@ -235,5 +235,6 @@ def settled(claim_: ClaimReported, amount_fen: int, *, ends_cover: str | None = 
     history: list = [claim_, paid(claim_, amount_fen)]  # type: ignore[type-arg]
     if ends_cover:
         history.append(CoverEnded(policy_number=claim_.policy_number, resident_id=claim_.resident_id.upper(),
-                                  reason=ends_cover, claim_id=claim_.claim_id))
+                                  reason=ends_cover, claim_id=claim_.claim_id,
+                                  ended_on=claim_.outcome_date if ends_cover == "death" else None))
     return history

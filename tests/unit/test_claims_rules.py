@@ -95,7 +95,7 @@ def test_death_ends_that_persons_cover():
     events = when(death(CHILD, claim_id="C7"), given(POLICY))
 
     assert events[1:] == [CoverEnded(policy_number=POLICY.policy_number, resident_id=CHILD, reason="death",
-                                     claim_id="C7")]
+                                     claim_id="C7", ended_on=ACCIDENT + timedelta(days=1))]
 
 
 def test_death_pays_the_share_minus_disability_already_paid():
@@ -111,12 +111,43 @@ def test_death_pays_the_share_minus_disability_already_paid():
 @pytest.mark.parametrize("later", [
     death(HEAD, claim_id="C2"),
     disability(HEAD, 5, claim_id="C2"),
-    medical(HEAD, 10_000_00, claim_id="C2"),
-], ids=["death", "disability", "medical"])
+    medical(HEAD, 10_000_00, claim_id="C2", accident=ACCIDENT + timedelta(days=2)),
+], ids=["death", "disability", "medical after the death"])
 def test_rejects_a_later_claim_for_a_person_whose_cover_ended_by_death(later):
-    history = given(POLICY, *settled(death(HEAD, claim_id="C1"), 6666667, ends_cover="death"))
+    history = given(POLICY, *settled(death(HEAD, claim_id="C1"), 6666667, ends_cover="death"))  # died the day after
 
     assert rejection(when(later, history)) == "cover_ended"
+
+
+def test_a_medical_claim_for_an_accident_before_the_death_is_paid_within_the_remaining_household_limit():
+    history = given(POLICY, *settled(medical(SPOUSE, 10_000_00, claim_id="C1"), 10_000_00),
+                    *settled(death(HEAD, claim_id="C2", accident=ACCIDENT + timedelta(days=5)), 6666667, ends_cover="death"))
+
+    events = when(medical(HEAD, 6_000_00, claim_id="C3", accident=ACCIDENT, reported=ACCIDENT + timedelta(days=30)), history)
+
+    assert amounts(events) == (4_000_00, 6_000_00, "household_medical_limit")
+
+
+def test_a_medical_claim_for_the_accident_that_caused_the_death_on_its_day_is_paid():
+    history = given(POLICY, *settled(death(HEAD, claim_id="C1", died=ACCIDENT), 6666667, ends_cover="death"))
+
+    events = when(medical(HEAD, 2_000_00, claim_id="C2", accident=ACCIDENT), history)
+
+    assert amounts(events) == (2_000_00, 2_000_00, None)
+
+
+def test_a_medical_claim_for_an_accident_after_the_death_is_rejected_cover_ended():
+    history = given(POLICY, *settled(death(HEAD, claim_id="C1", died=ACCIDENT), 6666667, ends_cover="death"))
+
+    events = when(medical(HEAD, 2_000_00, claim_id="C2", accident=ACCIDENT + timedelta(days=1)), history)
+
+    assert rejection(events) == "cover_ended"
+
+
+def test_a_medical_claim_after_disability_used_up_the_share_is_still_rejected_cover_ended():
+    history = given(POLICY, *settled(disability(HEAD, 1, claim_id="C1"), 6666667, ends_cover="disability_sum_exhausted"))
+
+    assert rejection(when(medical(HEAD, 1_000_00, claim_id="C2", accident=ACCIDENT - timedelta(days=5)), history)) == "cover_ended"
 
 
 def test_the_death_of_one_member_leaves_the_others_covered():
@@ -320,6 +351,52 @@ def test_medical_payments_do_not_reduce_anyones_death_and_disability_share():
     events = when(death(HEAD, claim_id="C2"), history)
 
     assert amounts(events) == (6666667, 6666667, None)
+
+
+# --- the policy's medical terms (deductible and payment ratio) ---------------------------------
+
+WITH_TERMS = POLICY.model_copy(update={"deductible_fen": 100_00, "payment_ratio": Decimal("0.8")})
+
+
+def unstated(number: str, expenses_fen: int, **kwargs) -> ClaimReported:  # type: ignore[no-untyped-def]
+    """A medical claim that leaves the deductible and ratio to the policy."""
+    return medical(number, expenses_fen, **kwargs).model_copy(update={"deductible_fen": None, "payment_ratio": None})
+
+
+def test_a_medical_claim_without_terms_is_paid_with_the_policys_deductible_and_ratio():
+    events = when(unstated(HEAD, 10_000_00, social_insurance_fen=3_000_00), given(WITH_TERMS))
+
+    assert amounts(events) == (5_520_00, 5_520_00, None)  # (10,000 - 3,000 - 100) x 0.8 yuan
+
+
+def test_a_medical_claim_stating_the_policys_own_terms_is_paid_the_same():
+    claim = medical(HEAD, 10_000_00, social_insurance_fen=3_000_00, deductible_fen=100_00, ratio="0.80")
+
+    assert amounts(when(claim, given(WITH_TERMS))) == (5_520_00, 5_520_00, None)
+
+
+@pytest.mark.parametrize(("deductible_fen", "ratio"), [(0, "0.8"), (100_00, "0.9"), (0, "1")],
+                         ids=["other deductible", "other ratio", "both other"])
+def test_rejects_a_medical_claim_stating_terms_other_than_the_policys(deductible_fen, ratio):
+    claim = medical(HEAD, 10_000_00, deductible_fen=deductible_fen, ratio=ratio)
+
+    assert rejection(when(claim, given(WITH_TERMS))) == "terms_mismatch"
+
+
+def test_a_policy_without_terms_is_paid_with_the_terms_the_claim_states():
+    claim = medical(HEAD, 10_000_00, social_insurance_fen=3_000_00, deductible_fen=100_00, ratio="0.8")
+
+    assert amounts(when(claim, given(POLICY))) == (5_520_00, 5_520_00, None)
+
+
+def test_rejects_a_medical_claim_without_terms_on_a_policy_that_carries_none():
+    assert rejection(when(unstated(HEAD, 10_000_00), given(POLICY))) == "terms_not_stated"
+
+
+def test_the_cover_keeps_the_policys_terms():
+    cover = cover_from_policy(WITH_TERMS)
+
+    assert (cover.deductible_fen, cover.payment_ratio) == (100_00, Decimal("0.8"))
 
 
 # --- the policy term ----------------------------------------------------------------------------

@@ -81,8 +81,45 @@ SMALL = plan(line("priority", PRIORITY, rate_fen=40_00, head_cap=3),
 # --- approvals at the line rate ------------------------------------------------------------------
 
 
-def test_approves_each_insured_person_at_the_line_rate():
+def test_rejects_further_persons_once_the_policys_subsidies_would_exceed_its_premium():
+    family = policy(*persons(3), category=HouseholdCategory.poor)  # 100 yuan: 40 + 40, and 40 more would be 120
+
+    events = decide_policy(family, given(SMALL))
+
+    assert reasons(events) == ["approved", "approved", "premium_covered"]
+    assert sum(e.amount_fen for e in events if isinstance(e, SubsidyApproved)) <= family.premium_fen
+
+
+def test_subsidies_may_add_up_to_exactly_the_premium():
+    bereaved = policy(*persons(3), category=HouseholdCategory.lost_only_child)  # 50 + 50 = 100 yuan
+
+    assert reasons(decide_policy(bereaved, given(SMALL))) == ["approved", "approved", "premium_covered"]
+
+
+def test_a_policy_of_two_units_takes_subsidies_up_to_its_two_unit_premium():
+    family = policy(*persons(5), category=HouseholdCategory.poor, units=2)  # 5 x 40 = 200 yuan
+    roomy = plan(line("priority", PRIORITY, rate_fen=40_00, head_cap=10))
+
+    assert reasons(decide_policy(family, given(roomy))) == ["approved"] * 5
+
+
+def test_a_person_refused_because_the_premium_is_covered_uses_none_of_the_lines_head_count():
+    state = given(SMALL)  # priority cap 3
+    first = deciding(state, policy(*persons(3), household_id="H1"))
+    second = deciding(state, policy(*persons(1, first=10), household_id="H2"))
+
+    assert (reasons(first), reasons(second)) == (["approved", "approved", "premium_covered"], ["approved"])
+
+
+def test_a_deferred_policy_is_capped_at_its_premium_when_its_plan_arrives():
     family = policy(*persons(3), category=HouseholdCategory.poor)
+    history = given(family, *decide_policy(family, given()))
+
+    assert reasons(decide_plan(SMALL, history)) == ["approved", "approved", "premium_covered"]
+
+
+def test_approves_each_insured_person_at_the_line_rate():
+    family = policy(*persons(3), category=HouseholdCategory.poor, units=2)  # 200 yuan of premium: room for 3 x 40
 
     events = decide_policy(family, given(SMALL))
 
@@ -110,7 +147,7 @@ def test_rejects_persons_once_the_line_head_count_cap_is_reached():
 
 
 def test_the_head_count_cap_counts_persons_approved_earlier_in_the_same_policy():
-    events = decide_policy(policy(*persons(4)), given(SMALL))
+    events = decide_policy(policy(*persons(4), units=2), given(SMALL))
 
     assert reasons(events) == ["approved", "approved", "approved", "head_cap_reached"]
 
@@ -118,7 +155,7 @@ def test_the_head_count_cap_counts_persons_approved_earlier_in_the_same_policy()
 def test_rejects_persons_when_the_budget_is_used_up_before_the_head_count_cap():
     tight = plan(line("priority", PRIORITY, rate_fen=40_00, head_cap=10, budget_fen=80_00))
 
-    events = decide_policy(policy(*persons(3)), given(tight))
+    events = decide_policy(policy(*persons(3), units=2), given(tight))
 
     assert reasons(events) == ["approved", "approved", "budget_exhausted"]
 
@@ -126,7 +163,7 @@ def test_rejects_persons_when_the_budget_is_used_up_before_the_head_count_cap():
 def test_a_budget_that_is_no_multiple_of_the_rate_never_pays_part_of_a_rate():
     odd = plan(line("priority", PRIORITY, rate_fen=40_00, head_cap=10, budget_fen=100_00))
 
-    events = decide_policy(policy(*persons(3)), given(odd))
+    events = decide_policy(policy(*persons(3), units=2), given(odd))
 
     assert [e.amount_fen for e in events if isinstance(e, SubsidyApproved)] == [40_00, 40_00]
     assert reasons(events)[-1] == "budget_exhausted"
@@ -344,7 +381,7 @@ def test_closing_a_plan_with_no_approvals_disburses_nothing_but_says_so():
 
 def test_rejected_persons_are_not_paid_for_in_the_lump_sum():
     state = given(SMALL)
-    outcomes = deciding(state, policy(*persons(5)))  # cap 3: two are refused
+    outcomes = deciding(state, policy(*persons(5), units=2))  # cap 3: two are refused
 
     (event,) = decide_close(close(), state)
 
@@ -388,7 +425,7 @@ def test_deciding_a_policy_does_not_change_the_state():
 
 def test_hongta_2024_scaled_down_pays_each_line_its_rate_up_to_its_cap():
     state = given(plan(*hongta_lines(priority_cap=32, special_cap=4)))  # 1% of the head counts
-    deciding(state, *policies_of(40, 4), *policies_of(6, 3, first=1000, category=HouseholdCategory.lost_only_child,
+    deciding(state, *policies_of(40, 2), *policies_of(6, 2, first=1000, category=HouseholdCategory.lost_only_child,
                                                       prefix="S"))
 
     (event,) = decide_close(close(), state)
@@ -399,9 +436,10 @@ def test_hongta_2024_scaled_down_pays_each_line_its_rate_up_to_its_cap():
 
 def test_hongta_2024_pays_128000_yuan_for_3200_persons_and_22200_yuan_for_444():
     state = given(plan())
-    ordinary = policies_of(3_200, 4)
-    lost_only_child = policies_of(282, 3, first=10_000, category=HouseholdCategory.lost_only_child, prefix="L")
-    only_child_disabled = policies_of(162, 3, first=20_000, category=HouseholdCategory.only_child_disabled, prefix="D")
+    # Households of two: 2 x 40 and 2 x 50 yuan stay within a 100-yuan premium.
+    ordinary = policies_of(3_200, 2)
+    lost_only_child = policies_of(282, 2, first=10_000, category=HouseholdCategory.lost_only_child, prefix="L")
+    only_child_disabled = policies_of(162, 2, first=20_000, category=HouseholdCategory.only_child_disabled, prefix="D")
     over_the_caps = [policy(*persons(1, first=30_000), household_id="X1"),
                      policy(*persons(1, first=30_001), household_id="X2", category=HouseholdCategory.lost_only_child)]
 
