@@ -274,10 +274,13 @@ def write_result(path: Path, sheet: Sheet, results: dict[int, list[Any]]) -> Pat
     returns where it was written."""
     keep = [i for i, heading in enumerate(sheet.header) if heading.strip() not in RESULT_COLUMNS]
     header = [sheet.header[i] for i in keep] + RESULT_COLUMNS
-    blank = [""] * len(RESULT_COLUMNS)
-    rows = [[values[i] if i < len(values) else None for i in keep] + [spreadsheet_cell(v) for v in results.get(n, blank)]
-            for n, values in sheet.rows]
     target = result_path(path)
+    # A CSV cell cannot say "text": what we add (names above all) is kept from being read as a
+    # formula the usual way. The roster's own cells go back as the county wrote them.
+    safe = spreadsheet_cell if target.suffix == ".csv" else (lambda value: value)
+    blank = [""] * len(RESULT_COLUMNS)
+    rows = [[values[i] if i < len(values) else None for i in keep] + [safe(v) for v in results.get(n, blank)]
+            for n, values in sheet.rows]
     if target.suffix == ".csv":
         with target.open("w", encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle)

@@ -33,3 +33,12 @@ async def test_the_plain_nats_py_example_enrols_a_household(pipeline: Pipeline) 
     counts = await pipeline.wait_for(lambda c: c["PolicyIssued"] == 1)
     counts = await pipeline.settled()
     assert counts["HouseholdRegistered"] == 1
+
+
+async def test_the_plain_nats_py_example_waits_for_its_households_outcome(pipeline: Pipeline) -> None:
+    example = DOCS / "examples" / "wait_for_outcome.py"
+    for _ in range(2):  # the second run is a duplicate: the outcome is found among the older ones
+        result = subprocess.run([sys.executable, str(example), pipeline.nats.url], capture_output=True, text=True, timeout=90)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PolicyIssued P2024-chengguan-CG-0002: 2 insured, 0 left out" in result.stdout
+    assert "(already there)" in result.stdout
