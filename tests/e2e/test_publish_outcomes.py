@@ -130,20 +130,15 @@ def assert_every_row_answered(rows: list[dict[str, str]], prefix: str) -> None:
 SUMMARY = "已参保 3 户，拒绝 1 户，无法读取 1 行 / 3 insured, 1 rejected, 1 refused"
 
 
-async def test_publishing_a_csv_roster_answers_every_row_in_a_csv_result_file(running: Pipeline, tmp_path: Path) -> None:
-    roster = write_csv(tmp_path / "roster.csv", roster_rows("CSV"))
-    result = publish(running, roster)
+@pytest.mark.parametrize(("suffix", "write", "read"), [(".csv", write_csv, read_csv), (".xlsx", write_xlsx, read_xlsx)],
+                         ids=["csv", "xlsx"])
+async def test_publishing_a_roster_answers_every_row_in_a_result_file_of_its_format(
+        running: Pipeline, tmp_path: Path, suffix: str, write, read) -> None:  # type: ignore[no-untyped-def]
+    prefix = suffix[1:].upper()
+    result = publish(running, write(tmp_path / f"roster{suffix}", roster_rows(prefix)))
     assert result.returncode == 1, result.stderr
     assert SUMMARY in result.stdout
-    assert_every_row_answered(read_csv(tmp_path / "roster.结果.csv"), "CSV")
-
-
-async def test_publishing_an_xlsx_roster_answers_every_row_in_an_xlsx_result_file(running: Pipeline, tmp_path: Path) -> None:
-    roster = write_xlsx(tmp_path / "roster.xlsx", roster_rows("XLSX"))
-    result = publish(running, roster)
-    assert result.returncode == 1, result.stderr
-    assert SUMMARY in result.stdout
-    assert_every_row_answered(read_xlsx(tmp_path / "roster.结果.xlsx"), "XLSX")
+    assert_every_row_answered(read(tmp_path / f"roster.结果{suffix}"), prefix)
 
 
 async def test_publishing_the_same_roster_again_answers_it_again_from_the_log(running: Pipeline, tmp_path: Path) -> None:
