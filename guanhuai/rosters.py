@@ -3,7 +3,8 @@
 
 Every bad line or row is reported with its number and reason; good ones go through. Event ids of
 roster households are derived from the source, year and household number, so publishing the same
-file twice publishes nothing new.
+file twice publishes nothing new. Once the households are answered, a roster gets a result file
+beside it, in its format: its own columns and each row's outcome (:func:`write_result`).
 """
 
 from __future__ import annotations
