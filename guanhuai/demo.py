@@ -1,9 +1,16 @@
 """``guanhuai demo``: the whole system on embedded parts, fed a county year, then its report.
 
 Starts an embedded nats-server (data directory under the project, free port), uses an SQLite log,
-runs all services, publishes the Mingxi 2020 areas and targets, a subsidy plan, a simulated year
-of households across the townships and a season of claims, waits until every service has caught
-up, prints the township report, and stops everything it started. Every published event has a
+runs all services, publishes the Mingxi 2020 areas and targets, the year's product terms (the
+100-yuan version, ``guanhuai.scenarios.mingxi_terms``), a subsidy plan, a simulated year of
+households across the townships and a season of claims, waits until every service has caught
+up, prints the township report, and stops everything it started.
+
+The subsidy plan follows the shape of Hongta's budget (DOMAIN.md): special families only, 40
+yuan a person in 计生特殊家庭 and 50 in 失独 / 独生子女伤残 families, paying part of a premium
+whose payer pays the rest; no policy is subsidised above its premium (the subsidy rule refuses
+the persons past it, ``premium_covered``). The other priority groups are paid by their township
+in full. Every published event has a
 fixed id, so a second run records nothing new and prints the same report.
 """
 
@@ -17,7 +24,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from guanhuai.scenarios import campaign_days
+from guanhuai.scenarios import campaign_days, mingxi_terms
 from guanhuai.simulate import Area, household
 from guanhuai.stack import Stack, connect
 from guanhuai.targets import NAMESPACE, read_table, table_events
@@ -46,13 +53,14 @@ def county_inputs(government_share: float, self_share: float) -> tuple[list[Even
     """(areas, targets and the plan; households) as the county's system would send them."""
     table = read_table("mingxi-2020")
     setup = [e for item in table_events(table, "mingxi-county") for e in item.events]
+    setup.append(mingxi_terms(YEAR, event_id=_id("terms")))
     plan = SubsidyPlanPublished(
         plan_id="MX-2020", programme_year=YEAR, insurer="中国人寿保险股份有限公司明溪县支公司",
-        lines=[SubsidyLine(code="priority-40", label="重点人群 40元/人", categories=PRIORITY, rate_fen=4000,
-                           head_cap=6000, budget_fen=24_000_000),
+        lines=[SubsidyLine(code="special-40", label="计生特殊家庭 40元/人", categories=[HouseholdCategory.special_family],
+                           rate_fen=4000, head_cap=1500, budget_fen=6_000_000),
                SubsidyLine(code="special-50", label="失独、独生子女伤残家庭 50元/人",
                            categories=[HouseholdCategory.lost_only_child, HouseholdCategory.only_child_disabled],
-                           rate_fen=5000, head_cap=400, budget_fen=2_000_000)],
+                           rate_fen=5000, head_cap=1500, budget_fen=7_500_000)],
     )
     setup.append(EventMessage.new(plan, source="mingxi-county", occurred_at=datetime(YEAR, 3, 17, 9, tzinfo=CST),
                                   event_id=_id("plan")))
@@ -68,9 +76,10 @@ def county_inputs(government_share: float, self_share: float) -> tuple[list[Even
             for n, day in enumerate(campaign_days(YEAR, count, rng)):
                 category = (HouseholdCategory.agency_staff if agency else HouseholdCategory.general
                             if payer is Payer.self_paid else rng.choice([*PRIORITY, HouseholdCategory.lost_only_child]))
+                couple = 2 if category is HouseholdCategory.lost_only_child else None  # they lost their only child
                 while True:
                     payload = household(rng, household_id=f"{row.code}-{payer.value}-{n:05d}", year=YEAR, township=town,
-                                        payer=payer, category=category, paid_on=day)
+                                        payer=payer, category=category, paid_on=day, members=couple)
                     ids = {m.resident_id for m in payload.members}
                     if len(ids) == len(payload.members) and not ids & taken:
                         taken |= ids
@@ -92,9 +101,8 @@ def claims_season(households: list[EventMessage], count: int = 60) -> list[Event
         accident = max(date(YEAR, 5, 1) + timedelta(days=rng.randrange(140)), h.paid_on + timedelta(days=1))
         kind = ClaimKind.death if k == 30 else ClaimKind.disability if k % 15 == 7 else ClaimKind.medical
         figures: dict[str, Any] = {}
-        if kind is ClaimKind.medical:
-            figures = {"expenses_fen": rng.randrange(80_000, 800_000), "social_insurance_paid_fen": 30_000,
-                       "deductible_fen": 10_000, "payment_ratio": "0.8"}
+        if kind is ClaimKind.medical:  # the deductible and ratio are the policy's (the year's product terms)
+            figures = {"expenses_fen": rng.randrange(80_000, 800_000), "social_insurance_paid_fen": 30_000}
         else:
             figures = {"outcome_date": accident + timedelta(days=20)}
             if kind is ClaimKind.disability:

@@ -1,7 +1,8 @@
 """Programme years generated to match published figures, written straight to the log through
 the services' own deciders (no broker): for acceptance tests, the demo and benchmarks.
 
-* :func:`mingxi_2020` - the Mingxi 2020 targets and households that meet them (or a share of them);
+* :func:`mingxi_2020` - the Mingxi 2020 targets, product terms (:func:`mingxi_terms`) and
+  households that meet the targets (or a share of them);
 * :func:`hongta_2023` - a district year matching the published Hongta 2023 figures.
 
 Every event is what the live services would record for the same inputs (same deciders, same
@@ -11,11 +12,14 @@ derived ids); only the transport is skipped.
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 from guanhuai.simulate import Area, household
+from guanhuai.targets import NAMESPACE
 from guanhuai.targets import load as load_targets
 from guanhuai.targets import read_table
 from services.claims.decider import ClaimsState
@@ -32,6 +36,7 @@ from shared.events import EventMessage
 from shared.events.claims import ClaimKind, ClaimReported
 from shared.events.consumer import outcomes
 from shared.events.enrollment import HouseholdCategory, Payer, PolicyIssued
+from shared.events.programme import ProductTermsPublished
 from shared.events.store import EventStore, StreamAppend
 from shared.events.subsidy import SubsidyLine, SubsidyPlanPublished
 
@@ -77,6 +82,10 @@ class Writer:
         evolve_claims(self.claims, outcome)
         return outcome
 
+    async def publish_terms(self, terms: EventMessage) -> None:
+        evolve_enrollment(self.enrollment, terms.payload)  # type: ignore[arg-type]
+        await self.add(stream_of(terms), [terms])
+
     async def publish_plan(self, plan: EventMessage) -> None:
         evolve_subsidy(self.subsidy, plan.payload)  # type: ignore[arg-type]
         await self.add(stream_of(plan), [plan])
@@ -116,6 +125,19 @@ def _uuid(rng: random.Random):  # type: ignore[no-untyped-def]
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
+def mingxi_terms(year: int = 2020, *, event_id: uuid.UUID | None = None) -> EventMessage:
+    """The Mingxi 100-yuan version (100元版) as the county publishes it for ``year``: 100 yuan per
+    unit, 200,000 yuan death/disability divided equally, 14,000 yuan medical shared by the
+    household. The seeds do not give the insurer's medical deductible and ratio; these are the
+    demo's: 100 yuan per claim and 80%, usual for accident medical cover of this kind."""
+    terms = ProductTermsPublished(programme_year=year, product="国寿计划生育家庭意外伤害保险(A款) 100元版",
+                                  premium_per_unit_fen=100_00, death_disability_per_unit_fen=200_000_00,
+                                  medical_limit_per_unit_fen=14_000_00, deductible_fen=100_00,
+                                  payment_ratio=Decimal("0.8"))
+    return EventMessage.new(terms, source="mingxi-county", occurred_at=datetime(year, 1, 1, 9, tzinfo=CST),
+                            event_id=event_id or uuid.uuid5(NAMESPACE, f"terms/mingxi/{year}"))
+
+
 def campaign_days(year: int, count: int, rng: random.Random) -> Iterator[date]:
     """Enrolment days spread from 2 January to 30 April (the deadline)."""
     first, span = date(year, 1, 2), (date(year, 4, 30) - date(year, 1, 2)).days + 1
@@ -131,6 +153,7 @@ async def mingxi_2020(store: EventStore, *, share: float = 1.0, seed: int = 2020
     table = read_table("mingxi-2020")
     await load_targets(store, table, "mingxi-county")
     writer = Writer.on(store)
+    await writer.publish_terms(mingxi_terms(2020))
     written: dict[str, dict[str, int]] = {}
     taken: set[str] = set()
     n = 0
