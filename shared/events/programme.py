@@ -22,7 +22,11 @@ class AreaLevel(StrEnum):
 
 
 class AreaRegistered(DomainEvent):
-    """An area of the association's hierarchy (village -> township -> county), kept as data."""
+    """An area of the association's hierarchy (village -> township -> county), kept as data.
+
+    Households and targets may name a township or village by its code, its name or one of its
+    aliases. Registering a code again replaces what was registered for it; an area holds for every
+    programme year until then."""
 
     event_type = "AreaRegistered"
 
@@ -30,6 +34,7 @@ class AreaRegistered(DomainEvent):
     name: str = Field(min_length=1, max_length=100)
     level: AreaLevel
     parent_code: Key | None = None
+    aliases: list[Key] = Field(default=[], max_length=20, description="other names it goes by (e.g. 城关镇 for 城关)")
 
     @model_validator(mode="after")
     def _only_county_has_no_parent(self) -> AreaRegistered:
