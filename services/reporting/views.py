@@ -23,7 +23,6 @@ class AreaView(View):
     name: str
     level: str
     parent_code: str | None = None
-    aliases: list[str] = []
 
 
 class TargetView(View):
@@ -32,6 +31,11 @@ class TargetView(View):
     target_total: int
     target_government: int
     target_self: int
+
+
+class RegistrationView(View):
+    programme_year: int
+    township: str
 
 
 class RejectionView(View):
@@ -87,6 +91,7 @@ class ClaimDeferredView(View):
 VIEWS: dict[str, type[View]] = {
     "AreaRegistered": AreaView,
     "TownshipTargetSet": TargetView,
+    "HouseholdRegistered": RegistrationView,
     "HouseholdRejected": RejectionView,
     "PolicyIssued": PolicyView,
     "SubsidyApproved": SubsidyView,

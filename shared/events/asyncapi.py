@@ -10,7 +10,7 @@ from faststream.specification import AsyncAPI
 from pydantic import create_model
 
 from . import registry
-from .base import EventMessage, RecordedEvent
+from .base import RecordedEvent, SentMessage
 from .subjects import PRODUCER_EVENTS, event_subject, inbound_subject
 
 DESCRIPTION = """Messages of guanhuai (关怀), the system of record for the family-planning household accident
@@ -27,7 +27,7 @@ def build_asyncapi(version: str = "1") -> dict[str, Any]:
     for kind, types in PRODUCER_EVENTS.items():
         for event_type in types:
             payload = registry.payload_class(event_type)
-            model = create_model(f"{event_type}Message", __base__=EventMessage, payload=(payload, ...))
+            model = create_model(f"{event_type}Message", __base__=SentMessage, payload=(payload, ...))
             broker.publisher(inbound_subject(kind, event_type), title=f"{kind}:{event_type}",
                              description=f"A {kind} system sends {event_type}. " + (payload.__doc__ or "").strip(),
                              schema=model)

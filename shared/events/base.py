@@ -12,10 +12,13 @@ a module must not break history.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny, WithJsonSchema
 
 # Identifiers that end up in subjects, stream ids and hashes: printable, no spaces or controls.
 NAME_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
@@ -34,6 +37,28 @@ Key = Annotated[
     PRODUCER_KEY,
 ]
 Fen = Annotated[int, Field(ge=0, le=10**13, description="amount in integer fen (分); 100 fen = 1 yuan")]
+
+
+@dataclass(frozen=True)
+class AsSent:
+    """Marks a field whose text a producer must send matching ``pattern`` (a JSON string), while
+    events recorded before that rule still read back as the model takes them: ``registry.parse_message``
+    checks it on what producers send, and the published schemas say it (``WithJsonSchema``)."""
+
+    pattern: str
+    what: str  # for the error message: what to send instead
+
+
+# A ratio is sent as a decimal string, never a JSON number: a float cannot say 0.8 exactly, and
+# equal numbers would be stored as different text (see ``registry._has_numbers``).
+RATIO_PATTERN = r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$"
+Ratio = Annotated[
+    Decimal,
+    Field(ge=0, le=1, max_digits=6, decimal_places=4),
+    WithJsonSchema({"type": "string", "pattern": RATIO_PATTERN, "examples": ["0.8", "1"],
+                    "description": 'a decimal string from "0" to "1", at most 4 decimal places (a JSON number is refused)'}),
+    AsSent(RATIO_PATTERN, 'a decimal string such as "0.8" (from "0" to "1", at most 4 decimal places)'),
+]
 # An instant whose offset pushes it off the calendar (``9999-12-31T23:00-12:00`` is in the year
 # 10000 in UTC) can be neither stored as UTC nor read as a date in China: refused at the contract,
 # with its field named, rather than failing where the log or a service converts it. pydantic-core
@@ -42,6 +67,43 @@ Instant = Annotated[
     AwareDatetime,
     Field(ge=datetime(1, 1, 2, tzinfo=timezone.utc), lt=datetime(9999, 12, 31, tzinfo=timezone.utc)),
 ]
+
+
+def one_variant_per(field: str, rules: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` that publishes a model as a discriminated union (``oneOf``): one object
+    schema per value of ``field``, with the fields that value needs (present, not null) and the ones
+    it must not carry (left out or null). ``rules``: value -> (needs, forbids), as the model's own
+    validator enforces them (tests/unit/test_schema_acceptance.py checks the two agree)."""
+
+    def publish(schema: dict[str, Any]) -> None:
+        properties, required = schema.pop("properties"), schema.pop("required", [])
+        closed = schema.pop("additionalProperties", None) is False
+        variants = []
+        for value, (needs, forbids) in rules.items():
+            props = dict(properties)
+            props[field] = {"const": value, "type": "string"}
+            for name in needs:
+                props[name] = _not_null(properties[name])
+                props[name].pop("default", None)
+            for name in forbids:
+                props[name] = {"type": "null", "description": f"not for {field} {value}: leave it out (or null)"}
+            variant: dict[str, Any] = {"title": f"{field} {value}", "type": "object", "properties": props,
+                                       "required": [*required, *[n for n in needs if n not in required]]}
+            if closed:
+                variant["additionalProperties"] = False
+            variants.append(variant)
+        schema["oneOf"] = variants
+
+    return publish
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A property's schema without its null branch (pydantic writes ``X | None`` as anyOf[X, null])."""
+    branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+    if len(branches) != 1:
+        return dict(schema)
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {**branches[0], **rest}
 
 
 class FrozenModel(BaseModel):
@@ -96,6 +158,15 @@ class EventMessage(FrozenModel):
             causation_id=causation_id,
             payload=payload,
         )
+
+
+class SentMessage(EventMessage):
+    """The envelope as a producer may send it, for the published schemas: ``correlation_id`` may be
+    left out or null (``registry.parse_message`` then takes the event id: a conversation starts with
+    its first event)."""
+
+    correlation_id: uuid.UUID | None = Field(  # type: ignore[assignment]
+        default=None, description="the conversation this event belongs to; left out or null: the event id")
 
 
 class RecordedEvent(EventMessage):

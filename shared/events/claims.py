@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from .base import DomainEvent, Fen, Key, Name
+from .base import DomainEvent, Fen, Key, Name, one_variant_per
 from .enrollment import IdNumber
 from .programme import Ratio as Ratio  # claims name it from here too
 from .programme import Year
@@ -20,9 +20,20 @@ class ClaimKind(StrEnum):
     medical = "medical"  # 意外医疗
 
 
+_MEDICAL_FIGURES = ("expenses_fen", "social_insurance_paid_fen", "deductible_fen", "payment_ratio")
+# The fields each kind of claim needs (present, not null) and must not carry (left out or null): what
+# ``ClaimReported._fields_for_kind`` enforces, published as one schema per kind (``one_variant_per``).
+FIELDS_OF_KIND: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "death": (("outcome_date",), ("disability_grade", *_MEDICAL_FIGURES)),
+    "disability": (("outcome_date", "disability_grade"), _MEDICAL_FIGURES),
+    "medical": (("expenses_fen", "social_insurance_paid_fen"), ("disability_grade",)),
+}
+
+
 class ClaimReported(DomainEvent):
     """A claim as the insurer reports it. Medical claims carry the figures the payment needs."""
 
+    model_config = ConfigDict(json_schema_extra=one_variant_per("kind", FIELDS_OF_KIND))
     event_type = "ClaimReported"
 
     claim_id: Key

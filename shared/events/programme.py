@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from .base import DomainEvent, Fen, Key
+from .base import DomainEvent, Fen, Key, Ratio, one_variant_per  # Ratio: a decimal string as sent (see base.AsSent)
 
 Year = Annotated[int, Field(ge=2000, le=2200, description="programme year (投保年度)")]
 Count = Annotated[int, Field(ge=0, le=10_000_000)]
-Ratio = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4)]
 
 
 class AreaLevel(StrEnum):
@@ -28,6 +26,9 @@ class AreaRegistered(DomainEvent):
     aliases. Registering a code again replaces what was registered for it; an area holds for every
     programme year until then."""
 
+    # A county names no parent; every other area names one: one published schema per level.
+    model_config = ConfigDict(json_schema_extra=one_variant_per("level", {
+        "county": ((), ("parent_code",)), "township": (("parent_code",), ()), "village": (("parent_code",), ())}))
     event_type = "AreaRegistered"
 
     code: Key
@@ -46,6 +47,9 @@ class AreaRegistered(DomainEvent):
 class TownshipTargetSet(DomainEvent):
     """The guiding target (指导性任务) of a township for a year, counted in policies (households)."""
 
+    model_config = ConfigDict(json_schema_extra={"$comment": (
+        "also refused (invalid_payload), which JSON Schema cannot state: target_government + target_self "
+        "!= target_total")})
     event_type = "TownshipTargetSet"
 
     programme_year: Year

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import ConfigDict, Field, Json, StrictInt, ValidationError, create_model
 
-from .base import KEY_MAX_LENGTH, PRODUCER_KEY, DomainEvent, EventMessage, RecordedEvent, unchecked_message
+from .base import KEY_MAX_LENGTH, PRODUCER_KEY, AsSent, DomainEvent, EventMessage, RecordedEvent, SentMessage, unchecked_message
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 # The columns of a stored row, in the order ``EventRegistry.parse_recorded_rows`` reads them.
@@ -56,7 +57,7 @@ def _has_numbers(cls: type[DomainEvent]) -> bool:
     JSON number for a plain ``Decimal`` from its digits when given the bytes, and from the float
     that ``json.loads`` made otherwise; ``1.0`` becomes ``Decimal("1")`` one way and
     ``Decimal("1.0")`` the other, equal values stored (and hashed) as different text."""
-    return '"number"' in json.dumps(cls.model_json_schema())
+    return '"number"' in json.dumps(cls.model_json_schema()) or bool(as_sent_fields(cls))
 
 
 def _describe(exc: ValidationError, prefix: str, skip: frozenset[str] = frozenset()) -> tuple[str, list[str]]:
@@ -80,6 +81,26 @@ def producer_keys(cls: type[DomainEvent]) -> tuple[str, ...]:
         return any(is_key(arg) for arg in get_args(annotation))
 
     return tuple(name for name, f in cls.model_fields.items() if PRODUCER_KEY in f.metadata or is_key(f.annotation))
+
+
+@functools.cache
+def as_sent_fields(cls: type[DomainEvent]) -> tuple[tuple[str, AsSent], ...]:
+    """(field, its ``AsSent``) of each field of a payload class whose text a producer must send matching
+    the pattern (``AsSent``, optional or not). Such a class is parsed the general way only
+    (``_has_numbers``), where ``parse_message`` checks the text as it was sent."""
+
+    def marks(annotation: Any) -> list[AsSent]:
+        if get_origin(annotation) is Annotated:
+            found = [m for m in get_args(annotation)[1:] if isinstance(m, AsSent)]
+            return found or marks(get_args(annotation)[0])
+        return [m for arg in get_args(annotation) for m in marks(arg)]
+
+    out = []
+    for name, f in cls.model_fields.items():
+        found = [m for m in f.metadata if isinstance(m, AsSent)] or marks(f.annotation)
+        if found:
+            out.append((name, found[0]))
+    return tuple(out)
 
 
 class _StoredRow(RecordedEvent):
@@ -302,6 +323,12 @@ class EventRegistry:
         if too_long:
             raise EventContractError("invalid_payload", f"{event_type}: {', '.join(too_long)}: at most "
                                      f"{KEY_MAX_LENGTH} characters", too_long)
+        not_as_sent = [(f"payload.{name}", rule.what) for name, rule in as_sent_fields(type(parsed))
+                       if payload.get(name) is not None
+                       and not (isinstance(payload[name], str) and re.fullmatch(rule.pattern, payload[name]))]
+        if not_as_sent:
+            raise EventContractError("invalid_payload", f"{event_type}: " + "; ".join(f"{f}: {what}" for f, what in
+                                     not_as_sent), [f for f, _ in not_as_sent])
         envelope = {**obj, "schema_version": parsed.schema_version, "payload": parsed}
         defaulted = envelope.get("correlation_id") is None
         if defaulted:
@@ -341,7 +368,7 @@ class EventRegistry:
         out = {}
         for name, cls in sorted(self._types.items()):
             payload_schema = cls.model_json_schema(mode="serialization")
-            envelope = EventMessage.model_json_schema(mode="serialization")
+            envelope = SentMessage.model_json_schema(mode="serialization")  # what a producer may send
             defs = {**envelope.pop("$defs", {}), **payload_schema.pop("$defs", {})}
             envelope["properties"]["payload"] = payload_schema
             envelope["properties"]["event_type"] = {"const": name, "type": "string"}

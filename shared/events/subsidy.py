@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .base import DomainEvent, Fen, FrozenModel, Key, Name
 from .enrollment import HouseholdCategory, IdNumber
@@ -27,6 +27,9 @@ class SubsidyLine(FrozenModel):
 class SubsidyPlanPublished(DomainEvent):
     """The district's subsidy budget for a programme year (e.g. Hongta 2024: 40 and 50 yuan/person)."""
 
+    model_config = ConfigDict(json_schema_extra={"$comment": (
+        "also refused (invalid_payload), which JSON Schema cannot state: a household category in more "
+        "than one line")})
     event_type = "SubsidyPlanPublished"
 
     plan_id: Key
