@@ -21,7 +21,7 @@ from decimal import Decimal
 from guanhuai.simulate import Area, household
 from guanhuai.targets import NAMESPACE
 from guanhuai.targets import load as load_targets
-from guanhuai.targets import read_table
+from guanhuai.targets import areas_of, read_table, table_events
 from services.claims.decider import ClaimsState
 from services.claims.decider import decide as decide_claim
 from services.claims.decider import evolve as evolve_claims
@@ -153,6 +153,8 @@ async def mingxi_2020(store: EventStore, *, share: float = 1.0, seed: int = 2020
     table = read_table("mingxi-2020")
     await load_targets(store, table, "mingxi-county")
     writer = Writer.on(store)
+    for area in areas_of(table_events(table, "mingxi-county")):
+        evolve_enrollment(writer.enrollment, area)
     await writer.publish_terms(mingxi_terms(2020))
     written: dict[str, dict[str, int]] = {}
     taken: set[str] = set()

@@ -17,6 +17,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.enrollment.areas import record_areas
+from services.enrollment.decider import area_of
+from services.enrollment.tables import metadata as enrollment_tables
+from shared.domain.areas import Areas, Unresolved
 from shared.domain.calendar import CST
 from shared.events import EventMessage
 from shared.events.programme import AreaLevel, AreaRegistered, TownshipTargetSet
@@ -90,23 +94,36 @@ class TargetRow:
     target_self: int
 
 
+def areas_of(batch: list[StreamAppend]) -> list[AreaRegistered]:
+    return [e.payload for item in batch for e in item.events if isinstance(e.payload, AreaRegistered)]
+
+
 async def load(store: EventStore, table: TargetTable, source: str) -> int:
-    """Append the table's events; returns how many were new."""
-    results = await store.append_streams(table_events(table, source))
+    """Append the table's events; returns how many were new. The areas newly recorded go to
+    enrollment's table of areas too, in the same transaction: enrollment resolves the townships
+    households name against it, as if they had come to it over NATS."""
+    await store.create_schema(enrollment_tables)
+    batch = table_events(table, source)
+    async with store.transaction() as tx:
+        results = await tx.append_streams(batch)
+        await record_areas(tx.connection, areas_of([b for b, r in zip(batch, results, strict=True) if not r.already_stored]))
     return sum(len(r.positions) for r in results if not r.already_stored)
 
 
 async def targets_for_year(store: EventStore, year: int) -> list[TargetRow]:
     """The targets of a year as the log has them (the latest setting per township wins)."""
     names: dict[str, str] = {}
+    areas = Areas()
     latest: dict[str, TownshipTargetSet] = {}
     async for batch in store.read_all(event_types=["AreaRegistered", "TownshipTargetSet"]):
         for event in batch:
             p = event.payload
             if isinstance(p, AreaRegistered):
                 names[p.code] = p.name
+                areas.register(area_of(p))
             elif isinstance(p, TownshipTargetSet) and p.programme_year == year:
-                latest[p.township] = p
+                township = areas.township(p.township)  # by code, name or alias, as reports read it
+                latest[p.township if isinstance(township, Unresolved) else township] = p
     return [
         TargetRow(code, names.get(code, code), t.target_total, t.target_government, t.target_self)
         for code, t in latest.items()

@@ -5,6 +5,8 @@
 enrollment knows of the programme year: which households and which persons are insured already.
 
 Rules (DOMAIN.md, Mingxi 2020 plan section 三):
+- the township (and village) may be named by area code, registered name or alias; the policy
+  records the code; one that names no registered area is rejected ``unknown_area``;
 - the unit of cover is the household; a household is insured once per programme year;
 - each member needs a valid resident ID number whose birth date matches the stated one;
 - ages 28 days to 65 years (周岁) on the first day of cover, renewals to 70;
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from shared.domain.areas import Area, Areas, Unresolved
 from shared.domain.calendar import CoverPeriod, age_refusal, cover_period
 from shared.domain.identity import ResidentIdError, resident_id_birth_date
 from shared.domain.money import split_equally
@@ -34,7 +37,7 @@ from shared.events.enrollment import (
     HouseholdRejected,
     PolicyIssued,
 )
-from shared.events.programme import ProductTermsPublished
+from shared.events.programme import AreaRegistered, ProductTermsPublished
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class EnrollmentState:
     insured_persons: dict[tuple[int, str], str] = field(default_factory=dict)  # (year, id number) -> policy
     policy_numbers: set[str] = field(default_factory=set)  # numbers already issued (of those a batch needs)
     terms: dict[int, Terms] = field(default_factory=dict)  # year -> the latest published terms
+    areas: Areas = field(default_factory=Areas)  # the registered townships and villages (all years)
 
 
 # "subsidy-" + a policy number must stay a stream id (200 characters at most).
@@ -89,7 +93,25 @@ def policy_number(registration: HouseholdRegistered) -> str:
     return f"P{registration.programme_year}-{hashlib.sha256(number.encode()).hexdigest()[:32].upper()}"
 
 
+def resolved(reg: HouseholdRegistered, areas: Areas) -> HouseholdRegistered | Unresolved:
+    """The registration with its township and village as area codes (each may be sent as a code, a
+    registered name or an alias: shared/domain/areas.py), or what it names that is not registered."""
+    township = areas.township(reg.township)
+    if isinstance(township, Unresolved):
+        return township
+    village = reg.village if reg.village is None else areas.village(township, reg.village)
+    if isinstance(village, Unresolved):
+        return village
+    if (township, village) == (reg.township, reg.village):
+        return reg
+    return reg.model_copy(update={"township": township, "village": village})
+
+
 def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | HouseholdRejected:
+    where = resolved(reg, state.areas)
+    if isinstance(where, Unresolved):
+        return _rejected(reg, ["unknown_area"], [], detail=where.detail)
+    reg = where  # from here on, the township and village are area codes
     year = reg.programme_year
     if (year, reg.household_id) in state.insured_households:
         return _rejected(reg, ["household_already_insured"], [])
@@ -166,18 +188,26 @@ def _member_refusal(resident_id: str, stated_birth, first_day, renewal: bool) ->
     return age_refusal(stated_birth, first_day, renewal)
 
 
-def _rejected(reg: HouseholdRegistered, reasons: list[str], excluded: list[ExcludedMember]) -> HouseholdRejected:
+def _rejected(reg: HouseholdRegistered, reasons: list[str], excluded: list[ExcludedMember],
+              detail: str | None = None) -> HouseholdRejected:
     return HouseholdRejected(
         household_id=reg.household_id, programme_year=reg.programme_year, township=reg.township, payer=reg.payer,
-        reasons=reasons, excluded=excluded,
+        reasons=reasons, excluded=excluded, detail=detail,
     )
 
 
-def evolve(state: EnrollmentState, event: PolicyIssued | HouseholdRejected | ProductTermsPublished) -> EnrollmentState:
+def area_of(event: AreaRegistered) -> Area:
+    return Area(event.code, event.name, event.level.value, event.parent_code, tuple(event.aliases))
+
+
+def evolve(state: EnrollmentState,
+           event: PolicyIssued | HouseholdRejected | ProductTermsPublished | AreaRegistered) -> EnrollmentState:
     """Fold an outcome or a year's terms into the state (rejections change nothing). Updates
     ``state`` in place and returns it: the state is the service's working copy, not shared."""
     if isinstance(event, ProductTermsPublished):
         state.terms[event.programme_year] = Terms.published(event)
+    if isinstance(event, AreaRegistered):
+        state.areas.register(area_of(event))
     if isinstance(event, PolicyIssued):
         state.insured_households.add((event.programme_year, event.household_id))
         state.policy_numbers.add(event.policy_number)

@@ -14,8 +14,10 @@ from decimal import Decimal
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.enrollment.decider import EnrollmentState, Terms, decide, evolve, policy_number
+from services.enrollment.areas import load_areas, record_areas
+from services.enrollment.decider import EnrollmentState, Terms, area_of, decide, evolve, policy_number, resolved
 from services.enrollment.tables import insured_households, insured_persons, product_terms
+from shared.domain.areas import Areas
 from shared.events import EventMessage, registry
 from shared.events.bulk import insert_rows
 from shared.events.consumer import Incoming, Rejected, outcomes
@@ -63,7 +65,8 @@ class EnrollmentHandler:
         """Decide a batch on the state in enrollment's own tables; nothing is written here."""
         events = await without_recorded_before_scoping(conn, self.consumer, events)
         registrations = [e.payload for e in events if isinstance(e.payload, HouseholdRegistered)]
-        state = await load_state(conn, registrations)
+        registered = [e.payload for e in events if isinstance(e.payload, AreaRegistered)]
+        state = await load_state(conn, registrations, registered)
         enrolled = Enrolled()
         for event in events:
             recorded = [event]
@@ -74,6 +77,9 @@ class EnrollmentHandler:
                 if isinstance(outcome, PolicyIssued):
                     enrolled.households.append((outcome.programme_year, outcome.household_id, outcome.policy_number))
                     enrolled.persons += [(outcome.programme_year, p.resident_id, outcome.policy_number) for p in outcome.insured]
+            elif isinstance(event.payload, AreaRegistered):  # names the households after it, in this batch too
+                evolve(state, event.payload)
+                enrolled.areas.append(event.payload)
             elif isinstance(event.payload, ProductTermsPublished):  # for the policies after it, in this batch too
                 evolve(state, event.payload)
                 enrolled.terms[event.payload.programme_year] = state.terms[event.payload.programme_year]
@@ -89,12 +95,14 @@ class Enrolled:
     households: list[tuple[int, str, str]] = field(default_factory=list)
     persons: list[tuple[int, str, str]] = field(default_factory=list)
     terms: dict[int, Terms] = field(default_factory=dict)  # year -> terms now in force
+    areas: list[AreaRegistered] = field(default_factory=list)
 
     async def write(self, tx: Transaction) -> None:
         conn = tx.connection
         await tx.append_streams(self.appends)
         await insert_rows(conn, insured_households, ("programme_year", "household_id", "policy_number"), self.households)
         await insert_rows(conn, insured_persons, ("programme_year", "resident_id", "policy_number"), self.persons)
+        await record_areas(conn, self.areas)
         for year, terms in self.terms.items():
             await conn.execute(delete(product_terms).where(product_terms.c.programme_year == year))
             await conn.execute(insert(product_terms), {
@@ -104,10 +112,16 @@ class Enrolled:
                 "payment_ratio": str(terms.payment_ratio)})
 
 
-async def load_state(conn, registrations: Sequence[HouseholdRegistered]) -> EnrollmentState:  # type: ignore[no-untyped-def]
+async def load_state(conn, registrations: Sequence[HouseholdRegistered],  # type: ignore[no-untyped-def]
+                     registered: Sequence[AreaRegistered] = ()) -> EnrollmentState:
+    """What a batch's registrations are decided on; ``registered``: the batch's own areas, which
+    name the policy numbers looked up here (``decide`` learns them in the batch's order)."""
     state = EnrollmentState()
     if not registrations:
         return state
+    state.areas = await load_areas(conn)
+    ahead = Areas.of([*state.areas.by_code.values(), *map(area_of, registered)])
+    registrations = [r for r in (resolved(r, ahead) for r in registrations) if isinstance(r, HouseholdRegistered)]
     years = {r.programme_year for r in registrations}
     for row in await conn.execute(select(product_terms).where(product_terms.c.programme_year.in_(years))):
         state.terms[row.programme_year] = Terms(row.premium_per_unit_fen, row.death_disability_per_unit_fen,

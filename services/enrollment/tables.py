@@ -1,9 +1,9 @@
-"""Enrollment's own tables: who is insured in which programme year, and the product terms of each
-year (its decision state)."""
+"""Enrollment's own tables: who is insured in which programme year, the product terms of each year
+and the registered areas (its decision state)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text
 
 metadata = MetaData()
 
@@ -36,4 +36,14 @@ product_terms = Table(
     Column("medical_limit_per_unit_fen", BigInteger, nullable=False),
     Column("deductible_fen", BigInteger, nullable=False),
     Column("payment_ratio", String(12), nullable=False, comment="a decimal, e.g. 0.8"),
+)
+
+areas = Table(
+    "enrollment_areas",  # the latest AreaRegistered of each code (the log keeps every one)
+    metadata,
+    Column("code", String(200), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("level", String(20), nullable=False),
+    Column("parent_code", String(200), nullable=True),
+    Column("aliases", Text, nullable=False, default="[]", comment="a JSON list of other names"),
 )

@@ -5,7 +5,12 @@ alone) and reports as of a date or as known at a time (from a filtered read of t
 three cannot disagree.
 
 Definitions (stated, so that a reader can check them):
-* a policy counts in its programme year (投保年度) and its township;
+* a policy counts in its programme year (投保年度) and its township: the area code enrollment
+  resolved and recorded on it (a township may be sent by code, registered name or alias);
+* a registration counts when decided (policy or rejection), in the township recorded on its outcome;
+  one rejected ``unknown_area`` names no township and counts in the "(unknown)" row of its year;
+* a target counts for the township it names (code, registered name or alias, as enrollment reads
+  them: shared/domain/areas.py); one naming no registered township counts in no row;
 * completion rate = policies / target; by payer, government-paid policies are those paid by the
   township or by an agency (the 政府投保 column: Mingxi's 机关 row is all agency-paid), and
   self-paid policies (自主投保) are those the family paid;
@@ -32,11 +37,11 @@ from services.reporting.views import (
     DisbursementView,
     Fact,
     PolicyView,
-    RegistrationView,
     RejectionView,
     SubsidyView,
     TargetView,
 )
+from shared.domain.areas import Area, Areas, Unresolved
 from shared.domain.calendar import CST
 from shared.events.enrollment import Payer
 
@@ -86,6 +91,7 @@ class ReportState:
     monthly: dict[tuple[int, str, int], list[int]] = field(default_factory=dict)  # (year, town, month) -> [policies, premium, claims paid fen]
     disbursed: dict[tuple[int, str], list[int]] = field(default_factory=dict)  # (year, plan) -> [persons, fen]
     areas: dict[str, tuple[str, str, str | None, int]] = field(default_factory=dict)  # code -> (name, level, parent, position)
+    area_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # code -> its other names
     position: int = 0
     touched: set[tuple[str, tuple]] = field(default_factory=set)  # rows changed since the last save
 
@@ -120,27 +126,33 @@ def apply(state: ReportState, fact: Fact) -> None:
 
 def _area(state: ReportState, d: AreaView, fact: Fact) -> None:
     state.areas[d.code] = (d.name, d.level, d.parent_code, fact.position)
+    state.area_aliases[d.code] = tuple(d.aliases)
     state.touched.add(("area", (d.code,)))
 
 
 def _target(state: ReportState, d: TargetView, fact: Fact) -> None:
-    row = state.row(d.programme_year, d.township)
+    areas = Areas.of(Area(code, name, level, parent, state.area_aliases.get(code, ()))
+                     for code, (name, level, parent, _position) in state.areas.items())
+    township = areas.township(d.township)
+    if isinstance(township, Unresolved):  # no township of the county: a phantom row would be worse
+        return
+    row = state.row(d.programme_year, township)
     row.target_total, row.target_government, row.target_self = d.target_total, d.target_government, d.target_self
 
 
-def _registration(state: ReportState, d: RegistrationView, fact: Fact) -> None:
-    state.row(d.programme_year, d.township).registrations += 1
-
-
 def _rejection(state: ReportState, d: RejectionView, fact: Fact) -> None:
-    state.row(d.programme_year, d.township).registrations_rejected += 1
+    township = UNKNOWN if "unknown_area" in d.reasons else d.township  # then the name sent, no area's code
+    row = state.row(d.programme_year, township)
+    row.registrations += 1
+    row.registrations_rejected += 1
     for reason in d.reasons:
-        state.rejections[(d.programme_year, d.township, reason)] += 1
-        state.touched.add(("rejection", (d.programme_year, d.township, reason)))
+        state.rejections[(d.programme_year, township, reason)] += 1
+        state.touched.add(("rejection", (d.programme_year, township, reason)))
 
 
 def _policy(state: ReportState, d: PolicyView, fact: Fact) -> None:
     row = state.row(d.programme_year, d.township)
+    row.registrations += 1
     row.policies += 1
     if d.payer == Payer.government:
         row.policies_government += 1
@@ -204,7 +216,7 @@ def _no_longer_deferred(state: ReportState, d: ClaimPaidView | ClaimRejectedView
 
 
 _APPLY = {
-    AreaView: _area, TargetView: _target, RegistrationView: _registration, RejectionView: _rejection,
+    AreaView: _area, TargetView: _target, RejectionView: _rejection,
     PolicyView: _policy, SubsidyView: _subsidy, DisbursementView: _disbursement, ClaimPaidView: _claim_paid,
     ClaimRejectedView: _claim_rejected, ClaimDeferredView: _claim_deferred,
 }

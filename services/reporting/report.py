@@ -191,5 +191,5 @@ def build_report(state: ReportState, year: int, *, township: str | None = None, 
 
 def _name(areas: dict[str, tuple[str, str, str | None, int]], code: str) -> str:
     if code == UNKNOWN:
-        return "（保单不明）"
+        return "（保单或地区不明）"  # claims on an unknown policy, households naming an unknown area
     return areas[code][0] if code in areas else code

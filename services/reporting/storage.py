@@ -3,6 +3,7 @@ loading it back; rebuilding it from the log alone."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -54,7 +55,8 @@ def _changed_rows(state: ReportState) -> dict[Table, list[dict[str, Any]]]:
         elif kind == "area":
             name, level, parent, position = state.areas[key[0]]
             out[t.areas].append({"code": key[0], "name": name, "level": level, "parent_code": parent,
-                                 "registered_position": position})
+                                 "registered_position": position,
+                                 "aliases": json.dumps(list(state.area_aliases.get(key[0], ())), ensure_ascii=False)})
     return out
 
 
@@ -83,6 +85,7 @@ async def load(conn: AsyncConnection) -> ReportState:
         state.monthly[(r.programme_year, r.township, r.month)] = [r.policies, r.premium_fen, r.claims_paid_fen]
     for r in await conn.execute(select(t.areas).order_by(t.areas.c.registered_position)):
         state.areas[r.code] = (r.name, r.level, r.parent_code, r.registered_position)
+        state.area_aliases[r.code] = tuple(json.loads(r.aliases))
     return state
 
 

@@ -8,13 +8,13 @@
 | report_subsidy_lines | year, township, subsidy line | persons and fen approved |
 | report_disbursements | year, plan | persons and fen paid to the insurer in one lump sum |
 | report_monthly | year, township, month (1 = January of the programme year; 13 = next January) | policies, premium, claims paid |
-| report_areas | area code | name, level (county/township/village), parent: the hierarchy |
+| report_areas | area code | name, level (county/township/village), parent, aliases: the hierarchy |
 | report_checkpoint | projection | the last log position applied; written with the rows |
 """
 
 from __future__ import annotations
 
-from sqlalchemy import DDL, BigInteger, Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, event
+from sqlalchemy import DDL, BigInteger, Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, event
 
 from services.reporting.projection import COUNTERS
 
@@ -69,6 +69,7 @@ areas = Table(
     Column("code", String(200), primary_key=True), Column("name", String(100), nullable=False),
     Column("level", String(20), nullable=False), Column("parent_code", String(200), nullable=True),
     Column("registered_position", BigInteger, nullable=False, comment="log position: the order areas are listed in"),
+    Column("aliases", Text, nullable=False, default="[]", comment="a JSON list of the other names it goes by"),
 )
 
 checkpoint = Table(

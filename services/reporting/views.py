@@ -23,6 +23,7 @@ class AreaView(View):
     name: str
     level: str
     parent_code: str | None = None
+    aliases: list[str] = []
 
 
 class TargetView(View):
@@ -31,11 +32,6 @@ class TargetView(View):
     target_total: int
     target_government: int
     target_self: int
-
-
-class RegistrationView(View):
-    programme_year: int
-    township: str
 
 
 class RejectionView(View):
@@ -91,7 +87,6 @@ class ClaimDeferredView(View):
 VIEWS: dict[str, type[View]] = {
     "AreaRegistered": AreaView,
     "TownshipTargetSet": TargetView,
-    "HouseholdRegistered": RegistrationView,
     "HouseholdRejected": RejectionView,
     "PolicyIssued": PolicyView,
     "SubsidyApproved": SubsidyView,

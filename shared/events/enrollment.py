@@ -60,8 +60,8 @@ class HouseholdRegistered(DomainEvent):
 
     household_id: Key
     programme_year: Year
-    township: Key = Field(description="area code of the township (or the agencies' pseudo-township)")
-    village: Name | None = None
+    township: Key = Field(description="the township (or the agencies' pseudo-township): its area code, registered name or alias")
+    village: Name | None = Field(default=None, description="the village: its area code, registered name or alias (free text while its township has no village registered)")
     category: HouseholdCategory
     payer: Payer
     payer_name: str | None = Field(default=None, max_length=100, description="the paying agency or township")
@@ -127,7 +127,8 @@ class HouseholdRejected(DomainEvent):
 
     household_id: Name
     programme_year: Year
-    township: Name
+    township: Name = Field(description="the township's area code; as sent when it names no registered township (unknown_area)")
     payer: Payer
     reasons: list[HouseholdReason] = Field(min_length=1, description="why no policy (shared/events/reasons.py)")
     excluded: list[ExcludedMember] = []
+    detail: str | None = Field(default=None, max_length=500, description="what the reason is about, e.g. the area name sent (unknown_area)")
