@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from dataclasses import replace as dataclass_replace
 from decimal import Decimal
 
 from sqlalchemy import delete, insert, or_, select, update
@@ -40,13 +41,13 @@ from shared.domain.calendar import cst_date
 from shared.events import EventMessage, RecordedEvent, registry
 from shared.events.claims import ClaimDeferred, ClaimPaid, ClaimReported, CoverEnded
 from shared.events.consumer import Incoming, Rejected, outcomes
-from shared.events.enrollment import PolicyIssued
+from shared.events.enrollment import PolicyAmended, PolicyCancelled, PolicyIssued
 from shared.events.producers import received_from, without_recorded_before_scoping
 from shared.events.store import StreamAppend, Transaction
 from shared.events.subjects import PRODUCER_EVENTS, split_inbound
 
 SERVICE = "claims"
-CONSUMES = ("PolicyIssued", "ClaimReported")
+CONSUMES = ("PolicyIssued", "PolicyAmended", "PolicyCancelled", "ClaimReported")
 
 
 class ClaimsIntakeHandler:
@@ -78,7 +79,9 @@ class ClaimsHandler:
             for waiting, decided in decide_expired(state, event.recorded_at):  # type: ignore[attr-defined]
                 appends.append(await settle(conn, state, waiting, decided, event))  # type: ignore[arg-type]
             payload = event.payload
-            if isinstance(payload, PolicyIssued):
+            if isinstance(payload, PolicyAmended | PolicyCancelled) and payload.policy_number in state.policies:
+                await amend(conn, state, payload)
+            elif isinstance(payload, PolicyIssued):
                 if payload.policy_number not in state.policies:
                     cover = cover_from_policy(payload)
                     state.policies[payload.policy_number] = cover
@@ -136,7 +139,8 @@ async def settle(conn, state: ClaimsState, held: Held, decided: list[ClaimEvent]
 async def load_state(conn, events: Sequence[EventMessage]) -> ClaimsState:  # type: ignore[no-untyped-def]
     state = ClaimsState()
     claims = [e.payload for e in events if isinstance(e.payload, ClaimReported)]
-    numbers = {c.policy_number for c in claims} | {e.payload.policy_number for e in events if isinstance(e.payload, PolicyIssued)}
+    numbers = {c.policy_number for c in claims} | {
+        e.payload.policy_number for e in events if isinstance(e.payload, PolicyIssued | PolicyCancelled)}
     if numbers:
         for row in await conn.execute(select(policies).where(policies.c.policy_number.in_(numbers))):
             state.policies[row.policy_number] = PolicyCover(
@@ -188,3 +192,31 @@ async def save_change(conn, state: ClaimsState, event) -> None:  # type: ignore[
         await conn.execute(update(persons).where(persons.c.policy_number == event.policy_number,
                                                  persons.c.resident_id == event.resident_id)
                            .values(ended=True, ended_on=event.ended_on))
+
+
+def amended_cover(old: PolicyCover, change: PolicyAmended | PolicyCancelled) -> PolicyCover:
+    """The cover after a county's correction: the amended policy's, with what was already paid
+    carried over (to each person by ID number, or by the number it replaces, and of the household's
+    medical limit); a cancelled policy insures nobody."""
+    if isinstance(change, PolicyCancelled):
+        return dataclass_replace(old, persons={})
+    cover = cover_from_policy(change)
+    was = {c.now: c.was for c in change.renamed}
+    for number, person in cover.persons.items():
+        before = old.persons.get(was.get(number, number))
+        if before is not None:
+            cover.persons[number] = dataclass_replace(before, sum_fen=person.sum_fen)
+    used = change.previous.medical_limit_fen - old.medical_remaining_fen
+    cover.medical_remaining_fen = max(cover.medical_remaining_fen - used, 0)
+    return cover
+
+
+async def amend(conn, state: ClaimsState, change: PolicyAmended | PolicyCancelled) -> None:  # type: ignore[no-untyped-def]
+    cover = state.policies[change.policy_number] = amended_cover(state.policies[change.policy_number], change)
+    await conn.execute(update(policies).where(policies.c.policy_number == cover.policy_number).values(
+        township=cover.township, first_day=cover.first_day, last_day=cover.last_day,
+        medical_remaining_fen=cover.medical_remaining_fen))
+    await conn.execute(delete(persons).where(persons.c.policy_number == cover.policy_number))
+    if cover.persons:  # a person's columns are PersonCover's fields
+        await conn.execute(insert(persons), [{"policy_number": cover.policy_number, "resident_id": number, **asdict(p)}
+                                             for number, p in cover.persons.items()])

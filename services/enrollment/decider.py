@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import replace as dataclass_replace
+from datetime import date, datetime
 from decimal import Decimal
 
 from shared.domain.areas import Area, Areas, Unresolved
@@ -32,9 +34,18 @@ from shared.domain.calendar import CoverPeriod, age_refusal, cover_period
 from shared.domain.identity import ResidentIdError, resident_id_birth_date
 from shared.domain.money import split_equally
 from shared.events.enrollment import (
+    CorrectionRefused,
     ExcludedMember,
+    HouseholdCorrected,
     HouseholdRegistered,
     HouseholdRejected,
+    IdCorrection,
+    InsuredPerson,
+    Member,
+    PolicyAmended,
+    PolicyCancellationRequested,
+    PolicyCancelled,
+    PolicyFigures,
     PolicyIssued,
 )
 from shared.events.programme import AreaRegistered, ProductTermsPublished
@@ -126,7 +137,10 @@ def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | H
     seen: set[str] = set()
     for member in reg.members:
         number = member.resident_id.upper()
-        reason = _member_refusal(member.resident_id, member.birth_date, period.first_day, reg.renewal)
+        renews = reg.renewal and (year - 1, number) in state.insured_persons  # a renewal is checked, not trusted
+        reason = _member_refusal(member.resident_id, member.birth_date, period.first_day, renews)
+        if reason == "too_old" and reg.renewal:
+            reason = _renewal_refusal(member, period.first_day)
         if reason is None and number in seen:
             reason = "duplicate_member"
         if reason is None and (year, number) in state.insured_persons:
@@ -188,6 +202,12 @@ def _member_refusal(resident_id: str, stated_birth, first_day, renewal: bool) ->
     return age_refusal(stated_birth, first_day, renewal)
 
 
+def _renewal_refusal(member: Member, first_day: date) -> str:
+    """A member claimed as renewing, not insured in the previous programme year and too old as a
+    new entrant: ``renewal_not_found`` when a renewal would have admitted them."""
+    return "too_old" if age_refusal(member.birth_date, first_day, True) else "renewal_not_found"
+
+
 def _rejected(reg: HouseholdRegistered, reasons: list[str], excluded: list[ExcludedMember],
               detail: str | None = None) -> HouseholdRejected:
     return HouseholdRejected(
@@ -208,9 +228,133 @@ def evolve(state: EnrollmentState,
         state.terms[event.programme_year] = Terms.published(event)
     if isinstance(event, AreaRegistered):
         state.areas.register(area_of(event))
+    if isinstance(event, PolicyAmended | PolicyCancelled):  # its persons so far are free again
+        _release(state, event.programme_year, event.policy_number)
     if isinstance(event, PolicyIssued):
         state.insured_households.add((event.programme_year, event.household_id))
         state.policy_numbers.add(event.policy_number)
         for person in event.insured:
             state.insured_persons[(event.programme_year, person.resident_id)] = event.policy_number
     return state
+
+
+# --- corrections: HouseholdCorrected and PolicyCancellationRequested -------------------------------
+#
+# A county corrects a registration by sending it again as it should have been, naming the event it
+# replaces; the policy keeps its number and is amended (``PolicyAmended``: the policy as it now
+# stands, and what it counted before, so reports move it), or nothing changes (``CorrectionRefused``).
+# - the named event must be a registration or correction of this household and year, and the one
+#   the policy in force came from (else ``correction_target_unknown`` / ``correction_superseded``);
+# - the corrected registration is judged by the registration rules, its own persons not counting
+#   as insured elsewhere; a correction that would insure nobody is refused with those reasons;
+# - before cover starts (the correction's ``occurred_at`` before ``cover_start``) anything may
+#   change: the policy is re-issued under the same number;
+# - once cover has started only names, ID numbers (with their birth dates), township and village
+#   may change (else ``cover_started``): each insured person keeps their share, and ``renamed``
+#   pairs each corrected ID number with the one it replaces;
+# - a policy is cancelled only before its cover starts (``PolicyCancelled``).
+
+
+@dataclass
+class HouseholdFile:
+    """What enrollment's own stream of one household and programme year says: the registrations
+    and corrections recorded (by recorded event id), the policy in force as it now stands (a
+    ``PolicyAmended`` is one; None: no policy, or cancelled), the registration or correction it came
+    from, and when it was first issued."""
+
+    registrations: set[uuid.UUID] = field(default_factory=set)
+    policy: PolicyIssued | None = None
+    in_force: uuid.UUID | None = None
+    issued_at: datetime | None = None
+
+    def record(self, event_id: uuid.UUID, causation_id: uuid.UUID | None, occurred_at: datetime, payload: object) -> None:
+        """Fold one event of the household's stream (in stream order)."""
+        if isinstance(payload, HouseholdRegistered):  # a correction is one too
+            self.registrations.add(event_id)
+        elif isinstance(payload, PolicyIssued):
+            if not isinstance(payload, PolicyAmended):
+                self.issued_at = occurred_at
+            self.policy, self.in_force = payload, causation_id
+        elif isinstance(payload, PolicyCancelled):
+            self.policy, self.in_force = None, None
+
+
+def decide_correction(correction: HouseholdCorrected, named: uuid.UUID | None, file: HouseholdFile,
+                      state: EnrollmentState, at: datetime) -> PolicyAmended | CorrectionRefused:
+    """``named``: the recorded id of the event the correction names (None: it names nothing
+    recorded); ``at``: when the correction happened."""
+    if named is None or named not in file.registrations:
+        return _refused(correction, reasons=["correction_target_unknown"])
+    old = file.policy
+    if old is None:
+        return _refused(correction, reasons=["no_policy_in_force"])
+    if named != file.in_force:
+        return _refused(correction, reasons=["correction_superseded"])
+    # Judged as a registration, with this policy's household, number and persons free.
+    others = {key: number for key, number in state.insured_persons.items() if number != old.policy_number}
+    judged = decide(correction, dataclass_replace(state, insured_households=set(), policy_numbers=set(),
+                                                  insured_persons=others))
+    if isinstance(judged, HouseholdRejected):
+        return _refused(correction, reasons=judged.reasons, excluded=judged.excluded)
+    fields = {name: getattr(judged, name) for name in PolicyIssued.model_fields}
+    renamed: list[IdCorrection] = []
+    if at >= old.cover_start:
+        kept = _same_persons(old, judged)
+        if kept is None or (judged.cover_start, judged.payer, judged.category, judged.units) != (
+                old.cover_start, old.payer, old.category, old.units):
+            return _refused(correction, reasons=["cover_started"])
+        insured, renamed = kept
+        fields = {name: getattr(old, name) for name in PolicyIssued.model_fields}
+        fields.update(township=judged.township, village=judged.village, insured=insured, excluded=judged.excluded)
+    fields["policy_number"] = old.policy_number
+    return PolicyAmended(**fields, previous=_figures(file), renamed=renamed)
+
+
+def decide_cancellation(request: PolicyCancellationRequested, file: HouseholdFile,
+                        at: datetime) -> PolicyCancelled | CorrectionRefused:
+    old = file.policy
+    if old is None:
+        return _refused(request, reasons=["no_policy_in_force"])
+    if at >= old.cover_start:
+        return _refused(request, reasons=["cover_started"])
+    return PolicyCancelled(policy_number=old.policy_number, household_id=old.household_id,
+                           programme_year=old.programme_year, reason=request.reason, previous=_figures(file))
+
+
+def _same_persons(old: PolicyIssued, new: PolicyIssued) -> tuple[list[InsuredPerson], list[IdCorrection]] | None:
+    """The new insured list with each person's share kept, and the ID numbers corrected; None when
+    the correction insures other persons (another number of them, or another relation). A person
+    keeps their ID number where it is on both lists; the others are paired in the order listed."""
+    if len(old.insured) != len(new.insured):
+        return None
+    before = {p.resident_id: p for p in old.insured}
+    kept_numbers = {p.resident_id for p in new.insured}
+    replaced = iter([p for p in old.insured if p.resident_id not in kept_numbers])
+    insured, renamed = [], []
+    for person in new.insured:
+        was = before.get(person.resident_id) or next(replaced)
+        if was.relation != person.relation:
+            return None
+        if was.resident_id != person.resident_id:
+            renamed.append(IdCorrection(was=was.resident_id, now=person.resident_id))
+        insured.append(was.model_copy(update={"resident_id": person.resident_id, "name": person.name,
+                                              "birth_date": person.birth_date}))
+    return insured, renamed
+
+
+def _figures(file: HouseholdFile) -> PolicyFigures:
+    old = file.policy
+    assert old is not None and file.issued_at is not None  # a policy in force was issued
+    return PolicyFigures(township=old.township, payer=old.payer, insured_persons=len(old.insured),
+                         premium_fen=old.premium_fen, medical_limit_fen=old.medical_limit_fen, issued_at=file.issued_at)
+
+
+def _refused(about: HouseholdRegistered | PolicyCancellationRequested, *, reasons: list[str],
+             excluded: list[ExcludedMember] | None = None) -> CorrectionRefused:
+    return CorrectionRefused(household_id=about.household_id, programme_year=about.programme_year,
+                             reasons=reasons, excluded=excluded or [])  # type: ignore[arg-type]
+
+
+def _release(state: EnrollmentState, year: int, number: str) -> None:
+    for key in [key for key, held_by in state.insured_persons.items() if held_by == number and key[0] == year]:
+        del state.insured_persons[key]

@@ -7,6 +7,7 @@ rejection it led to, with an id derived from the registration's.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,6 +16,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrollment.areas import load_areas, record_areas
+from services.enrollment.decider import HouseholdFile, decide_cancellation, decide_correction
 from services.enrollment.decider import EnrollmentState, Terms, area_of, decide, evolve, policy_number, resolved
 from services.enrollment.tables import insured_households, insured_persons, product_terms
 from shared.domain.areas import Areas
@@ -22,10 +24,19 @@ from shared.events import EventMessage, registry
 from shared.events.bulk import insert_rows
 from shared.events.consumer import Incoming, Rejected, outcomes
 from shared.events.keyed import rows_by_year
-from shared.events.producers import received_from, without_recorded_before_scoping
-from shared.events.enrollment import HouseholdRegistered, PolicyIssued
+from shared.events.producers import received_from, recorded_id, without_recorded_before_scoping
+from shared.events.base import DomainEvent
+from shared.events.enrollment import (
+    HouseholdCorrected,
+    HouseholdRegistered,
+    PolicyAmended,
+    PolicyCancellationRequested,
+    PolicyCancelled,
+    PolicyIssued,
+)
 from shared.events.programme import AreaRegistered, ProductTermsPublished, TownshipTargetSet
 from shared.events.store import StreamAppend, Transaction
+from shared.events.tables import events as log_events
 from shared.events.subjects import PRODUCER_EVENTS, split_inbound
 from shared.events.subsidy import SubsidyPlanCloseRequested, SubsidyPlanPublished
 
@@ -35,8 +46,9 @@ SERVICE = "enrollment"
 def stream_of(event: EventMessage) -> str:
     """Where the log keeps a county event: by the thing it is about."""
     match event.payload:
-        case HouseholdRegistered(programme_year=year, household_id=hid):
-            return f"household-{year}-{hid}"
+        case HouseholdRegistered(programme_year=year, household_id=hid) | PolicyCancellationRequested(
+                programme_year=year, household_id=hid):  # a correction is a HouseholdRegistered too
+            return household_stream(year, hid)
         case TownshipTargetSet(programme_year=year, township=township):
             return f"targets-{year}-{township}"
         case AreaRegistered(code=code):
@@ -67,10 +79,13 @@ class EnrollmentHandler:
         registrations = [e.payload for e in events if isinstance(e.payload, HouseholdRegistered)]
         registered = [e.payload for e in events if isinstance(e.payload, AreaRegistered)]
         state = await load_state(conn, registrations, registered)
+        files = await load_files(conn, events)
         enrolled = Enrolled()
         for event in events:
             recorded = [event]
-            if isinstance(event.payload, HouseholdRegistered):
+            if isinstance(event.payload, HouseholdCorrected | PolicyCancellationRequested):
+                recorded += outcomes(event, [correct(event, files, state, enrolled)], SERVICE)
+            elif isinstance(event.payload, HouseholdRegistered):
                 outcome = decide(event.payload, state)
                 evolve(state, outcome)
                 recorded += outcomes(event, [outcome], SERVICE)
@@ -83,6 +98,7 @@ class EnrollmentHandler:
             elif isinstance(event.payload, ProductTermsPublished):  # for the policies after it, in this batch too
                 evolve(state, event.payload)
                 enrolled.terms[event.payload.programme_year] = state.terms[event.payload.programme_year]
+            keep_file(files, recorded)
             enrolled.appends.append(StreamAppend(stream_of(event), recorded))
         return enrolled
 
@@ -94,13 +110,21 @@ class Enrolled:
     appends: list[StreamAppend] = field(default_factory=list)
     households: list[tuple[int, str, str]] = field(default_factory=list)
     persons: list[tuple[int, str, str]] = field(default_factory=list)
+    freed: set[tuple[int, str]] = field(default_factory=set)  # (year, id number): no longer insured (corrections)
     terms: dict[int, Terms] = field(default_factory=dict)  # year -> terms now in force
     areas: list[AreaRegistered] = field(default_factory=list)
+
+    def release(self, year: int, numbers: Sequence[str]) -> None:
+        """These persons are no longer insured this year (their policy was amended or cancelled)."""
+        gone = {(year, number) for number in numbers}
+        self.persons = [p for p in self.persons if (p[0], p[1]) not in gone]  # insured earlier in this batch
+        self.freed |= gone
 
     async def write(self, tx: Transaction) -> None:
         conn = tx.connection
         await tx.append_streams(self.appends)
         await insert_rows(conn, insured_households, ("programme_year", "household_id", "policy_number"), self.households)
+        await free_persons(conn, self.freed)
         await insert_rows(conn, insured_persons, ("programme_year", "resident_id", "policy_number"), self.persons)
         await record_areas(conn, self.areas)
         for year, terms in self.terms.items():
@@ -128,6 +152,7 @@ async def load_state(conn, registrations: Sequence[HouseholdRegistered],  # type
                                                 row.medical_limit_per_unit_fen, row.deductible_fen, Decimal(row.payment_ratio))
     households = {(r.programme_year, r.household_id) for r in registrations}
     persons = {(r.programme_year, m.resident_id.upper()) for r in registrations for m in r.members}
+    persons |= {(r.programme_year - 1, m.resident_id.upper()) for r in registrations if r.renewal for m in r.members}
     h = insured_households.c
     state.insured_households.update(
         (r[0], r[1]) for r in await rows_by_year(conn, h.programme_year, h.household_id, households))
@@ -138,3 +163,68 @@ async def load_state(conn, registrations: Sequence[HouseholdRegistered],  # type
         {(r[0], r[1]): r[2] for r in await rows_by_year(conn, p.programme_year, p.resident_id, persons, p.policy_number)})
     return state
 
+
+
+# --- corrections (services/enrollment/decider.py: decide_correction, decide_cancellation) ---------
+
+
+def household_stream(year: int, household_id: str) -> str:
+    return f"household-{year}-{household_id}"
+
+
+async def load_files(conn: AsyncConnection, events: Sequence[EventMessage]) -> dict[tuple[int, str], HouseholdFile]:
+    """The household files the batch's corrections and cancellations are decided on, read from
+    enrollment's own household streams (a handful of events each)."""
+    files: dict[tuple[int, str], HouseholdFile] = {}
+    e = log_events.c
+    for event in events:
+        payload = event.payload
+        if not isinstance(payload, HouseholdCorrected | PolicyCancellationRequested):
+            continue
+        key = (payload.programme_year, payload.household_id)
+        if key in files:
+            continue
+        file = files[key] = HouseholdFile()
+        rows = await conn.execute(select(e.event_id, e.causation_id, e.occurred_at, e.event_type, e.schema_version, e.payload)
+                                  .where(e.stream_id == household_stream(*key)).order_by(e.stream_version))
+        for row in rows:
+            file.record(uuid.UUID(row.event_id), uuid.UUID(row.causation_id) if row.causation_id else None,
+                        row.occurred_at, registry.parse_payload(row.event_type, row.schema_version, row.payload))
+    return files
+
+
+def keep_file(files: dict[tuple[int, str], HouseholdFile], recorded: Sequence[EventMessage]) -> None:
+    """Fold what a batch records in a household's stream into its file (a later event of the batch
+    may correct it)."""
+    payload = recorded[0].payload
+    file = files.get((payload.programme_year, payload.household_id)) if isinstance(  # type: ignore[attr-defined]
+        payload, HouseholdRegistered | PolicyCancellationRequested) else None
+    for message in recorded if file is not None else ():
+        file.record(message.event_id, message.causation_id, message.occurred_at, message.payload)  # type: ignore[union-attr]
+
+
+def correct(event: EventMessage, files: dict[tuple[int, str], HouseholdFile], state: EnrollmentState,
+            enrolled: Enrolled) -> DomainEvent:
+    """Decide a correction or a cancellation; the persons of the policy it replaces are freed, and
+    those of the amended policy insured."""
+    request = event.payload
+    file = files[(request.programme_year, request.household_id)]  # type: ignore[attr-defined]
+    if isinstance(request, HouseholdCorrected):
+        named = next((i for i in (recorded_id("county", request.corrects), request.corrects) if i in file.registrations), None)
+        outcome = decide_correction(request, named, file, state, event.occurred_at)
+    else:
+        outcome = decide_cancellation(request, file, event.occurred_at)  # type: ignore[arg-type]
+    if isinstance(outcome, PolicyAmended | PolicyCancelled):
+        assert file.policy is not None
+        enrolled.release(outcome.programme_year, [p.resident_id for p in file.policy.insured])
+        evolve(state, outcome)
+    if isinstance(outcome, PolicyAmended):
+        enrolled.persons += [(outcome.programme_year, p.resident_id, outcome.policy_number) for p in outcome.insured]
+    return outcome
+
+
+async def free_persons(conn: AsyncConnection, freed: set[tuple[int, str]]) -> None:
+    for year in {year for year, _ in freed}:
+        numbers = sorted(number for y, number in freed if y == year)
+        await conn.execute(delete(insured_persons).where(insured_persons.c.programme_year == year,
+                                                         insured_persons.c.resident_id.in_(numbers)))

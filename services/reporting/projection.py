@@ -9,6 +9,9 @@ Definitions (stated, so that a reader can check them):
   resolved and recorded on it (a township may be sent by code, registered name or alias);
 * a registration counts when decided (policy or rejection), in the township recorded on its outcome;
   one rejected ``unknown_area`` names no township and counts in the "(unknown)" row of its year;
+* a corrected policy (``PolicyAmended``) moves with its registration: counted out where and as it
+  counted before (its ``previous`` figures), counted in as it now stands, both in the month it was
+  first issued; a cancelled policy (``PolicyCancelled``) is counted out;
 * a target counts for the township it names (code, registered name or alias, as enrollment reads
   them: shared/domain/areas.py); one naming no registered township counts in no row;
 * completion rate = policies / target; by payer, government-paid policies are those paid by the
@@ -36,6 +39,8 @@ from services.reporting.views import (
     ClaimRejectedView,
     DisbursementView,
     Fact,
+    PolicyAmendedView,
+    PolicyCancelledView,
     PolicyView,
     RejectionView,
     SubsidyView,
@@ -151,20 +156,39 @@ def _rejection(state: ReportState, d: RejectionView, fact: Fact) -> None:
 
 
 def _policy(state: ReportState, d: PolicyView, fact: Fact) -> None:
-    row = state.row(d.programme_year, d.township)
-    row.registrations += 1
-    row.policies += 1
-    if d.payer == Payer.government:
-        row.policies_government += 1
-    elif d.payer == Payer.agency:
-        row.policies_agency += 1
+    _count_policy(state, d.programme_year, d.township, d.payer, len(d.insured), d.premium_fen, fact.occurred_at, 1)
+
+
+def _policy_amended(state: ReportState, d: PolicyAmendedView, fact: Fact) -> None:
+    """A corrected policy moves: counted out where and as it counted before (in the month it was
+    first issued), counted in as it now stands."""
+    was = d.previous
+    _count_policy(state, d.programme_year, was.township, was.payer, was.insured_persons, was.premium_fen, was.issued_at, -1)
+    _count_policy(state, d.programme_year, d.township, d.payer, len(d.insured), d.premium_fen, was.issued_at, 1)
+
+
+def _policy_cancelled(state: ReportState, d: PolicyCancelledView, fact: Fact) -> None:
+    was = d.previous
+    _count_policy(state, d.programme_year, was.township, was.payer, was.insured_persons, was.premium_fen, was.issued_at, -1)
+
+
+def _count_policy(state: ReportState, year: int, township: str, payer: str, persons: int, premium_fen: int,
+                  issued_at: datetime, sign: int) -> None:
+    """Count a policy in (``sign`` 1) or out (-1) of its township's row and month."""
+    row = state.row(year, township)
+    row.registrations += sign
+    row.policies += sign
+    if payer == Payer.government:
+        row.policies_government += sign
+    elif payer == Payer.agency:
+        row.policies_agency += sign
     else:
-        row.policies_self += 1
-    row.insured_persons += len(d.insured)
-    row.premium_fen += d.premium_fen
-    month = state.month(d.programme_year, d.township, fact.occurred_at)
-    month[0] += 1
-    month[1] += d.premium_fen
+        row.policies_self += sign
+    row.insured_persons += sign * persons
+    row.premium_fen += sign * premium_fen
+    month = state.month(year, township, issued_at)
+    month[0] += sign
+    month[1] += sign * premium_fen
 
 
 def _subsidy(state: ReportState, d: SubsidyView, fact: Fact) -> None:
@@ -217,6 +241,6 @@ def _no_longer_deferred(state: ReportState, d: ClaimPaidView | ClaimRejectedView
 
 _APPLY = {
     AreaView: _area, TargetView: _target, RejectionView: _rejection,
-    PolicyView: _policy, SubsidyView: _subsidy, DisbursementView: _disbursement, ClaimPaidView: _claim_paid,
+    PolicyView: _policy, PolicyAmendedView: _policy_amended, PolicyCancelledView: _policy_cancelled, SubsidyView: _subsidy, DisbursementView: _disbursement, ClaimPaidView: _claim_paid,
     ClaimRejectedView: _claim_rejected, ClaimDeferredView: _claim_deferred,
 }

@@ -52,6 +52,23 @@ class PolicyView(View):
     insured: list[_Insured]
 
 
+class _Figures(View):
+    township: str
+    payer: str
+    insured_persons: int
+    premium_fen: int
+    issued_at: datetime
+
+
+class PolicyAmendedView(PolicyView):
+    previous: _Figures
+
+
+class PolicyCancelledView(View):
+    programme_year: int
+    previous: _Figures
+
+
 class SubsidyView(View):
     programme_year: int
     township: str
@@ -89,6 +106,8 @@ VIEWS: dict[str, type[View]] = {
     "TownshipTargetSet": TargetView,
     "HouseholdRejected": RejectionView,
     "PolicyIssued": PolicyView,
+    "PolicyAmended": PolicyAmendedView,
+    "PolicyCancelled": PolicyCancelledView,
     "SubsidyApproved": SubsidyView,
     "SubsidyDisbursed": DisbursementView,
     "ClaimPaid": ClaimPaidView,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from enum import StrEnum
 from typing import Annotated
@@ -10,7 +11,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from .base import DomainEvent, Fen, FrozenModel, Key, Name
 from .programme import Ratio, Year
-from .reasons import HouseholdReason, MemberReason
+from .reasons import CancellationReason, CorrectionRefusedReason, HouseholdReason, MemberReason
 
 # Shape only; the check character and birth date are business rules that enrollment applies,
 # so that one bad member is left out with a reason instead of failing the whole household.
@@ -69,6 +70,29 @@ class HouseholdRegistered(DomainEvent):
     members: list[Member] = Field(min_length=1, max_length=30)
     paid_on: date = Field(description="the day the family agreed and the premium was paid")
     renewal: bool = False
+
+
+class HouseholdCorrected(HouseholdRegistered):
+    """A county's corrected registration: the household's registration for the year as it should
+    have been (every field, not only those that changed), naming the one it replaces. Enrollment
+    amends the policy in force (``PolicyAmended``) or refuses (``CorrectionRefused``)."""
+
+    event_type = "HouseholdCorrected"
+    schema_version = 1
+
+    corrects: uuid.UUID = Field(description=(
+        "event id, as the county sent it, of the HouseholdRegistered or HouseholdCorrected this replaces: the "
+        "one the household's policy in force came from"))
+
+
+class PolicyCancellationRequested(DomainEvent):
+    """A county asks to cancel a household's policy for the year before its cover starts."""
+
+    event_type = "PolicyCancellationRequested"
+
+    household_id: Key
+    programme_year: Year
+    reason: CancellationReason
 
 
 class InsuredPerson(FrozenModel):
@@ -132,3 +156,57 @@ class HouseholdRejected(DomainEvent):
     reasons: list[HouseholdReason] = Field(min_length=1, description="why no policy (shared/events/reasons.py)")
     excluded: list[ExcludedMember] = []
     detail: str | None = Field(default=None, max_length=500, description="what the reason is about, e.g. the area name sent (unknown_area)")
+
+
+class PolicyFigures(FrozenModel):
+    """What a policy counted in reports before it was amended or cancelled: reports move or remove
+    it with this event alone."""
+
+    township: Name
+    payer: Payer
+    insured_persons: int = Field(ge=1)
+    premium_fen: Fen
+    medical_limit_fen: Fen = Field(description="claims: what was used of it carries over to the amended limit")
+    issued_at: AwareDatetime = Field(description="occurred_at of its PolicyIssued (the month reports count it in)")
+
+
+class IdCorrection(FrozenModel):
+    was: IdNumber
+    now: IdNumber
+
+
+class PolicyAmended(PolicyIssued):
+    """A policy re-issued after a county's correction: the same number, the policy as it now stands
+    (every field), and what it counted before. After cover has started only names, ID numbers and
+    the area change; ``renamed`` pairs each corrected ID number with the one it replaces (claims
+    carry over what was paid to that person)."""
+
+    event_type = "PolicyAmended"
+    schema_version = 1
+
+    previous: PolicyFigures
+    renamed: list[IdCorrection] = []
+
+
+class PolicyCancelled(DomainEvent):
+    """A policy cancelled before its cover started, at the county's request: nobody is insured on it."""
+
+    event_type = "PolicyCancelled"
+
+    policy_number: Name
+    household_id: Name
+    programme_year: Year
+    reason: CancellationReason
+    previous: PolicyFigures
+
+
+class CorrectionRefused(DomainEvent):
+    """A county's correction or cancellation that changes nothing, with every reason."""
+
+    event_type = "CorrectionRefused"
+
+    household_id: Name
+    programme_year: Year
+    reasons: list[CorrectionRefusedReason | HouseholdReason] = Field(
+        min_length=1, description="why nothing changed (shared/events/reasons.py)")
+    excluded: list[ExcludedMember] = []

@@ -32,6 +32,7 @@ MEMBER: dict[str, Text] = {
     "birth_date_mismatch": Text("出生日期与身份证号不符", "the birth date does not match the resident ID number"),
     "duplicate_member": Text("同一户内重复登记", "listed twice in the household"),
     "already_insured": Text("本年度已在其他保单中参保", "already insured this programme year on another policy"),
+    "renewal_not_found": Text("称续保但上一年度未参保，按首次投保超过 65 周岁", "claimed as a renewal, not insured the previous programme year: over 65 as a new entrant"),
 }
 
 # Why a registration yields no policy (``HouseholdRejected.reasons``).
@@ -41,6 +42,22 @@ HOUSEHOLD: dict[str, Text] = {
     "policy_number_taken": Text("保单号已被其他户占用", "the policy number is taken by another household"),
     "paid_on_out_of_range": Text("缴费日期超出可计算保险期间的范围", "the payment date is outside the range cover can be computed for"),
     "unknown_area": Text("乡镇或村未登记（或名称对应多个地区），请填写已登记的代码或名称", "the township or village is not registered (or its name names several areas): send a registered code or name"),
+}
+
+# Why a county's correction or cancellation changes nothing (``CorrectionRefused.reasons``, beside
+# the codes of ``HOUSEHOLD`` when the corrected registration itself yields no policy).
+CORRECTION_REFUSED: dict[str, Text] = {
+    "correction_target_unknown": Text("所更正的登记不存在（本户本年度无此事件）", "the event it corrects is no registration of this household and year"),
+    "correction_superseded": Text("所更正的登记已被后来的更正取代", "the registration it corrects was replaced by a later correction"),
+    "no_policy_in_force": Text("本户本年度没有有效保单", "the household has no policy in force this programme year"),
+    "cover_started": Text("保险期间已开始，只能更正姓名、身份证号和所属乡镇", "cover has started: only names, ID numbers and the area can be corrected"),
+}
+
+# Why a county cancels a policy before its cover starts (``PolicyCancellationRequested.reason``).
+CANCELLATION: dict[str, Text] = {
+    "registered_in_error": Text("误登记", "registered in error"),
+    "household_withdrew": Text("投保家庭撤回投保", "the household withdrew before cover started"),
+    "duplicate_registration": Text("重复登记", "the household was registered twice"),
 }
 
 # Why a claim is refused (``ClaimRejected.reason``).
@@ -113,6 +130,8 @@ GROUPS: dict[str, tuple[str, dict[str, Text]]] = {
     # group name -> (where it applies, its codes); the order of docs/integration.md's list
     "household": ("HouseholdRejected.reasons", HOUSEHOLD),
     "member": ("PolicyIssued.excluded[].reason, HouseholdRejected.excluded[].reason", MEMBER),
+    "correction_refused": ("CorrectionRefused.reasons", CORRECTION_REFUSED),
+    "cancellation": ("PolicyCancellationRequested.reason, PolicyCancelled.reason", CANCELLATION),
     "claim_rejected": ("ClaimRejected.reason", CLAIM_REJECTED),
     "claim_deferred": ("ClaimDeferred.reason", CLAIM_DEFERRED),
     "claim_limited_by": ("ClaimPaid.limited_by", CLAIM_LIMITED_BY),
@@ -131,6 +150,8 @@ def codes(group: dict[str, Text]) -> Any:
 # The types of the events' reason fields.
 MemberReason = codes(MEMBER)
 HouseholdReason = codes(HOUSEHOLD)
+CorrectionRefusedReason = codes(CORRECTION_REFUSED)
+CancellationReason = codes(CANCELLATION)
 ClaimRejectedReason = codes(CLAIM_REJECTED)
 ClaimDeferredReason = codes(CLAIM_DEFERRED)
 ClaimLimit = codes(CLAIM_LIMITED_BY)

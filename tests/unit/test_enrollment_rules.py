@@ -198,10 +198,15 @@ def test_age_counts_on_the_first_day_of_cover_not_on_the_issue_day():
     assert policy.excluded == [ExcludedMember(resident_id=person.resident_id, reason="too_old")]
 
 
-def test_renewal_admits_member_aged_70():
+def insured_the_year_before(*persons, year: int = YEAR) -> PolicyIssued:  # type: ignore[no-untyped-def]
+    """Last programme year's policy of these persons (what a renewal is checked against)."""
+    return policy(*(p.resident_id for p in persons), year=year - 1, issued_on=date(year - 1, 3, 1))
+
+
+def test_renewal_admits_member_aged_70_insured_the_previous_year():
     person = member(born_years_before(FIRST_DAY, 71, days_later=1), 13)  # 71 tomorrow
 
-    policy = issued(decide(registered_with(person, renewal=True), given()))
+    policy = issued(decide(registered_with(person, renewal=True), given(insured_the_year_before(person))))
 
     assert person.resident_id in insured_ids(policy)
 
@@ -209,9 +214,45 @@ def test_renewal_admits_member_aged_70():
 def test_renewal_rejects_member_aged_71():
     person = member(born_years_before(FIRST_DAY, 71), 13)
 
-    policy = issued(decide(registered_with(person, renewal=True), given()))
+    policy = issued(decide(registered_with(person, renewal=True), given(insured_the_year_before(person))))
 
     assert policy.excluded == [ExcludedMember(resident_id=person.resident_id, reason="too_old_renewal")]
+
+
+def test_member_aged_70_claimed_as_renewing_but_not_insured_the_previous_year_is_refused_renewal_not_found():
+    person = member(born_years_before(FIRST_DAY, 70), 13)
+
+    policy = issued(decide(registered_with(person, renewal=True), given()))
+
+    assert policy.excluded == [ExcludedMember(resident_id=person.resident_id, reason="renewal_not_found")]
+
+
+def test_renewal_found_only_in_an_older_year_is_not_found():
+    person = member(born_years_before(FIRST_DAY, 66), 13)
+
+    policy = issued(decide(registered_with(person, renewal=True), given(insured_the_year_before(person, year=YEAR - 1))))
+
+    assert policy.excluded == [ExcludedMember(resident_id=person.resident_id, reason="renewal_not_found")]
+
+
+def test_member_aged_71_claimed_as_renewing_but_not_found_is_too_old_as_a_new_entrant():
+    person = member(born_years_before(FIRST_DAY, 71), 13)
+
+    policy = issued(decide(registered_with(person, renewal=True), given()))
+
+    assert policy.excluded == [ExcludedMember(resident_id=person.resident_id, reason="too_old")]
+
+
+def test_renewal_is_decided_per_member_against_the_previous_year():
+    renewing = member(born_years_before(FIRST_DAY, 68), 13, relation=Relation.head)
+    new_spouse = spouse(born_years_before(FIRST_DAY, 67))
+    new_child = child(born_years_before(FIRST_DAY, 66, days_later=1))  # 65: a new entrant may be insured
+
+    policy = issued(decide(registration(renewing, new_spouse, new_child, renewal=True),
+                           given(insured_the_year_before(renewing))))
+
+    assert insured_ids(policy) == [renewing.resident_id, new_child.resident_id]
+    assert policy.excluded == [ExcludedMember(resident_id=new_spouse.resident_id, reason="renewal_not_found")]
 
 
 def test_first_enrolment_refuses_a_member_of_70_whom_a_renewal_would_admit():
@@ -268,9 +309,10 @@ def test_renewal_member_born_on_29_february_turns_71_on_1_march_of_a_common_year
     person = member(date(1956, 2, 29), 13)  # 71st birthday: 1 March 2027
     on_28_feb = registered_with(person, year=2027, renewal=True, paid_on=issued_on_for_first_day(date(2027, 2, 28)))
     on_1_mar = registered_with(person, year=2027, renewal=True, paid_on=issued_on_for_first_day(date(2027, 3, 1)))
+    last_year = given(insured_the_year_before(person, year=2027))
 
-    assert person.resident_id in insured_ids(issued(decide(on_28_feb, given())))
-    assert issued(decide(on_1_mar, given())).excluded == [
+    assert person.resident_id in insured_ids(issued(decide(on_28_feb, last_year)))
+    assert issued(decide(on_1_mar, last_year)).excluded == [
         ExcludedMember(resident_id=person.resident_id, reason="too_old_renewal")]
 
 
