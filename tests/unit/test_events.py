@@ -57,6 +57,11 @@ EXPECTED_TYPES = {
     "TownshipTargetSet",
     "AreaRegistered",
     "ProductTermsPublished",
+    "HouseholdCorrected",
+    "PolicyCancellationRequested",
+    "PolicyAmended",
+    "PolicyCancelled",
+    "CorrectionRefused",
 }
 
 MEMBERS = [
@@ -114,6 +119,30 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
         "medical_limit_fen": 1_400_000,
         "renewal": False,
     },
+    "HouseholdCorrected": {
+        "household_id": "MX-2024-000123", "programme_year": 2024, "township": CHENGGUAN, "category": "poor",
+        "payer": "government", "members": MEMBERS[1:], "paid_on": "2024-03-01",
+        "corrects": "8f0c3f4e-2b1d-4d8a-9a57-6a1f3b0c2d11",
+    },
+    "PolicyCancellationRequested": {"household_id": "MX-2024-000123", "programme_year": 2024, "reason": "household_withdrew"},
+    "PolicyAmended": {
+        "policy_number": "P2024350421000123", "household_id": "MX-2024-000123", "programme_year": 2024,
+        "township": "350421101", "category": "two_daughters_sterilised", "payer": "government", "units": 1,
+        "premium_fen": 10_000, "issued_on": "2024-03-01", "cover_start": "2024-03-02T00:00:00+08:00",
+        "cover_end": "2025-03-02T00:00:00+08:00", "insured": [{**MEMBERS[1], "death_disability_sum_fen": 20_000_000}],
+        "medical_limit_fen": 1_400_000,
+        "previous": {"township": CHENGGUAN, "payer": "government", "insured_persons": 1, "premium_fen": 10_000,
+                     "medical_limit_fen": 1_400_000, "issued_at": "2024-03-01T09:30:00+08:00"},
+        "renamed": [{"was": CHILD_ID, "now": MEMBERS[1]["resident_id"]}],
+    },
+    "PolicyCancelled": {
+        "policy_number": "P2024350421000123", "household_id": "MX-2024-000123", "programme_year": 2024,
+        "reason": "registered_in_error",
+        "previous": {"township": CHENGGUAN, "payer": "self", "insured_persons": 2, "premium_fen": 10_000,
+                     "medical_limit_fen": 1_400_000, "issued_at": "2024-03-01T09:30:00+08:00"},
+    },
+    "CorrectionRefused": {"household_id": "MX-2024-000123", "programme_year": 2024,
+                          "reasons": ["correction_superseded"]},
     "HouseholdRejected": {
         "household_id": "MX-2024-000124",
         "programme_year": 2024,
