@@ -6,15 +6,19 @@ projection over the log: one 城关 row, with its target and its rejected househ
 from __future__ import annotations
 
 import csv
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from guanhuai.rosters import read_events
 from guanhuai.targets import load, read_table
 from services.enrollment.handlers import EnrollmentHandler
 from services.enrollment.tables import metadata as enrollment_tables
+from services.reporting.projection import apply
 from services.reporting.report import build_report
-from services.reporting.storage import project
+from services.reporting.storage import load as load_read_model
+from services.reporting.storage import project, rebuild
+from services.reporting.views import Fact, TargetView
+from shared.domain.calendar import CST
 from shared.domain.identity import make_resident_id
 from shared.events import EventMessage
 from shared.events.consumer import Incoming, process_batch
@@ -89,3 +93,17 @@ async def test_a_target_and_a_household_naming_a_registered_alias_count_for_that
 
     report = build_report(await project(store), 2020)
     assert [(r.figures.township, r.figures.target_total, r.figures.policies) for r in report.rows] == [("chengguan", 10, 1)]
+
+
+async def test_the_read_model_keeps_the_aliases_a_later_target_is_named_by(store: EventStore) -> None:
+    await store.create_schema(inbox_tables, enrollment_tables)
+    county = AreaRegistered(code="mingxi", name="明溪县", level=AreaLevel.county)
+    chengguan = AreaRegistered(code="chengguan", name="城关", level=AreaLevel.township, parent_code="mingxi",
+                               aliases=["城关镇"])
+    await process_batch(store, EnrollmentHandler(), sent([EventMessage.new(p, source="mingxi-county") for p in (county, chengguan)]))
+    built = await rebuild(store)
+    async with store.engine.connect() as conn:
+        state = await load_read_model(conn)  # as the live projection starts from it
+    target = TargetView(programme_year=2020, township="城关镇", target_total=10, target_government=10, target_self=0)
+    apply(state, Fact(built.position + 1, datetime(2020, 1, 2, tzinfo=CST), target))
+    assert [(r.figures.township, r.figures.target_total) for r in build_report(state, 2020).rows] == [("chengguan", 10)]

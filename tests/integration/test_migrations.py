@@ -9,6 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 
+from services.enrollment.areas import load_areas
+from shared.events import EventMessage
+from shared.events.programme import AreaLevel, AreaRegistered
 from shared.events.schema import all_metadata
 from shared.events.store import EventStore
 from tests.support.events import target
@@ -29,3 +32,23 @@ async def test_alembic_upgrade_head_creates_every_table_and_the_log_works(db_url
     await store.append("s", [target()])
     assert await store.head_position() == 1
     await store.close()
+
+
+def _alembic(db_url: str, target: str) -> None:
+    env = dict(os.environ, GUANHUAI_DB_URL=db_url)
+    result = subprocess.run([sys.executable, "-m", "alembic", "-c", str(INFRA / "alembic.ini"), "upgrade", target],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+async def test_the_areas_migration_gives_enrollment_the_areas_already_in_the_log(db_url: str) -> None:
+    _alembic(db_url, "0004")
+    store = await EventStore.open(db_url, create=False)
+    township = AreaRegistered(code="chengguan", name="城关", level=AreaLevel.township, parent_code="mingxi")
+    await store.append("area-chengguan", [EventMessage.new(township, source="county"),
+                                          EventMessage.new(township.model_copy(update={"name": "城关街道"}), source="county")])
+    _alembic(db_url, "head")
+    async with store.engine.connect() as conn:
+        areas = await load_areas(conn)
+    await store.close()
+    assert areas.township("城关街道") == "chengguan"
