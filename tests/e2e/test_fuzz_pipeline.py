@@ -19,8 +19,9 @@ from guanhuai.simulate import Area, registration_messages
 from shared.events import EventMessage
 from shared.events.audit import verify_chain
 from shared.events.claims import ClaimKind
+from shared.events.enrollment import HouseholdCorrected, PolicyCancellationRequested
 from shared.events.inbox import dead_letters
-from shared.events.programme import AreaLevel, AreaRegistered
+from shared.events.programme import AreaLevel, AreaRegistered, ProductTermsPublished
 from shared.events.producers import recorded_id
 from shared.events.store import EventStore
 from shared.events.subjects import INBOUND_PREFIX, INBOUND_STREAMS, PRODUCER_EVENTS
@@ -32,8 +33,8 @@ from tests.support.programme import claim, households, medical, plan
 
 HOSTILE = 320
 GOOD = 40
-REJECTIONS = {"HouseholdRejected", "ClaimRejected", "SubsidyPlanRequestRefused"}
-DECISION_DUE = {"HouseholdRegistered", "ClaimReported"}  # the others may lead to nothing at all
+REJECTIONS = {"HouseholdRejected", "ClaimRejected", "SubsidyPlanRequestRefused", "CorrectionRefused"}
+DECISION_DUE = {"HouseholdRegistered", "ClaimReported", "HouseholdCorrected", "PolicyCancellationRequested"}  # the others may lead to nothing at all
 DOOR_REASONS = {"not_json", "too_deeply_nested", "invalid_envelope", "invalid_payload", "unknown_event_type",
                 "unsupported_schema_version", "subject_mismatch", "oversized"}
 
@@ -44,6 +45,13 @@ def bases(rng: random.Random, good: list[EventMessage]) -> dict[str, list[EventM
     own = list(registration_messages(rng, 20, year=2024, townships=[Area("fuzzville", "530402")], source="county-fuzz"))
     return {
         "HouseholdRegistered": own,
+        "HouseholdCorrected": [EventMessage.new(HouseholdCorrected(**own[0].payload.model_dump(), corrects=own[0].event_id),
+                                                source="county-fuzz")],
+        "ProductTermsPublished": [EventMessage.new(ProductTermsPublished(  # a year of its own: the good households keep theirs
+            programme_year=2031, product="模糊险", premium_per_unit_fen=100_00, death_disability_per_unit_fen=200_000_00,
+            medical_limit_per_unit_fen=14_000_00, deductible_fen=100_00, payment_ratio="0.8"), source="county-fuzz")],
+        "PolicyCancellationRequested": [EventMessage.new(PolicyCancellationRequested(
+            household_id=own[1].payload.household_id, programme_year=2024, reason="registered_in_error"), source="county-fuzz")],
         "TownshipTargetSet": [target("fuzzville", year=2024)],
         "AreaRegistered": [EventMessage.new(AreaRegistered(code="fuzzville", name="模糊镇", level=AreaLevel.township,
                                                            parent_code="530402"), source="county-fuzz")],
