@@ -104,6 +104,9 @@ def policy_number(registration: HouseholdRegistered) -> str:
     return f"P{registration.programme_year}-{hashlib.sha256(number.encode()).hexdigest()[:32].upper()}"
 
 
+DETAIL_MAX = HouseholdRejected.model_fields["detail"].metadata[0].max_length  # a long name sent is cut, not refused
+
+
 def resolved(reg: HouseholdRegistered, areas: Areas) -> HouseholdRegistered | Unresolved:
     """The registration with its township and village as area codes (each may be sent as a code, a
     registered name or an alias: shared/domain/areas.py), or what it names that is not registered."""
@@ -121,7 +124,7 @@ def resolved(reg: HouseholdRegistered, areas: Areas) -> HouseholdRegistered | Un
 def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | HouseholdRejected:
     where = resolved(reg, state.areas)
     if isinstance(where, Unresolved):
-        return _rejected(reg, ["unknown_area"], [], detail=where.detail)
+        return _rejected(reg, ["unknown_area"], [], detail=where.detail[:DETAIL_MAX])
     reg = where  # from here on, the township and village are area codes
     year = reg.programme_year
     if (year, reg.household_id) in state.insured_households:

@@ -69,10 +69,12 @@ class Areas:
         found = index.codes.get((level, parent, sent), set())
         if len(found) == 1:
             return next(iter(found))
-        where = f" of township {parent}" if parent is not None else ""
+        zh, where = ("乡镇", "") if parent is None else ("村", f" of township {parent}")
         if found:
-            return Unresolved(sent, f"{level} {sent!r} names {len(found)} areas ({', '.join(sorted(found))}); send the code")
-        return Unresolved(sent, f"{level} {sent!r} is no registered {level}{where} (by code, name or alias)")
+            codes = ", ".join(sorted(found))
+            return Unresolved(sent, f"{zh}“{sent}”对应多个地区（{codes}），请填写代码 / "
+                                    f"{level} {sent!r} names {len(found)} areas ({codes}); send the code")
+        return Unresolved(sent, f"{zh}“{sent}”未登记 / {level} {sent!r} is no registered {level}{where} (by code, name or alias)")
 
     def _names(self) -> _Index:
         if self._index is None:

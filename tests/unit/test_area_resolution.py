@@ -4,33 +4,16 @@ area code; a name that is no registered area is rejected ``unknown_area``, sayin
 
 from __future__ import annotations
 
-from services.enrollment.decider import EnrollmentState, decide, evolve
+from services.enrollment.decider import decide, evolve
 from shared.events import registry
-from shared.events.enrollment import HouseholdRejected, PolicyIssued
 from shared.events.programme import AreaLevel, AreaRegistered
 from tests.unit.builders import registration
+from tests.unit.test_enrollment_rules import given, issued, rejected
 
 COUNTY = AreaRegistered(code="mingxi", name="明溪县", level=AreaLevel.county)
 CHENGGUAN = AreaRegistered(code="chengguan", name="城关", level=AreaLevel.township, parent_code="mingxi")
 XUEFENG = AreaRegistered(code="xuefeng", name="雪峰", level=AreaLevel.township, parent_code="mingxi")
 CHENGDONG = AreaRegistered(code="chengguan-01", name="城东村", level=AreaLevel.village, parent_code="chengguan")
-
-
-def given(*events: AreaRegistered | PolicyIssued) -> EnrollmentState:
-    state = EnrollmentState()
-    for event in events:
-        evolve(state, event)
-    return state
-
-
-def issued(outcome: PolicyIssued | HouseholdRejected) -> PolicyIssued:
-    assert isinstance(outcome, PolicyIssued), f"expected a policy, got {outcome!r}"
-    return outcome
-
-
-def rejected(outcome: PolicyIssued | HouseholdRejected) -> HouseholdRejected:
-    assert isinstance(outcome, HouseholdRejected), f"expected a rejection, got {outcome!r}"
-    return outcome
 
 
 def test_a_township_named_by_its_registered_name_or_its_code_is_recorded_as_the_code() -> None:
@@ -122,3 +105,10 @@ def test_an_area_registered_before_aliases_existed_is_still_read() -> None:
     old = '{"code": "chengguan", "name": "城关", "level": "township", "parent_code": "mingxi"}'
     area = registry.parse_payload("AreaRegistered", 1, old)
     assert isinstance(area, AreaRegistered) and area.aliases == []
+
+
+def test_a_long_name_several_long_codes_go_by_is_still_answered_unknown_area() -> None:
+    sent = "城" * 80  # the longest name and codes a producer may send
+    towns = [AreaRegistered(code=f"{n}" * 80, name=sent, level=AreaLevel.township, parent_code="mingxi") for n in range(3)]
+    outcome = rejected(decide(registration(township=sent, village=None), given(COUNTY, *towns)))
+    assert outcome.reasons == ["unknown_area"] and outcome.township == sent
