@@ -111,7 +111,8 @@ async def test_line_usage_decided_on_state_another_instance_changed_is_counted_a
         store: EventStore) -> None:
     await store.create_schema(inbox_tables, enrollment_tables, subsidy_tables)
     regs = [r.model_copy(update={"payload": r.payload.model_copy(update={
-        "category": HouseholdCategory.special_family, "payer": Payer.government})}) for r in households(3, seed=13)]
+        "category": HouseholdCategory.special_family, "payer": Payer.government,
+        "units": 3})}) for r in households(3, seed=13)]  # 3 units: every member's subsidy within the premium
     county = [plan(year=regs[0].payload.programme_year), *regs]
     assert (await process_batch(store, EnrollmentHandler(), [incoming(e, n) for n, e in enumerate(county, 1)])).handled == 4
     log = {e.event_type + getattr(e.payload, "household_id", ""): e async for batch in store.read_all() for e in batch}
