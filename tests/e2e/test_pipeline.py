@@ -56,7 +56,10 @@ async def whole_pipeline(pipeline: Pipeline) -> None:
 
     government = [r for r in regs if r.payload.payer == "government"]
     assert counts["HouseholdRegistered"] == 40 and counts["PolicyIssued"] == 40
-    assert counts["SubsidyApproved"] == sum(len(r.payload.members) for r in government)
+    # 40 yuan a person until the policy's premium (100 yuan a unit) is covered; the rest premium_covered.
+    covered = [min(len(r.payload.members), r.payload.units * 10_000 // 4_000) for r in government]
+    assert counts["SubsidyApproved"] == sum(covered)
+    assert counts["SubsidyRejected"] == sum(len(r.payload.members) for r in government) - sum(covered)
     assert counts["CoverEnded"] == 1  # the death ends that person's cover
 
     store = await EventStore.open(pipeline.db_url, create=False)
