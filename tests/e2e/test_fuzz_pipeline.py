@@ -29,7 +29,7 @@ from shared.events.subsidy import SubsidyPlanCloseRequested
 from tests.support.events import target
 from tests.support.hostile import CATEGORIES, KIND_OF, Hostile, hostile
 from tests.support.pipeline import Pipeline
-from tests.support.programme import claim, households, medical, plan
+from tests.support.programme import TOWNS, claim, households, medical, plan
 
 HOSTILE = 320
 GOOD = 40
@@ -82,6 +82,11 @@ async def test_every_hostile_message_is_rejected_dead_lettered_or_accepted_and_n
     assert {h.subject.split(".")[2] for h in bad} >= set(PRODUCER_EVENTS)  # county and insurer
     assert {h.subject.split(".")[3] for h in bad} >= set(KIND_OF)  # every inbound event type, and unknown ones
 
+    # The good households' townships are registered first: once a county has registered a township,
+    # households are checked against its areas (the hostile AreaRegistered below turns that on).
+    await pipeline.publish("county", [EventMessage.new(AreaRegistered(code=town.code, name=town.code, level=AreaLevel.township,
+                                                                      parent_code="350400"), source="county-fuzz")
+                                      for town in TOWNS])
     sequences: dict[tuple[str, int], Hostile] = {}  # by (stream, sequence): one inbound stream per producer kind
     for i, message in enumerate(bad):
         if i % (HOSTILE // GOOD) == 0:
