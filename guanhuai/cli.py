@@ -104,6 +104,21 @@ def schema_reasons(path: Annotated[Path, typer.Argument(help="The Markdown file 
     out.print(f"wrote the reason codes into {path}")
 
 
+@schema_app.command("docs")
+def schema_docs(path: Annotated[Path, typer.Argument(help="docs/integration.md")]) -> None:
+    """Rewrite the generated blocks of the integration guide: the inbound events with their fields
+    and outcomes (<!-- inbound:start -->) and the reason codes (<!-- reasons:start -->)."""
+    from shared.events import inbound, reasons
+
+    document = path.read_text(encoding="utf-8")
+    for module in (inbound, reasons):
+        if module.DOCS_START not in document or module.DOCS_END not in document:
+            err.print(f"{path} 中没有 {module.DOCS_START} 标记 / {path} has no {module.DOCS_START} … {module.DOCS_END} markers")
+            raise typer.Exit(1)
+    path.write_text(reasons.with_catalogue(inbound.with_inbound(document)), encoding="utf-8")
+    out.print(f"wrote the inbound events and reason codes into {path}")
+
+
 @audit_app.command("verify")
 def audit_verify(
     db_url: DbUrl = None,

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 from shared.events import registry
+from shared.events import inbound
 from shared.events.asyncapi import build_asyncapi
+from shared.events.subjects import PRODUCER_EVENTS
 from tests.support.pipeline import Pipeline
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -22,6 +24,18 @@ def test_the_json_schemas_in_docs_are_the_ones_the_code_generates() -> None:
 
 def test_the_asyncapi_document_in_docs_is_the_one_the_code_generates() -> None:
     assert json.loads((DOCS / "asyncapi.json").read_text(encoding="utf-8")) == build_asyncapi()
+
+
+def test_the_guide_lists_every_inbound_event_with_its_fields_and_outcomes_as_the_code_has_them() -> None:
+    guide = (DOCS / "integration.md").read_text(encoding="utf-8")
+    assert inbound.with_inbound(guide) == guide, "run: guanhuai schema docs docs/integration.md"
+    sent = {t for types in PRODUCER_EVENTS.values() for t in types}
+    assert set(inbound.OUTCOMES) == sent
+    assert {t for outcomes in inbound.OUTCOMES.values() for t in outcomes} <= set(registry.types)
+    for event_type in sent:
+        for field in registry.payload_class(event_type).model_fields:
+            if field not in ("event_type", "schema_version"):
+                assert f"| `{field}` |" in guide.split(f"#### `{event_type}`")[1].split("####")[0], (event_type, field)
 
 
 async def test_the_plain_nats_py_example_enrols_a_household(pipeline: Pipeline) -> None:
