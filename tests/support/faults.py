@@ -279,17 +279,20 @@ async def account(pipeline: Pipeline, sends: list[tuple[str, EventMessage]]) -> 
             policy = policies.get(event_id)
             if policy is not None and message.payload.category == HouseholdCategory.special_family:
                 # Decided when the policy arrives, or, when it arrived before the year's plan
-                # (deferred), when the plan does: either way one decision per insured person.
+                # (deferred), when the plan does: either way one decision per insured person, an
+                # approval until the policy's premium is covered, then premium_covered.
                 number = policy.payload.policy_number
-                approved = [e for e in subsidy_decisions[number] if e.event_type == "SubsidyApproved"]
-                others = [e.event_type for e in subsidy_decisions[number] if e.event_type != "SubsidyApproved"]
+                decided = [e for e in subsidy_decisions[number] if e.event_type == "SubsidyApproved"
+                           or getattr(e.payload, "reason", None) == "premium_covered"]
+                others = [f"{e.event_type} {getattr(e.payload, 'reason', '')}" for e in subsidy_decisions[number]
+                          if e not in decided]
                 want = len(policy.payload.insured)
                 if others:
                     result.lose(f"policy {number}: {others}")
-                elif len(approved) != want:
-                    (result.lose if len(approved) < want else result.duplicate)(
-                        f"policy {number}: {len(approved)} subsidies for {want} people",
-                        abs(len(approved) - want))
+                elif len(decided) != want:
+                    (result.lose if len(decided) < want else result.duplicate)(
+                        f"policy {number}: {len(decided)} subsidy decisions for {want} people",
+                        abs(len(decided) - want))
         elif message.event_type == "ClaimReported":
             # Decided at once, or deferred (ClaimDeferred) and decided when its policy came: the
             # decision is then caused by the deferral. One still deferred is held, not lost.
