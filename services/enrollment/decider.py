@@ -326,8 +326,10 @@ def decide_cancellation(request: PolicyCancellationRequested, file: HouseholdFil
 
 def _same_persons(old: PolicyIssued, new: PolicyIssued) -> tuple[list[InsuredPerson], list[IdCorrection]] | None:
     """The new insured list with each person's share kept, and the ID numbers corrected; None when
-    the correction insures other persons (another number of them, or another relation). A person
-    keeps their ID number where it is on both lists; the others are paired in the order listed."""
+    the correction insures other persons (another number of them, another relation, or a person
+    whose name and ID number both changed: a typo is fixed in one of them, and both changed after
+    cover starts would put someone else in the insured's place). A person keeps their ID number
+    where it is on both lists; the others are paired in the order listed."""
     if len(old.insured) != len(new.insured):
         return None
     before = {p.resident_id: p for p in old.insured}
@@ -336,7 +338,7 @@ def _same_persons(old: PolicyIssued, new: PolicyIssued) -> tuple[list[InsuredPer
     insured, renamed = [], []
     for person in new.insured:
         was = before.get(person.resident_id) or next(replaced)
-        if was.relation != person.relation:
+        if was.relation != person.relation or (was.resident_id != person.resident_id and was.name != person.name):
             return None
         if was.resident_id != person.resident_id:
             renamed.append(IdCorrection(was=was.resident_id, now=person.resident_id))

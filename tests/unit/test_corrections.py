@@ -193,6 +193,16 @@ def test_after_cover_starts_a_correction_that_puts_another_relation_in_a_persons
                                      AFTER_START)) == ["cover_started"]
 
 
+def test_after_cover_starts_a_correction_of_both_a_persons_name_and_id_number_is_refused_as_another_person():
+    # Fixing a typo changes one of the two; changing both puts someone else in the insured's place.
+    file, issued = on_file()
+    _, wife, kid = family()
+    stranger = member(date(1979, 2, 3), 57, name="赵某")
+
+    assert refused(decide_correction(corrected(stranger, wife, kid), REGISTERED, file, holding(issued),
+                                     AFTER_START)) == ["cover_started"]
+
+
 def test_a_wrong_township_correction_moves_the_policy_and_says_where_it_counted_before():
     file, issued = on_file()
 
