@@ -5,6 +5,7 @@ a row was refused or rejected."""
 from __future__ import annotations
 
 import csv
+import json
 import itertools
 import os
 import subprocess
@@ -168,3 +169,23 @@ async def test_the_wait_gives_up_after_the_timeout_naming_how_many_are_unanswere
     assert "2 households still unanswered after 2 s" in result.stderr
     assert "0 insured, 0 rejected, 0 refused, 2 unanswered" in result.stdout
     assert {r["状态"] for r in read_csv(tmp_path / "roster.结果.csv")} == {"未答复"}
+
+
+async def test_a_roster_naming_its_township_by_name_gives_one_row_of_that_township_and_a_result_for_each_row(
+        running: Pipeline, tmp_path: Path) -> None:
+    """The issue's phantom-township roster: 乡镇 = 城关 (the registered name, as the template shows
+    it), not the code. Every row is answered, and the report has one 城关 row, its rejection in it."""
+    rows = [[*row[:2], "城关", *row[3:]] for row in roster_rows("BYNAME")[:-1]]  # (without the unreadable row)
+    result = publish(running, write_csv(tmp_path / "roster.csv", rows))
+    assert result.returncode == 1, result.stderr
+    answered = read_csv(tmp_path / "roster.结果.csv")
+    assert [r["状态"] for r in answered] == ["已参保"] * 5 + ["未参保", "已拒绝"]
+    assert {r["保单号"] for r in answered if r["状态"] == "已参保"} == {f"P2024-chengguan-BYNAME-{n}" for n in (1, 2, 3)}
+
+    env = dict(os.environ, GUANHUAI_DB_URL=running.db_url)
+    report = subprocess.run([sys.executable, "-m", "guanhuai", "report", "--year", "2024", "--from-log", "--format", "json"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert report.returncode == 0, report.stderr
+    townships = [r for r in json.loads(report.stdout)["townships"] if r["registrations"]]
+    assert [(r["township"], r["township_name"]) for r in townships] == [("chengguan", "城关")]
+    assert (townships[0]["registrations"], townships[0]["registrations_rejected"], townships[0]["policies"]) == (4, 1, 3)
