@@ -14,7 +14,7 @@ from shared.events.inbox import dead_letters
 from shared.events.store import EventStore
 from shared.events.subjects import EVENTS_STREAM, inbound_subject
 from tests.support.pipeline import Pipeline
-from tests.support.programme import claim, households, medical, plan, unknown_policy_claim
+from tests.support.programme import claim, households, medical, plan, subsidised_persons, unknown_policy_claim
 
 
 
@@ -56,10 +56,9 @@ async def whole_pipeline(pipeline: Pipeline) -> None:
 
     government = [r for r in regs if r.payload.payer == "government"]
     assert counts["HouseholdRegistered"] == 40 and counts["PolicyIssued"] == 40
-    # 40 yuan a person until the policy's premium (100 yuan a unit) is covered; the rest premium_covered.
-    covered = [min(len(r.payload.members), r.payload.units * 10_000 // 4_000) for r in government]
-    assert counts["SubsidyApproved"] == sum(covered)
-    assert counts["SubsidyRejected"] == sum(len(r.payload.members) for r in government) - sum(covered)
+    # 40 yuan a person until the policy's premium is covered; the rest premium_covered.
+    assert counts["SubsidyApproved"] == subsidised_persons(regs)
+    assert counts["SubsidyRejected"] == sum(len(r.payload.members) for r in government) - subsidised_persons(regs)
     assert counts["CoverEnded"] == 1  # the death ends that person's cover
 
     store = await EventStore.open(pipeline.db_url, create=False)

@@ -25,6 +25,13 @@ def plan(year: int = 2024, head_cap: int = 10_000, plan_id: str = "HT-2024") -> 
     return EventMessage.new(payload, source="county-test", occurred_at=datetime(year, 1, 5, 9, tzinfo=CST))
 
 
+def subsidised_persons(registrations: list[EventMessage], rate_fen: int = 4000) -> int:
+    """How many persons :func:`plan` subsidises among ``registrations``: every member of a
+    government-paid household, until the policy's premium (100 yuan a unit) is covered."""
+    return sum(min(len(r.payload.members), r.payload.units * 10_000 // rate_fen)
+               for r in registrations if r.payload.payer == "government")
+
+
 def households(count: int, year: int = 2024, seed: int = 1) -> list[EventMessage]:
     return list(registration_messages(random.Random(seed), count, year=year, townships=TOWNS, source="county-test"))
 
