@@ -3,22 +3,26 @@ document at /openapi.json and the dashboard at /dashboard."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import io
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.security import HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
 from services.reporting import tables as t
-from services.reporting.dashboard import render
-from services.reporting.exports import write_xlsx
+from services.reporting.dashboard import login_page, render
+from services.reporting.exports import csv_for_people, write_xlsx
 from services.reporting.safe import cutoff_problem
 from services.reporting.service import compute_report
 from shared.domain.calendar import CST, end_of_day
@@ -38,6 +42,9 @@ HEAD_HEADER = "X-Guanhuai-Log-Head"  # POSITION:HASH of the log prefix a report 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 RATE_PER_S = 20.0
 BURST = 40.0
+SESSION_COOKIE = "guanhuai_session"
+SESSION_SECONDS = 12 * 3600
+LOGIN_BODY_BYTES = 4096
 
 
 class Limits:
@@ -67,6 +74,19 @@ def create_api(db_url: str, *, token: str | None = None, rate_per_s: float = RAT
     limits = Limits(rate_per_s, max(rate_per_s * 2, 1))
     bearer = HTTPBearer(auto_error=False, description="the API token (GUANHUAI_API_TOKEN)")
     expected = token.encode() if token else None
+    # The browser's cookie never holds the token: it holds an expiry and an HMAC of the token and
+    # that expiry under a key made at start-up, so a restart signs every browser out.
+    session_key = secrets.token_bytes(32)
+
+    def session_for(expires: int) -> str:
+        signature = hmac.new(session_key, f"{expires}.".encode() + (expected or b""), hashlib.sha256).hexdigest()
+        return f"{expires}.{signature}"
+
+    def session_valid(value: str | None) -> bool:
+        expires, _, _signature = (value or "").partition(".")
+        if not expires.isdigit() or int(expires) < time.time():
+            return False
+        return hmac.compare_digest(value.encode("latin-1", "replace"), session_for(int(expires)).encode())  # type: ignore[union-attr]
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -92,20 +112,28 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         # Header values arrive decoded as latin-1: compare bytes, so any byte a client sends is
         # just a wrong token (compare_digest refuses non-ASCII str).
         given = credentials.credentials.encode("latin-1") if credentials else b""
-        return expected is not None and hmac.compare_digest(given, expected)
+        if expected is not None and hmac.compare_digest(given, expected):
+            return True
+        return expected is not None and session_valid(request.cookies.get(SESSION_COOKIE))
 
     @app.middleware("http")
     async def guard(request: Request, call_next):  # type: ignore[no-untyped-def]
-        if request.method not in ("GET", "HEAD"):
+        # The login and logout forms are the only requests that may be posted, the login with a small body.
+        posting = request.method == "POST" and request.url.path in ("/login", "/logout")
+        if request.method not in ("GET", "HEAD") and not posting:
             return JSONResponse({"detail": "this API is read-only"}, status_code=405)
-        if (request.headers.get("content-length") or "0").strip() != "0" or "transfer-encoding" in request.headers:
+        length = (request.headers.get("content-length") or "0").strip()
+        if "transfer-encoding" in request.headers or not length.isdigit() or int(length) > (LOGIN_BODY_BYTES if posting else 0):
             return JSONResponse({"detail": "requests carry no body"}, status_code=413)
         if len(str(request.url)) > MAX_URL_BYTES:
             return JSONResponse({"detail": "URL too long"}, status_code=414)
         # Before authentication: a wrong token costs the caller like any request, so guessing is limited too.
         if not limits.allow(request.client.host if request.client else "?"):
             return JSONResponse({"detail": "too many requests"}, status_code=429, headers={"Retry-After": "1"})
-        if expected is not None and not await authenticated(request):
+        open_paths = ("/login", "/logout")
+        if expected is not None and request.url.path not in open_paths and not await authenticated(request):
+            if "text/html" in request.headers.get("accept", "") and request.method == "GET":
+                return RedirectResponse("/login", status_code=303)  # a browser: to the login form
             return JSONResponse({"detail": "missing or wrong token"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         return await call_next(request)
@@ -141,11 +169,16 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         as_of: Annotated[date | None, Query(description="only what had happened by the end of this date (CST)")] = None,
         known_at: Annotated[datetime | None, Query(description="what the log knew at this time (recorded_at)")] = None,
         format: Literal["json", "csv", "xlsx"] = "json",
+        raw: Annotated[bool, Query(description="with format=csv: the machine form (column names, money in fen, no BOM) "
+                                               "instead of the one for Excel (BOM, Chinese headings, yuan)")] = False,
     ) -> Any:
         result = await report_for(year, township, as_of, known_at)
         headers = {HEAD_HEADER: result.log_head or ""}
-        if format == "csv":
+        if format == "csv" and raw:
             return PlainTextResponse(result.csv(), media_type="text/csv; charset=utf-8", headers=headers)
+        if format == "csv":
+            headers["Content-Disposition"] = f'attachment; filename="report-{year}.csv"'
+            return Response(csv_for_people(result), media_type="text/csv; charset=utf-8", headers=headers)
         if format == "xlsx":
             book = io.BytesIO()
             write_xlsx(result, book)
@@ -154,11 +187,55 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         return JSONResponse(result.as_json(), headers=headers)
 
     @app.get("/dashboard", response_class=HTMLResponse, summary="The dashboard page (Chinese)")
-    async def dashboard(year: Annotated[int | None, Query(ge=2000, le=2200)] = None) -> str:
+    async def dashboard(request: Request, year: Annotated[int | None, Query(ge=2000, le=2200)] = None) -> str:
         known = await years()
         chosen = year or (known[-1] if known else datetime.now(CST).year)
         result = await report_for(chosen, None, None, None)
-        return HTMLResponse(render(result, known), headers={HEAD_HEADER: result.log_head or ""})
+        page = render(result, known, signed_in=SESSION_COOKIE in request.cookies)
+        return HTMLResponse(page, headers={HEAD_HEADER: result.log_head or ""})
+
+    @app.get("/login", include_in_schema=False)
+    async def login_form() -> HTMLResponse:
+        if expected is None:
+            return RedirectResponse("/dashboard", status_code=303)  # type: ignore[return-value]
+        return HTMLResponse(login_page())
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        if expected is None:
+            return RedirectResponse("/dashboard", status_code=303)
+        given = parse_qs((await request.body()).decode("utf-8", "replace")).get("token", [""])[0].strip()
+        # The guard has already counted this request against the client's rate limit, like a bearer token.
+        if not hmac.compare_digest(given.encode(), expected):
+            return HTMLResponse(login_page(wrong=True), status_code=401)
+        response = RedirectResponse("/dashboard", status_code=303)
+        response.set_cookie(SESSION_COOKIE, session_for(int(time.time()) + SESSION_SECONDS), max_age=SESSION_SECONDS,
+                            httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/login" if expected is not None else "/dashboard", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
+        return response
+
+    # For operators (docs/operations.md, "Monitor"): behind the same guard as every route.
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> PlainTextResponse:
+        try:
+            async with state["store"].engine.connect() as conn:
+                await conn.execute(select(1))
+        except Exception:  # noqa: BLE001 - no store yet, or the database away: not ready
+            return PlainTextResponse("not ready\n", status_code=503)
+        return PlainTextResponse("ok\n")
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

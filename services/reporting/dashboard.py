@@ -4,9 +4,11 @@ charts, so it needs nothing from the internet and reads the same in any browser.
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 
 from services.reporting.report import LOSS_RATIO_RULE_ZH, Report, percent
+from shared.domain.calendar import CST
 from shared.domain.money import yuan_grouped
 
 BAR = "#2f6fb0"
@@ -58,20 +60,51 @@ def _payer_chart(report: Report) -> str:
     return "".join(parts)
 
 
+def _axis_step(biggest: int) -> int:
+    """A round step in fen (1, 2 or 5 times a power of ten yuan) giving at most five gridlines."""
+    step = 100
+    while biggest / step > 5:
+        for factor in (2, 5 / 2, 2):  # 1 -> 2 -> 5 -> 10
+            step = int(step * factor)
+            if biggest / step <= 5:
+                break
+    return step
+
+
+def _short_yuan(fen: int) -> str:
+    """A bar label short enough to sit above a bar: 12.3万 or 850."""
+    yuan_whole = fen // 100
+    return f"{yuan_whole / 10000:.1f}万" if yuan_whole >= 10000 else f"{yuan_whole}"
+
+
 def _monthly_chart(report: Report) -> str:
+    """Premium and claims paid per month: a y axis in yuan with gridlines, and each bar's value
+    written above it, so the chart reads without tooltips."""
     months = report.monthly
-    width, height, bottom, left = 640, 220, 30, 10
-    biggest = max((max(m["premium_fen"], m["claims_paid_fen"]) for m in months), default=0) or 1
+    width, height, bottom, top, left = 640, 240, 30, 22, 64
+    biggest = max((max(m["premium_fen"], m["claims_paid_fen"]) for m in months), default=0) or 100
+    step = _axis_step(biggest)
+    ceiling = -(-biggest // step) * step
+    plot = height - bottom - top
     slot = (width - left) / max(len(months), 1)
     bar_w = max(min(slot / 2 - 4, 30), 2)
     parts = [f'<svg class="chart" id="chart-monthly" role="img" aria-label="按月保费与赔付" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}">']
+    for tick in range(0, ceiling + 1, step):
+        y = height - bottom - plot * tick / ceiling
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#ddd"/>'
+                     f'<text class="axis-value" x="{left - 4}" y="{y + 4:.1f}" font-size="11" text-anchor="end">'
+                     f'{yuan_grouped(tick).removesuffix(".00")}</text>')
     for i, m in enumerate(months):
-        x = left + i * slot
+        x = left + 4 + i * slot
         for j, (key, colour, label) in enumerate((("premium_fen", BAR, "保费"), ("claims_paid_fen", CLAIMS, "赔付"))):
-            h = (height - bottom - 10) * m[key] / biggest
-            parts.append(f'<rect class="bar" x="{x + j * (bar_w + 2):.1f}" y="{height - bottom - h:.1f}" width="{bar_w:.1f}" '
+            h = plot * m[key] / ceiling
+            bx = x + j * (bar_w + 2)
+            parts.append(f'<rect class="bar" x="{bx:.1f}" y="{height - bottom - h:.1f}" width="{bar_w:.1f}" '
                          f'height="{h:.1f}" fill="{colour}"><title>{m["month"]}月 {label} {yuan_grouped(m[key])} 元</title></rect>')
+            if m[key]:
+                parts.append(f'<text class="bar-value" x="{bx + bar_w / 2:.1f}" y="{height - bottom - h - 3:.1f}" font-size="10" '
+                             f'text-anchor="middle" fill="{colour}">{_short_yuan(m[key])}</text>')
         parts.append(f'<text x="{x + bar_w:.1f}" y="{height - 10}" font-size="11" text-anchor="middle">{_month_label(m["month"])}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -81,8 +114,13 @@ def _month_label(month: int) -> str:
     return f"{month}月" if month <= 12 else f"次年{month - 12}月"
 
 
-def render(report: Report, years: list[int]) -> str:
+def render(report: Report, years: list[int], *, as_of: datetime | None = None, signed_in: bool = False) -> str:
+    """The page; ``as_of`` is when the figures were read (now by default), shown with the log head
+    they come from; ``signed_in`` adds the logout button (a cookie session, see api.py)."""
     total = report.total
+    as_of_text = (as_of or datetime.now(CST)).astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
+    logout = ('<form method="post" action="/logout" style="float:right"><button type="submit">退出 / Log out</button></form>'
+              if signed_in else "")
     loss = total.derived()["loss_ratio"]
     rows_html = "".join(
         f'<tr class="township-row"><td>{escape(r.township_name)}</td><td>{r.figures.target_total}</td>'
@@ -103,9 +141,10 @@ td:first-child, th:first-child {{ text-align: left; }} .total td {{ font-weight:
 .kpi {{ display: inline-block; margin-right: 32px; }} .kpi b {{ font-size: 24px; display: block; }}
 .legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }}
 .note {{ color: #666; font-size: 12px; }}
-</style></head><body>
+</style></head><body>{logout}
 <h1>{report.programme_year}年计生家庭意外伤害保险工作完成情况</h1>
 <p class="note">年度：{year_links} · 数据口径：{escape(report.basis)}</p>
+<p class="note" id="data-as-of">数据截至 / data as of：{as_of_text}（北京时间）· 日志头 / log head <code>{escape(report.log_head or "—")}</code></p>
 <div>
 <div class="kpi">指导任务数<b id="kpi-target">{total.figures.target_total}</b></div>
 <div class="kpi">已投保户数<b id="kpi-policies">{total.figures.policies}</b></div>
@@ -127,4 +166,25 @@ td:first-child, th:first-child {{ text-align: left; }} .total td {{ font-weight:
 <td>{yuan_grouped(total.figures.claims_paid_fen)}</td><td>{percent(loss)}</td></tr></tbody></table>
 <p class="note" id="log-head">日志头 / log head：<code>{escape(report.log_head or "—")}</code></p>
 <p class="note">接口：<a href="/api/report?year={report.programme_year}">JSON</a> · <a href="/api/report?year={report.programme_year}&amp;format=csv">CSV</a> · <a href="/openapi.json">OpenAPI</a></p>
+</body></html>"""
+
+
+def login_page(*, wrong: bool = False) -> str:
+    """The login form of a deployment with GUANHUAI_API_TOKEN: the token is posted once and
+    exchanged for an HttpOnly session cookie (api.py)."""
+    problem = '<p class="problem" role="alert">令牌不对 / wrong token</p>' if wrong else ""
+    return f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>登录 / Log in · 关怀</title>
+<style>
+body {{ font-family: "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", sans-serif; margin: 48px; color: #222; }}
+form {{ max-width: 360px; }} label, input, button {{ display: block; margin: 8px 0; font-size: 15px; }}
+input {{ width: 100%; padding: 6px; }} .problem {{ color: #c0392b; }}
+</style></head><body>
+<h1>关怀 · 报表登录 / Log in</h1>{problem}
+<form method="post" action="/login">
+<label for="token">访问令牌 / access token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">登录 / Log in</button>
+</form>
+<p>令牌由系统管理员提供（GUANHUAI_API_TOKEN）。/ Ask your administrator for the token (GUANHUAI_API_TOKEN).</p>
 </body></html>"""
