@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from services.reporting import tables as t
 from services.reporting.dashboard import login_page, render
-from services.reporting.exports import write_xlsx
+from services.reporting.exports import csv_for_people, write_xlsx
 from services.reporting.safe import cutoff_problem
 from services.reporting.service import compute_report
 from shared.domain.calendar import CST, end_of_day
@@ -169,11 +169,16 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         as_of: Annotated[date | None, Query(description="only what had happened by the end of this date (CST)")] = None,
         known_at: Annotated[datetime | None, Query(description="what the log knew at this time (recorded_at)")] = None,
         format: Literal["json", "csv", "xlsx"] = "json",
+        raw: Annotated[bool, Query(description="with format=csv: the machine form (column names, money in fen, no BOM) "
+                                               "instead of the one for Excel (BOM, Chinese headings, yuan)")] = False,
     ) -> Any:
         result = await report_for(year, township, as_of, known_at)
         headers = {HEAD_HEADER: result.log_head or ""}
-        if format == "csv":
+        if format == "csv" and raw:
             return PlainTextResponse(result.csv(), media_type="text/csv; charset=utf-8", headers=headers)
+        if format == "csv":
+            headers["Content-Disposition"] = f'attachment; filename="report-{year}.csv"'
+            return Response(csv_for_people(result), media_type="text/csv; charset=utf-8", headers=headers)
         if format == "xlsx":
             book = io.BytesIO()
             write_xlsx(result, book)

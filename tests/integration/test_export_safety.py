@@ -64,8 +64,10 @@ def read_back(names: list[str], line: str) -> list[str]:
     return names
 
 
-def csv_names(text: str) -> list[str]:
-    return [row["township_name"] for row in csv.DictReader(io.StringIO(text, newline=""))]
+def csv_names(data: bytes) -> list[str]:
+    """The township names of either CSV: for people (BOM, 乡镇) or raw (township_name)."""
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    return [row.get("乡镇", row.get("township_name")) for row in rows[:-1]]  # the last line is the total
 
 
 def xlsx_names(data: bytes) -> list[str]:
@@ -76,7 +78,8 @@ def xlsx_names(data: bytes) -> list[str]:
 
 
 def test_township_names_that_look_like_formulas_leave_the_report_command_as_quoted_text_in_csv(hostile_log: str) -> None:
-    read_back(csv_names(report(hostile_log, "--format", "csv").stdout.decode()), "csv_formula_injection")
+    read_back(csv_names(report(hostile_log, "--format", "csv").stdout), "csv_formula_injection")
+    read_back(csv_names(report(hostile_log, "--format", "csv-raw").stdout), "csv_raw_formula_injection")
 
 
 def test_township_names_that_look_like_formulas_are_quoted_text_never_formulas_in_the_xlsx(hostile_log: str, tmp_path: Path) -> None:
@@ -89,7 +92,9 @@ def test_the_api_quotes_township_names_that_look_like_formulas_in_csv_and_xlsx(h
     with TestClient(create_api(hostile_log)) as client:
         as_csv = client.get("/api/report", params={"year": 2024, "format": "csv"})
         as_xlsx = client.get("/api/report", params={"year": 2024, "format": "xlsx"})
-    read_back(csv_names(as_csv.text), "api_csv_formula_injection")
+        as_raw = client.get("/api/report", params={"year": 2024, "format": "csv", "raw": 1})
+    read_back(csv_names(as_csv.content), "api_csv_formula_injection")
+    read_back(csv_names(as_raw.content), "api_csv_raw_formula_injection")
     read_back(xlsx_names(as_xlsx.content), "api_xlsx_formula_injection")
 
 

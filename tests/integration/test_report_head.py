@@ -68,6 +68,11 @@ def footnotes(data: bytes) -> list[str]:
     return [str(row[0].value) for row in sheet.iter_rows() if row[0].value is not None]
 
 
+def zh_head(head: str) -> str:
+    position, digest = head.split(":")
+    return f"数据来源：事件日志位置 {position}，哈希 {digest}"
+
+
 def test_the_json_report_names_the_head_the_read_model_stands_at_and_the_log_head_when_computed_from_the_log(log: Log) -> None:
     assert json.loads(report(log, "--format", "json").stdout)["log_head"] == log.read_model
     assert json.loads(report(log, "--format", "json", "--from-log").stdout)["log_head"] == log.now
@@ -75,14 +80,16 @@ def test_the_json_report_names_the_head_the_read_model_stands_at_and_the_log_hea
 
 
 def test_the_csv_report_names_the_head_on_every_line(log: Log) -> None:
-    rows = list(csv.DictReader(io.StringIO(report(log, "--format", "csv").stdout)))
+    rows = list(csv.DictReader(io.StringIO(report(log, "--format", "csv-raw").stdout)))
     assert len(rows) == 11 and {r["log_head"] for r in rows} == {log.read_model}
+    for_people = list(csv.DictReader(io.StringIO(report(log, "--format", "csv").stdout.lstrip("\ufeff"))))
+    assert len(for_people) == 11 and {r["数据来源（日志头）"] for r in for_people} == {log.read_model}
 
 
 def test_the_xlsx_report_names_the_head_in_a_footnote(log: Log, tmp_path: Path) -> None:
     book = tmp_path / "report.xlsx"
     report(log, "--format", "xlsx", "--out", str(book), "--from-log")
-    assert footnotes(book.read_bytes())[-1] == f"日志头 / log head: {log.now}"
+    assert footnotes(book.read_bytes())[-1] == zh_head(log.now)
 
 
 def test_the_terminal_table_names_the_head_on_a_line_under_it(log: Log) -> None:
@@ -101,7 +108,7 @@ def test_replay_names_the_head_of_the_prefix_it_printed_on_its_last_line(log: Lo
 def test_every_api_answer_and_the_dashboard_name_the_head(log: Log) -> None:
     with TestClient(create_api(log.db_url)) as client:
         as_json = client.get("/api/report", params={"year": 2020})
-        as_csv = client.get("/api/report", params={"year": 2020, "format": "csv"})
+        as_csv = client.get("/api/report", params={"year": 2020, "format": "csv", "raw": 1})
         as_xlsx = client.get("/api/report", params={"year": 2020, "format": "xlsx"})
         known_at = client.get("/api/report", params={"year": 2020, "known_at": "2099-01-01T00:00:00+08:00"})
         dashboard = client.get("/dashboard", params={"year": 2020})
@@ -109,7 +116,7 @@ def test_every_api_answer_and_the_dashboard_name_the_head(log: Log) -> None:
     assert as_csv.headers[HEAD_HEADER] == log.read_model
     assert {r["log_head"] for r in csv.DictReader(io.StringIO(as_csv.text))} == {log.read_model}
     assert as_xlsx.headers[HEAD_HEADER] == log.read_model
-    assert footnotes(as_xlsx.content)[-1] == f"日志头 / log head: {log.read_model}"
+    assert footnotes(as_xlsx.content)[-1] == zh_head(log.read_model)
     assert known_at.json()["log_head"] == known_at.headers[HEAD_HEADER] == log.now
     assert dashboard.headers[HEAD_HEADER] == log.read_model
     assert f'id="log-head">日志头 / log head：<code>{log.read_model}</code>' in dashboard.text
