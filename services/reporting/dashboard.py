@@ -24,9 +24,11 @@ def _completion_chart(report: Report) -> str:
     scale = (width - label_w - 70) / 1.2  # up to 120% of target fits
     parts = [f'<svg class="chart" id="chart-completion" role="img" aria-label="各乡镇完成率" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}">']
-    x100 = label_w + scale
-    parts.append(f'<line x1="{x100:.1f}" y1="0" x2="{x100:.1f}" y2="{height - 20}" stroke="#999" stroke-dasharray="4"/>'
-                 f'<text x="{x100:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">100%</text>')
+    for share in (0, 50, 100):  # the x axis: 100% (the target) dashed
+        x = label_w + scale * share / 100
+        dash = ' stroke-dasharray="4"' if share == 100 else ""
+        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height - 20}" stroke="#999"{dash}/>'
+                     f'<text class="axis-value" x="{x:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">{share}%</text>')
     for i, row in enumerate(rows):
         value = row.derived()["completion_rate"]
         w = float(min(value or 0, 1.2)) * scale

@@ -4,13 +4,30 @@ bearer tokens, and the dashboard and its data answer to the cookie; API clients 
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from guanhuai.embedded import free_port
+from guanhuai.scenarios import mingxi_2020
 from services.reporting.api import SESSION_COOKIE, create_api
+from services.reporting.storage import rebuild
+from shared.events.store import EventStore
 from tests.support.probes import probe
 
 TOKEN = "s3cret-dashboard-token"
@@ -94,3 +111,133 @@ def test_api_clients_keep_the_bearer_token_and_other_posts_stay_refused(client: 
     assert client.post("/api/report", headers=bearer).status_code == 405
     assert client.post("/login", content=b"token=" + b"x" * 5000,
                        headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 413
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe:
+    NUL-terminated JSON, commands in on fd 3, answers and events out on fd 4), so a test can
+    type into a form and press its button like a person would."""
+
+    def __init__(self, chromium: str, profile: Path) -> None:
+        to_browser, self.writer = os.pipe()
+        self.reader, from_browser = os.pipe()
+
+        def as_fds_3_and_4() -> None:  # in the child: move the pipe ends to the fds Chromium reads
+            high_in, high_out = fcntl.fcntl(to_browser, fcntl.F_DUPFD, 10), fcntl.fcntl(from_browser, fcntl.F_DUPFD, 10)
+            os.dup2(high_in, 3)
+            os.dup2(high_out, 4)
+
+        self.process = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--window-size=1280,2200", "--remote-debugging-pipe", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_fds_3_and_4,
+            close_fds=False)  # else fds 3 and 4 would be closed after preexec_fn; our own fds are close-on-exec (PEP 446)
+        os.close(to_browser)
+        os.close(from_browser)
+        self.buffer, self.next_id, self.session = b"", 0, None
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        message: dict[str, Any] = {"id": self.next_id, "method": method, "params": params}
+        if self.session:
+            message["sessionId"] = self.session
+        os.write(self.writer, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + 60
+        while True:  # skip events until our answer arrives
+            while b"\0" not in self.buffer:
+                if not select.select([self.reader], [], [], max(deadline - time.monotonic(), 0))[0]:
+                    raise TimeoutError(f"chromium did not answer {method}")
+                self.buffer += os.read(self.reader, 1 << 20)
+            raw, _, self.buffer = self.buffer.partition(b"\0")
+            answer = json.loads(raw)
+            if answer.get("id") == self.next_id:
+                if "error" in answer:
+                    raise RuntimeError(f"{method}: {answer['error']}")
+                return answer["result"]
+
+    def evaluate(self, expression: str) -> Any:
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_for(self, expression: str) -> None:
+        deadline = time.monotonic() + 30
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(expression)
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.call("Browser.close")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+        if self.process.poll() is None:
+            self.process.kill()
+        os.close(self.writer)
+        os.close(self.reader)
+
+
+@pytest.fixture(scope="module")
+def served_with_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API with GUANHUAI_API_TOKEN over a rebuilt Mingxi 2020 half-year, on a free port."""
+    workdir = tmp_path_factory.mktemp("api-token")
+    db_url = f"sqlite+aiosqlite:///{workdir / 'log.db'}"
+
+    async def prepare() -> None:
+        store = await EventStore.open(db_url)
+        await mingxi_2020(store, share=0.5)
+        await rebuild(store)
+        await store.close()
+
+    asyncio.run(prepare())
+    port = free_port()
+    log = (workdir / "api.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "guanhuai", "serve", "api", "--db-url", db_url, "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, GUANHUAI_LOG_JSON="true", GUANHUAI_API_TOKEN=TOKEN))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/login", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError((workdir / "api.log").read_text())
+        time.sleep(0.2)
+    yield base
+    process.terminate()
+    process.wait(20)
+
+
+def test_a_person_logs_in_through_the_form_in_chromium_and_sees_the_township_rows(served_with_token: str, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed: `make test` installs it (see .ci/run); apt-get install chromium")
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        browser.call("Page.navigate", url=f"{served_with_token}/dashboard?year=2020")
+        browser.wait_for("location.pathname === '/login' && document.readyState === 'complete'")  # sent to the form
+        assert "访问令牌" in browser.evaluate("document.body.innerText")
+        browser.evaluate(f"document.getElementById('token').value = {json.dumps(TOKEN)};"
+                         "document.querySelector('form button[type=submit]').click()")
+        browser.wait_for("location.pathname === '/dashboard' && document.readyState === 'complete'")
+        dom = browser.evaluate("document.documentElement.outerHTML")
+        assert browser.evaluate("document.cookie") == ""  # HttpOnly: page scripts cannot read the session
+        shot = tmp_path / "dashboard-login.png"
+        shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]))
+    finally:
+        browser.close()
+    assert dom.count('class="township-row"') == 10
+    for name in ("城关", "雪峰", "机关"):
+        assert f"<td>{name}</td>" in dom
+    assert "数据截至" in dom.split('id="data-as-of"')[1].split("</p>")[0]
+    monthly = dom.split('id="chart-monthly"')[1].split("</svg>")[0]  # axis values and bar values, no tooltip needed
+    assert monthly.count('class="axis-value"') >= 2 and 'class="bar-value"' in monthly
+    assert shot.stat().st_size > 20_000
+    keep = os.environ.get("GUANHUAI_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, Path(keep) / "dashboard-login.png")
