@@ -14,6 +14,7 @@ from shared.events.broker import close_on_exit, ensure_streams
 from shared.events.collector import CONSUMER_YOUNG_THRESHOLD, service_gc
 from shared.events.database import SERVICE_SQLITE_CACHE_KIB, SERVICE_SQLITE_CHECKPOINT_BYTES
 from shared.events.logs import configure_logging, get_logger
+from shared.events.metrics import serve_metrics, set_ready, watch_relay
 from shared.events.relay import Relay
 from shared.events.store import EventStore
 from shared.events.tls import connect_nats
@@ -46,11 +47,12 @@ async def serve(name: str, settings: Settings) -> None:
 
 
 async def _serve(name: str, settings: Settings) -> None:
+    if name == "api":
+        await run_api(settings)  # /metrics, /healthz and /readyz on its own app
+        return
+    start_metrics(name, settings)
     if name == "relay":
         await run_relay(settings)
-        return
-    if name == "api":
-        await run_api(settings)
         return
     app = import_module(SERVICES[name]).create_app(settings)
     service_gc(CONSUMER_YOUNG_THRESHOLD)  # its consumers collect after every batch
@@ -68,7 +70,11 @@ async def run_relay(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async def on_disconnect() -> None:
-        log.warning("nats_disconnected")
+        # nats-py calls this on a close of ours too (every normal stop): a warning only when the server went away.
+        if stop.is_set():
+            log.info("nats_disconnected", reason="stopping")
+        else:
+            log.warning("nats_disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
@@ -94,7 +100,9 @@ async def run_relay(settings: Settings) -> None:
         checkpoints = ([write_checkpoints_every(store, settings.audit_key, settings.audit_checkpoint_dir,
                                                 settings.audit_checkpoint_every_s, stop)]
                        if settings.audit_key and settings.audit_checkpoint_dir else [])
-        await asyncio.gather(Relay(store, nc).run(stop), *checkpoints)
+        relay = Relay(store, nc)
+        set_ready(lambda: nc.is_connected and relay.started)
+        await asyncio.gather(relay.run(stop), watch_relay(store, relay, stop), *checkpoints)
     finally:
         try:
             await close_on_exit(nc, log)
@@ -104,6 +112,23 @@ async def run_relay(settings: Settings) -> None:
 
 class ApiRefused(Exception):
     """The API would answer anyone on the network: not started (the message says why, in one line)."""
+
+
+class MetricsPortUnavailable(ApiRefused):
+    """The component's metrics port is taken or not allowed: not started (one line, like ApiRefused)."""
+
+
+def start_metrics(name: str, settings: Settings) -> None:
+    """Serve the component's /metrics, /healthz and /readyz on its port (GUANHUAI_METRICS_PORT_<NAME>, 0: off)."""
+    port = settings.metrics_port(name)
+    try:
+        serve_metrics(settings.metrics_host, port)
+    except OSError as exc:
+        raise MetricsPortUnavailable(
+            f"{name} 的监控端口 {settings.metrics_host}:{port} 无法使用（{exc.strerror}）：请换一个 "
+            f"GUANHUAI_METRICS_PORT_{name.upper()}，或设为 0 关闭 / the metrics port {settings.metrics_host}:{port} "
+            f"of {name} cannot be used ({exc.strerror}): choose another GUANHUAI_METRICS_PORT_{name.upper()}, or 0 for none"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     audit_key: Path | None = Field(default=None, description="Ed25519 private key (PEM) that signs audit checkpoints; keep it off the database host's backups")
     audit_checkpoint_dir: Path | None = Field(default=None, description="where the relay writes a signed checkpoint periodically (with audit_key); ship its files off the database host")
     audit_checkpoint_every_s: float = Field(default=3600.0, gt=0, description="seconds between periodic checkpoints")
+    metrics_host: str = Field(default="127.0.0.1", description="where the components serve /metrics, /healthz and /readyz (0.0.0.0 for a Prometheus on another host)")
+    metrics_port_enrollment: int = Field(default=0, ge=0, le=65535, description="enrollment's metrics port (0: off; 9641 in docs/operations.md)")
+    metrics_port_subsidy: int = Field(default=0, ge=0, le=65535, description="subsidy's metrics port (0: off; 9642)")
+    metrics_port_claims: int = Field(default=0, ge=0, le=65535, description="claims' metrics port (0: off; 9643)")
+    metrics_port_reporting: int = Field(default=0, ge=0, le=65535, description="reporting's metrics port (0: off; 9644)")
+    metrics_port_relay: int = Field(default=0, ge=0, le=65535, description="the relay's metrics port (0: off; 9645); the API serves its own on api_port")
+
+    def metrics_port(self, component: str) -> int:
+        """The metrics port of ``component`` (0: none; the API has its own routes)."""
+        return int(getattr(self, f"metrics_port_{component}", 0))
 
     @property
     def nats_servers(self) -> list[str]:

@@ -30,6 +30,8 @@ import nats.errors
 from faststream import AckPolicy, Context, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsRouter, PullSub
 from faststream.nats.message import NatsBatchMessage
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from prometheus_client import REGISTRY
 from faststream.security import BaseSecurity
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
@@ -38,6 +40,7 @@ from .collector import after_batch
 from .given_up import GIVEN_UP_STREAM, ensure_given_up, given_up_subject, sweep, sweeper_durable
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
+from .metrics import count_batch, count_given_up, set_ready, watch_consumers
 from .pull import delivery_of, fast_fetch_supported, fetch_batch, release_queued
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_STREAMS, LEGACY_INBOUND_STREAM, inbound_subjects
@@ -216,7 +219,9 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
                         security=BaseSecurity(ssl_context=tls) if tls is not None else None,
                         logger=logging.getLogger("faststream.guanhuai"), log_level=logging.DEBUG,
                         name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                        js_options={"timeout": 10.0, "publish_async_max_pending": 4000})
+                        js_options={"timeout": 10.0, "publish_async_max_pending": 4000},
+                        # FastStream's own per-subject counters and timings (faststream_* on /metrics)
+                        middlewares=[NatsPrometheusMiddleware(registry=REGISTRY, app_name=name)])
     router = NatsRouter()
     for spec in specs:
         _subscribe(router, store, spec)
@@ -232,6 +237,21 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
         for spec in specs:
             await ensure_given_up(js, spec.stream, spec.durable, replicas)  # before the consumer can give up
             await ensure_consumer(js, spec)
+
+    watching: list[asyncio.Task[None]] = []
+
+    @app.after_startup
+    async def watch() -> None:
+        # Every on_startup step is done here: NATS connected, consumers declared, tables created.
+        watching.append(asyncio.create_task(watch_consumers(broker.connection.jetstream(),
+                                                            [(s.stream, s.durable) for s in specs])))
+        set_ready(lambda: broker.connection.is_connected)
+
+    @app.on_shutdown
+    async def unwatch() -> None:
+        set_ready(lambda: False)
+        for task in watching:
+            task.cancel()
 
     return app, broker
 
@@ -272,6 +292,7 @@ def _sweep_given_up(router: NatsRouter, broker: NatsBroker, store: EventStore, s
                 await raw.nak(delay=spec.retry_delay_s)
             return
         await ack_all(list(raws))
+        count_given_up(spec.durable, stored)
         log.info("given_up_swept", advisories=len(raws), dead_lettered=stored, found_handled=handled)
 
 
@@ -303,6 +324,7 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
         # While the batch is in hand, tell JetStream now and then that it is being worked on, so
         # that a slow or retried batch is not redelivered under our feet.
         heartbeat = asyncio.create_task(_in_progress(raws, spec.ack_wait_s / 3))
+        started = time.monotonic()
         try:
             result = await process_batch(store, spec.handler, incoming, max_deliver=spec.max_deliver)
             pause, held_since = 0.5, time.monotonic()
@@ -327,6 +349,7 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
             else:
                 done.append(raw)
         await ack_all(done)  # one write for the batch's acks (each message still acked on its own)
+        count_batch(spec.durable, len(raws), sum(i.delivered > 1 for i in incoming), result, time.monotonic() - started)
         if result.handled or result.dead_lettered or result.failed:
             log.info("batch_done", size=len(raws), handled=result.handled, duplicates=result.duplicates,
                      dead_lettered=result.dead_lettered, redeliver=len(result.failed),

@@ -21,6 +21,7 @@ import asyncio
 import json
 from json.encoder import encode_basestring as _text
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, insert, select, update
 from .consumer import transient, with_retries
 from .logs import get_logger
+from .metrics import PUBLISHED, RELAY_POSITION
 from .store import EventStore
 from .subjects import event_subject
 from .tables import utc_text
@@ -214,11 +216,14 @@ class Relay:
         self.saved_at = 0.0
         self._saving: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()  # run's; set, it ends the retries of a batch that NATS refuses
+        self.started = False  # its checkpoint is read: the database answers (for /readyz)
         self.log = get_logger(component="relay")
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         self.position = self.saved_position = await with_retries(lambda: load_checkpoint(self.store, self.name))
+        self.started = True
+        RELAY_POSITION.set(self.position)
         self.log.info("relay_started", position=self.position)
         pause = self.idle_s
         try:
@@ -281,6 +286,7 @@ class Relay:
                                                columns=self.store.row_columns):
             await self._publish(rows)
             self.position = rows[-1][0]
+            RELAY_POSITION.set(self.position)
             self.save()
             total += len(rows)
         return total
@@ -292,6 +298,8 @@ class Relay:
             try:
                 await self.acks.publish(messages)
                 self.log.debug("relay_published", first_position=rows[0][0], last_position=rows[-1][0], count=len(rows))
+                for event_type, count in Counter(row[4] for row in rows).items():
+                    PUBLISHED.labels(event_type).inc(count)
                 return
             except Exception as exc:  # noqa: BLE001 - NATS away or slow: retry the whole batch (deduplicated)
                 if self._stop.is_set():

@@ -49,6 +49,7 @@ class Pipeline:
         self.js: Any = None
         self.producers: dict[str, Any] = {}  # producer kind -> its JetStream context
         self.producer_connections: list[Any] = []
+        self.extra_env: dict[str, str] = {}  # more GUANHUAI_* settings for every component (e.g. metrics ports)
 
     def url_of(self, user: str) -> str:
         """The server's URL with ``user``'s credentials (the bare URL when not secured)."""
@@ -57,7 +58,7 @@ class Pipeline:
     # -- processes ---------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
         return dict(os.environ, GUANHUAI_DB_URL=self.db_url, GUANHUAI_NATS_URL=self.url_of("services"),
-                    GUANHUAI_LOG_JSON="true", GUANHUAI_LOG_LEVEL="INFO")
+                    GUANHUAI_LOG_JSON="true", GUANHUAI_LOG_LEVEL="INFO", **self.extra_env)
 
     def start_component(self, name: str, instance: int = 1) -> str:
         """Start one instance of a component; returns its key (``name``, or ``name#2`` for a
