@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.security import HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
@@ -104,8 +105,10 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         description += "\n\nEvery request needs `Authorization: Bearer <token>` (401 otherwise)."
     # With a token, the bearer scheme is declared on every operation (OpenAPI); it is enforced in
     # the guard below, so that the OpenAPI document and the docs page are covered as well.
-    app = FastAPI(title="guanhuai reporting API", version="1", description=description, lifespan=lifespan,
-                  dependencies=[Security(bearer)] if token else None)
+    # FastAPIOffline serves the Swagger UI and ReDoc assets from its own package (/static-offline-docs),
+    # not from a CDN, so /docs and /redoc work on an intranet without internet access.
+    app = FastAPIOffline(title="guanhuai reporting API", version="1", description=description, lifespan=lifespan,
+                         dependencies=[Security(bearer)] if token else None)
 
     async def authenticated(request: Request) -> bool:
         credentials = await bearer(request)

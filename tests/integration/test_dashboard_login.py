@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -241,3 +242,17 @@ def test_a_person_logs_in_through_the_form_in_chromium_and_sees_the_township_row
     keep = os.environ.get("GUANHUAI_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, Path(keep) / "dashboard-login.png")
+
+
+def test_the_api_docs_load_their_assets_from_the_server_itself_and_not_from_a_cdn(client: TestClient) -> None:
+    client.post("/login", data={"token": TOKEN})
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url:\s*["']([^"']+)["']""", html.text)
+        urls = [a or b for a, b in assets]
+        assert any(u.endswith(".js") for u in urls), urls
+        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", html.text), page  # no CDN, no web fonts
+        for url in urls:
+            assert url.startswith("/") and not url.startswith("//"), url
+            assert client.get(url).status_code == 200, url
