@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,46 @@ app.add_typer(targets_app, name="targets")
 dlq_app = typer.Typer(help="Dead letters: inputs that could not be taken, kept with their bytes and reason.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 NatsUrl = Annotated[str | None, typer.Option("--nats-url", help="NATS server(s). Default: the running `guanhuai up`, else GUANHUAI_NATS_URL.")]
+ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to reach NATS before giving up with one line naming the server.")]
+
+
+class TableOrJson(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class By(str, Enum):
+    recorded = "recorded"
+    occurred = "occurred"
+
+
+class Kind(str, Enum):
+    county = "county"
+    insurer = "insurer"
+
+
+class Component(str, Enum):  # guanhuai.serve.COMPONENTS, spelled out so --help lists them without importing it
+    enrollment = "enrollment"
+    subsidy = "subsidy"
+    claims = "claims"
+    reporting = "reporting"
+    relay = "relay"
+    api = "api"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"guanhuai {version('guanhuai')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """guanhuai 关怀: the system of record for family-planning household accident insurance (计划生育家庭意外伤害保险)."""
 
 err = Console(stderr=True)
 out = Console()
@@ -45,6 +86,13 @@ DbUrl = Annotated[
 
 def _db_url(db_url: str | None) -> str:
     return db_url or Settings().database_url
+
+
+async def _open_log(db_url: str | None):  # type: ignore[no-untyped-def]
+    """The existing event log for reading (never creates a database file; one line when absent)."""
+    from guanhuai.ops import open_event_log
+
+    return await open_event_log(_db_url(db_url))
 
 
 def _progress() -> Progress:
@@ -155,7 +203,7 @@ def audit_verify(
 
         from shared.events.store import EventStore
 
-        store = await EventStore.open(_db_url(db_url), create=False)
+        store = await _open_log(db_url)
         try:
             with _progress() as bar:
                 task = bar.add_task("verifying", total=await store.head_position())
@@ -224,7 +272,7 @@ def audit_checkpoint(
 
         from shared.events.store import EventStore
 
-        store = await EventStore.open(_db_url(db_url), create=False)
+        store = await _open_log(db_url)
         try:
             return await make_checkpoint(store, load_private_key(key))
         except SQLAlchemyError as exc:
@@ -296,7 +344,7 @@ def targets_load(
 @targets_app.command("show")
 def targets_show(
     year: Annotated[int, typer.Option(help="Programme year (投保年度).")],
-    fmt: Annotated[str, typer.Option("--format", help="table (Chinese headings) or json.")] = "table",
+    fmt: Annotated[TableOrJson, typer.Option("--format", help="table (Chinese headings) or json.")] = TableOrJson.table,
     db_url: DbUrl = None,
 ) -> None:
     """Print a year's township targets as recorded in the event log (指导性任务表)."""
@@ -306,7 +354,7 @@ def targets_show(
     from shared.events.store import EventStore
 
     async def main():  # type: ignore[no-untyped-def]
-        store = await EventStore.open(_db_url(db_url), create=False)
+        store = await _open_log(db_url)
         try:
             return await targets_for_year(store, year)
         finally:
@@ -331,7 +379,7 @@ def targets_show(
 
 @app.command("serve")
 def serve_command(
-    component: Annotated[str, typer.Argument(help="enrollment, subsidy, claims, reporting, relay, or api (the HTTP API and dashboard).")],
+    component: Annotated[Component, typer.Argument(help="enrollment, subsidy, claims, reporting, relay, or api (the HTTP API and dashboard).")],
     nats_url: Annotated[str | None, typer.Option("--nats-url", help="NATS server(s), comma-separated. Default: GUANHUAI_NATS_URL.")] = None,
     db_url: DbUrl = None,
     port: Annotated[int | None, typer.Option(help="HTTP port of the api component (default GUANHUAI_API_PORT or 8640).")] = None,
@@ -343,6 +391,7 @@ def serve_command(
     from guanhuai.serve import COMPONENTS, ApiRefused, serve
     from shared.events.broker import InboundStreamUpgrade
 
+    component = component.value  # type: ignore[assignment]
     if component not in COMPONENTS:
         err.print(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
         raise typer.Exit(2)
@@ -468,13 +517,14 @@ def up_command(
 
 @app.command("publish")
 def publish_command(
-    file: Annotated[Path, typer.Argument(help="Events as JSON lines (.jsonl), or a household roster (.csv / .xlsx, see `guanhuai roster-template`).")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Events as JSON lines (.jsonl), or a household roster (.csv / .xlsx, see `guanhuai roster-template`).")],
     source: Annotated[str, typer.Option(help="Who is sending (recorded as the events' source), e.g. mingxi-county.")],
-    kind: Annotated[str | None, typer.Option(help="Producer kind: county or insurer (default: from each event's type).")] = None,
+    kind_choice: Annotated[Kind | None, typer.Option("--kind", help="Producer kind (default: from each event's type).")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for each household's outcome (policy or rejection) in the log, print the tally and write the roster's result file.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the outcomes before giving up on those still unanswered.")] = 60,
     nats_url: NatsUrl = None,
     db_url: DbUrl = None,
+    connect_timeout: ConnectTimeout = 5,
 ) -> None:
     """Publish events as a county or insurer system would. Bad lines and rows are reported with
     their number and reason and the good ones go through; publishing the same file again
@@ -482,12 +532,17 @@ def publish_command(
     event log: a tally is printed, a roster gets its result file beside it (`roster.结果.xlsx`:
     each row's 状态, 保单号, 参保人数, 未参保成员及原因, 拒绝原因), and the exit code is 1 when any
     row was refused or rejected, or is still unanswered."""
+    from guanhuai.errors import USAGE, Expected
     from guanhuai.ops import nats_tls_for, nats_url_for, publish_events
     from guanhuai.rosters import read_events
 
+    kind = kind_choice.value if kind_choice else None
+    if file.suffix.lower() not in (".jsonl", ".json", ".ndjson", ".csv", ".xlsx", ".xlsm"):
+        raise Expected(f"{file.name}：请给出 .jsonl（事件）、.csv 或 .xlsx（花名册）",
+                       f"{file.name}: give .jsonl (events), .csv or .xlsx (a household roster)", USAGE)
     parsed = read_events(file, source)
     for problem in parsed.problems:
-        err.print(f"[red]line {problem.line}[/]: {mask_in_text_(problem.reason)}")
+        err.print(mask_in_text_(problem.reason), style="red", markup=False, highlight=False, soft_wrap=True)
     settings = Settings()
     new = duplicate = acknowledged = 0
     if parsed.events:
@@ -502,7 +557,8 @@ def publish_command(
             task = bar.add_task("published", total=len(parsed.events))
             try:
                 new, duplicate = asyncio.run(publish_events(nats_url_for(settings, nats_url), parsed.events, kind,
-                                                            nats_tls_for(settings, nats_url), progress=done))
+                                                            nats_tls_for(settings, nats_url), progress=done,
+                                                            connect_timeout=connect_timeout))
             except PublishFailed as exc:
                 err.print(f"[red]publishing stopped[/]: {mask_in_text_(str(exc))}; {acknowledged} of "
                           f"{len(parsed.events)} were acknowledged before. Publishing the file again sends the "
@@ -554,12 +610,32 @@ def mask_in_text_(text: str) -> str:
 
 
 @app.command("roster-template")
-def roster_template(path: Annotated[Path, typer.Argument(help="Where to write it: .xlsx or .csv.")]) -> None:
+def roster_template(
+    path: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write it: .xlsx (with an example sheet, a 说明 sheet and dropdowns) or .csv (the headings).")],
+    db_url: Annotated[str | None, typer.Option("--db-url", help="A guanhuai database: the 乡镇 dropdown lists its registered townships.")] = None,
+) -> None:
     """Write an empty household roster (花名册) in the layout `guanhuai publish` reads."""
-    from guanhuai.rosters import write_template
+    from guanhuai.rosters import TEMPLATE_SUFFIXES, registered_townships, write_template
 
-    write_template(path)
-    out.print(f"wrote {path}")
+    if path.suffix.lower() not in TEMPLATE_SUFFIXES:
+        err.print(f"{path.name}：模板只能写成 .xlsx 或 .csv / a template is .xlsx or .csv", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    townships = None
+    if db_url:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        url = make_url(db_url)
+        if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+            err.print(f"没有这个数据库 / no such database: {url.database}", markup=False, soft_wrap=True)
+            raise typer.Exit(1)
+        try:
+            townships = asyncio.run(registered_townships(db_url))
+        except (SQLAlchemyError, OSError) as exc:
+            err.print(f"读不到已登记的乡镇 / cannot read the registered townships: {type(exc).__name__}", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+    write_template(path, townships)
+    out.print(f"wrote {path}" + (f" (乡镇: {len(townships)})" if townships else ""), markup=False, soft_wrap=True)
 
 
 @app.command("status")
@@ -567,6 +643,7 @@ def status_command(
     nats_url: NatsUrl = None,
     db_url: DbUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    connect_timeout: ConnectTimeout = 5,
 ) -> None:
     """Each service's consumer lag, the log's last position, what the relay has published,
     dead-letter counts, and health. Exit 1 when something is unhealthy."""
@@ -575,7 +652,7 @@ def status_command(
     from guanhuai.ops import status
 
     settings = Settings(**({"db_url": db_url} if db_url else {}))
-    result = asyncio.run(status(settings, nats_url))
+    result = asyncio.run(status(settings, nats_url, connect_timeout))
     if as_json:
         print(json.dumps(result, ensure_ascii=False))
     else:
@@ -640,19 +717,20 @@ def dlq_show(
 
 
 @dlq_app.command("retry")
-def dlq_retry(letter_id: Annotated[int, typer.Argument(help="Dead letter id.")], nats_url: NatsUrl = None) -> None:
+def dlq_retry(letter_id: Annotated[int, typer.Argument(help="Dead letter id.")], nats_url: NatsUrl = None,
+              connect_timeout: ConnectTimeout = 5) -> None:
     """Publish a dead letter's original bytes again to its subject (after fixing what refused it);
     the dead letter stays on record and the retry is recorded beside it."""
     from guanhuai.ops import retry_dead_letter
 
-    msg_id = asyncio.run(retry_dead_letter(Settings(), letter_id, nats_url))
+    msg_id = asyncio.run(retry_dead_letter(Settings(), letter_id, nats_url, connect_timeout))
     out.print(f"dead letter {letter_id} published again as {msg_id}")
 
 
 @app.command("replay")
 def replay_command(
     until: Annotated[str, typer.Option(help="A date (end of that day, CST) or a date-time.")],
-    by: Annotated[str, typer.Option(help="occurred (when it happened) or recorded (when the log knew it).")] = "recorded",
+    by: Annotated[By, typer.Option(help="occurred (when it happened) or recorded (when the log knew it).")] = By.recorded,
     event_type: Annotated[list[str] | None, typer.Option("--type", help="Only these event types.")] = None,
     stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
     mask: Annotated[bool, typer.Option(help="Mask resident ID numbers in the output.")] = False,
@@ -666,9 +744,10 @@ def replay_command(
     from shared.events.store import EventStore
 
     cut = _instant_or_exit("--until", until)
+    by = by.value  # type: ignore[assignment]
 
     async def main() -> tuple[int, str]:
-        store = await EventStore.open(_db_url(db_url), create=False)
+        store = await _open_log(db_url)
         count = 0
         try:
             # The prefix read is fixed first, so the head printed is the one the output came from.
@@ -779,7 +858,7 @@ def report_command(
     until_recorded = _instant_or_exit("--known-at", known_at) if known_at else None
 
     async def main():  # type: ignore[no-untyped-def]
-        store = await EventStore.open(_db_url(db_url), create=False)
+        store = await _open_log(db_url)
         try:
             return await compute_report(
                 store, year, township=township, occurred_before=occurred_before, until_recorded=until_recorded,
@@ -827,7 +906,7 @@ def rebuild_command(db_url: DbUrl = None) -> None:
     from shared.events.store import EventStore
 
     async def main() -> int:
-        store = await EventStore.open(_db_url(db_url), create=False)
+        store = await _open_log(db_url)
         try:
             with _progress() as bar:
                 task = bar.add_task("rebuilding read models", total=await store.head_position())
@@ -841,12 +920,37 @@ def rebuild_command(db_url: DbUrl = None) -> None:
 
 
 def main() -> None:
+    from guanhuai.errors import Expected, debugging
     from shared.events.logs import configure_logging
 
     # Library lines and warnings of any command go through the services' masking; people read
     # the commands' own output, so only warnings and errors.
     configure_logging("cli", level="WARNING")
     try:
-        app()
+        # Not standalone: usage errors come here, to be said in one line rather than a box.
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except typer.TyperException as exc:  # click's exceptions, as typer ships them
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `guanhuai dlq` alone: its help, as before
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
+        if debugging():
+            raise
+        context = getattr(exc, "ctx", None)
+        where = f" ({context.command_path} --help)" if context is not None and exc.exit_code == 2 else ""
+        _say_one_line(f"用法错误 / usage error: {exc.format_message()}{where}" if exc.exit_code == 2
+                      else f"错误 / error: {exc.format_message()}")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Expected as expected:
+        if debugging():
+            raise
+        _say_one_line(expected.line)
+        sys.exit(expected.code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _say_one_line(text: str) -> None:
+    err.print(" ".join(text.split()), markup=False, highlight=False, soft_wrap=True)

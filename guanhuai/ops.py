@@ -11,6 +11,7 @@ from typing import Any
 import nats.js.errors
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, insert, select
 
+from guanhuai.errors import Expected
 from guanhuai.settings import Settings
 from guanhuai.stack import CONSUMERS, STATE_FILE, connect
 from shared.domain.identity import mask_in_text
@@ -34,16 +35,54 @@ dead_letter_retries = Table(
 
 def running_stack(settings: Settings) -> dict[str, Any] | None:
     state = settings.data_dir / STATE_FILE
-    return json.loads(state.read_text()) if state.exists() else None
+    try:
+        return json.loads(state.read_text()) if state.exists() else None
+    except (OSError, ValueError):  # being rewritten or removed by the stack this instant
+        return None
 
 
 def nats_url_for(settings: Settings, explicit: str | None) -> str:
+    """--nats-url, else the running `guanhuai up`'s server, else GUANHUAI_NATS_URL (or guanhuai.env)
+    when set; never a guessed default, which may be someone else's NATS."""
     if explicit:
         return explicit
     stack = running_stack(settings)
     if stack and stack.get("nats_url"):
         return str(stack["nats_url"])
-    return settings.nats_url
+    if "nats_url" in settings.model_fields_set:
+        return settings.nats_url
+    state = settings.data_dir / STATE_FILE
+    raise Expected(f"没有运行中的 guanhuai up（{state} 不存在），也没有给出 --nats-url 或 GUANHUAI_NATS_URL",
+                   f"no running stack ({state} not found) and no --nats-url or GUANHUAI_NATS_URL given")
+
+
+async def open_event_log(url: str) -> EventStore:
+    """The event log at ``url`` for reading: never creates a database (SQLite makes a file on
+    connecting, so its file must exist first), and refuses one without the events table."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    missing = Expected(f"数据库不存在：{shown}", f"no event log at {shown}")
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+        from pathlib import Path
+
+        if not Path(database).is_file():
+            raise missing
+    store = await EventStore.open(url, create=False)
+    try:
+        async with store.engine.connect() as conn:
+            has_log = await conn.run_sync(lambda sync: inspect(sync).has_table("events"))
+    except Exception as exc:  # noqa: BLE001 - whatever the driver says, one line for people
+        await store.close()
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        raise Expected(f"无法打开数据库 {shown}：{reason}", f"cannot open the event log at {shown}: {reason}") from exc
+    if not has_log:
+        await store.close()
+        raise missing
+    return store
 
 
 def nats_tls_for(settings: Settings, explicit: str | None) -> ssl.SSLContext | None:
@@ -67,20 +106,21 @@ def kind_of(event: EventMessage, requested: str | None) -> str:
 
 async def publish_events(url: str, events: list[EventMessage], kind: str | None,
                          tls: ssl.SSLContext | None = None,
-                         progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+                         progress: Callable[[int], None] | None = None,
+                         connect_timeout: float = 5) -> tuple[int, int]:
     """Publish with the event id as Nats-Msg-Id, a thousand at a time, each acknowledged by
     JetStream (:func:`shared.events.relay.publish_acked`); returns (published, already there).
     ``progress`` is told how many are acknowledged so far."""
     messages = [(inbound_subject(kind_of(event, kind), event.event_type), event.model_dump_json().encode(),
                  str(event.event_id)) for event in events]
-    nc = await connect(url, tls)
+    nc = await connect(url, tls, timeout=connect_timeout)
     try:
         return await publish_acked(nc, messages, progress=progress)
     finally:
         await nc.close()
 
 
-async def status(settings: Settings, nats_url: str | None) -> dict[str, Any]:
+async def status(settings: Settings, nats_url: str | None, connect_timeout: float = 5) -> dict[str, Any]:
     out: dict[str, Any] = {"consumers": {}, "components": {}}
     stack = running_stack(settings)
     if stack:
@@ -92,7 +132,7 @@ async def status(settings: Settings, nats_url: str | None) -> dict[str, Any]:
                 out["components"][name] = "running"
             except OSError:
                 out["components"][name] = "stopped"
-    store = await EventStore.open(settings.database_url, create=False)
+    store = await open_event_log(settings.database_url)
     try:
         out["log_head"] = await store.head_position()
         await store.create_schema(inbox_metadata, retries_metadata)
@@ -103,16 +143,16 @@ async def status(settings: Settings, nats_url: str | None) -> dict[str, Any]:
     finally:
         await store.close()
     url = nats_url_for(settings, nats_url)
-    out["nats_url"] = url
-    try:
-        nc = await connect(url, nats_tls_for(settings, nats_url))
-    except Exception as exc:  # noqa: BLE001 - report, do not crash
-        out["nats"] = f"unreachable: {exc}"
-        out["healthy"] = False
-        return out
+    out["nats_url"] = _mask_url(url)
+    nc = await connect(url, nats_tls_for(settings, nats_url), timeout=connect_timeout)
     try:
         js = nc.jetstream(timeout=5)
-        info = await js.stream_info(EVENTS_STREAM)
+        try:
+            info = await js.stream_info(EVENTS_STREAM)
+        except nats.js.errors.NotFoundError:
+            raise Expected(f"{out['nats_url']} 上没有 {EVENTS_STREAM} 流：这不是 guanhuai 的 NATS（或 relay 从未运行）",
+                           f"no {EVENTS_STREAM} stream on {out['nats_url']}: not guanhuai's NATS "
+                           "(or the relay never ran)") from None
         out["published_to_nats"] = info.state.last_seq
         out["relay_lag"] = max(out["log_head"] - info.state.last_seq, 0)
         for stream, durable in CONSUMERS:
@@ -159,7 +199,7 @@ def _troubled(consumer: dict[str, int]) -> bool:
 
 
 async def list_dead_letters(settings: Settings, consumer: str | None, limit: int) -> list[dict[str, Any]]:
-    store = await EventStore.open(settings.database_url, create=False)
+    store = await open_event_log(settings.database_url)
     try:
         await store.create_schema(inbox_metadata)
         query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
@@ -184,7 +224,7 @@ def _letter(row: Any, raw: bool) -> dict[str, Any]:
 
 
 async def show_dead_letter(settings: Settings, letter_id: int, raw: bool) -> dict[str, Any] | None:
-    store = await EventStore.open(settings.database_url, create=False)
+    store = await open_event_log(settings.database_url)
     try:
         async with store.engine.connect() as conn:
             row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id))).first()
@@ -193,20 +233,20 @@ async def show_dead_letter(settings: Settings, letter_id: int, raw: bool) -> dic
         await store.close()
 
 
-async def retry_dead_letter(settings: Settings, letter_id: int, nats_url: str | None) -> str:
+async def retry_dead_letter(settings: Settings, letter_id: int, nats_url: str | None, connect_timeout: float = 5) -> str:
     """Publish the original bytes again to their original subject, under a new Nats-Msg-Id (the
     dead letter itself is kept; the retry is recorded beside it)."""
-    store = await EventStore.open(settings.database_url, create=False)
+    store = await open_event_log(settings.database_url)
     try:
         await store.create_schema(retries_metadata)
         async with store.engine.connect() as conn:
             row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id))).first()
             if row is None:
-                raise LookupError(f"no dead letter {letter_id}")
+                raise Expected(f"没有编号为 {letter_id} 的死信", f"no dead letter {letter_id}")
             tries = (await conn.execute(select(func.count()).select_from(dead_letter_retries)
                                         .where(dead_letter_retries.c.dead_letter_id == letter_id))).scalar_one()
         msg_id = f"retry-{letter_id}-{tries + 1}"
-        nc = await connect(nats_url_for(settings, nats_url), nats_tls_for(settings, nats_url))
+        nc = await connect(nats_url_for(settings, nats_url), nats_tls_for(settings, nats_url), timeout=connect_timeout)
         try:
             headers = {k: v for k, v in json.loads(row.headers).items() if not k.startswith("Nats-")}
             await nc.jetstream(timeout=10).publish(row.subject, row.body, headers={**headers, "Nats-Msg-Id": msg_id})

@@ -138,6 +138,34 @@ class Stack:
             state.unlink()
 
 
-async def connect(url: str, tls: ssl.SSLContext | None = None) -> Any:
-    """A command-line NATS connection; ``tls`` from ``Settings.nats_tls_context()`` (None: plain text)."""
-    return await connect_nats(url, tls, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="guanhuai-cli")
+async def connect(url: str, tls: ssl.SSLContext | None = None, timeout: float | None = None) -> Any:
+    """A command-line NATS connection; ``tls`` from ``Settings.nats_tls_context()`` (None: plain text).
+
+    With ``timeout`` (the commands' ``--connect-timeout``) it takes at most that long and tries each
+    server a few times, silently (nats-py would log every failed try with a traceback), then fails
+    with one line naming the server(s). Without, it retries for ever (a stack waiting for its NATS)."""
+    if timeout is None:
+        return await connect_nats(url, tls, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="guanhuai-cli")
+    import nats.errors
+
+    from guanhuai.errors import Expected
+    from guanhuai.ops import _mask_url
+
+    failures: list[Exception] = []
+
+    async def quiet_error(exc: Exception) -> None:
+        failures.append(exc)
+
+    async def quiet_disconnect() -> None:  # a command's connection ends with the command: nothing to say
+        return None
+
+    try:
+        return await asyncio.wait_for(
+            connect_nats(url, tls, name="guanhuai-cli", connect_timeout=timeout, max_reconnect_attempts=2,
+                         reconnect_time_wait=0.5, error_cb=quiet_error, disconnected_cb=quiet_disconnect), timeout)
+    except (OSError, nats.errors.Error) as exc:
+        shown = ",".join(_mask_url(u.strip()) for u in url.split(","))
+        cause = failures[-1] if failures and not isinstance(exc, ConnectionError) else exc
+        reason = (str(cause) or type(cause).__name__).splitlines()[0][:200]
+        raise Expected(f"无法连接 NATS {shown}（{timeout:g} 秒内）：{reason}",
+                       f"cannot reach NATS at {shown} within {timeout:g} s: {reason}") from exc

@@ -1,0 +1,150 @@
+"""Ordinary mistakes on the command line end in one line (Chinese / English) and exit 2 (usage)
+or 1 (failure): no traceback, no hang, and no file made by a command that only reads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from guanhuai.embedded import free_port
+from shared.events.store import EventStore
+
+GUANHUAI = [sys.executable, "-m", "guanhuai"]
+
+
+def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUANHUAI_")}
+    return subprocess.run([*GUANHUAI, *args], cwd=cwd, env={**clean, **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def one_line_failure(cwd: Path, code: int, *args: str, **env: str) -> str:
+    """Run, and check the exit code, exactly one line on stderr, no traceback, no new file."""
+    before = sorted(p.relative_to(cwd) for p in cwd.rglob("*"))
+    result = run(cwd, *args, **env)
+    lines = result.stderr.splitlines()
+    assert result.returncode == code, result.stdout + result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert sorted(p.relative_to(cwd) for p in cwd.rglob("*")) == before, "a command that only reads made a file"
+    return lines[0]
+
+
+def event_log(path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{path}"
+
+    async def create() -> None:
+        await (await EventStore.open(url)).close()
+
+    asyncio.run(create())
+    return url
+
+
+def test_a_roster_that_is_not_there_is_a_usage_error(tmp_path: Path) -> None:
+    line = one_line_failure(tmp_path, 2, "publish", "missing.xlsx", "--source", "mingxi")
+    assert "missing.xlsx" in line
+
+
+def test_a_txt_roster_is_refused_naming_the_kinds_of_file_taken(tmp_path: Path) -> None:
+    (tmp_path / "roster.txt").write_text("户主,身份证号\n", encoding="utf-8")
+    line = one_line_failure(tmp_path, 2, "publish", "roster.txt", "--source", "mingxi")
+    assert ".xlsx" in line and "花名册" in line
+
+
+@pytest.mark.parametrize("args", [
+    ("report", "--year", "2020", "--as-of", "2020-13-01"),
+    ("replay", "--until", "yesterday"),
+    ("replay", "--until", "2020-01-01", "--by", "whenever"),
+    ("targets", "show", "--year", "2020", "--format", "yaml"),
+    ("publish", "x.jsonl", "--source", "s", "--kind", "bank"),
+    ("serve", "everything"),
+])
+def test_a_bad_value_is_one_usage_line_before_anything_runs(tmp_path: Path, args: tuple[str, ...]) -> None:
+    (tmp_path / "x.jsonl").write_text("", encoding="utf-8")
+    one_line_failure(tmp_path, 2, *args)
+
+
+@pytest.mark.parametrize("args", [
+    ("report", "--year", "2020"),
+    ("replay", "--until", "2020-01-01"),
+    ("audit", "verify"),
+    ("targets", "show", "--year", "2020"),
+    ("rebuild",),
+    ("status", "--nats-url", "nats://127.0.0.1:1"),
+    ("dlq", "list"),
+    ("dlq", "show", "1"),
+])
+def test_a_command_that_reads_a_database_that_is_not_there_says_so_and_creates_none(
+        tmp_path: Path, args: tuple[str, ...]) -> None:
+    line = one_line_failure(tmp_path, 1, *args, GUANHUAI_DATA_DIR=str(tmp_path / "data"))
+    assert "数据库不存在" in line and "no event log at" in line and "guanhuai.db" in line
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_database_without_the_event_log_is_no_event_log(tmp_path: Path) -> None:
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.close()
+    line = one_line_failure(tmp_path, 1, "report", "--year", "2020", "--db-url", f"sqlite:///{tmp_path / 'other.db'}")
+    assert "no event log at" in line
+
+
+def test_status_with_nats_unreachable_ends_within_ten_seconds_naming_the_server(tmp_path: Path) -> None:
+    url = event_log(tmp_path / "log.db")
+    port = free_port()  # nobody listens there
+    started = time.monotonic()
+    line = one_line_failure(tmp_path, 1, "status", "--nats-url", f"nats://127.0.0.1:{port}", GUANHUAI_DB_URL=url)
+    assert time.monotonic() - started < 10
+    assert f"127.0.0.1:{port}" in line and "无法连接 NATS" in line and "cannot reach NATS" in line
+
+
+def test_status_against_a_silent_address_gives_up_after_the_connect_timeout(tmp_path: Path) -> None:
+    url = event_log(tmp_path / "log.db")
+    started = time.monotonic()
+    # 10.255.255.1 is not routed here: the connection neither succeeds nor is refused.
+    line = one_line_failure(tmp_path, 1, "status", "--nats-url", "nats://10.255.255.1:4222", "--connect-timeout", "1",
+                            GUANHUAI_DB_URL=url)
+    assert time.monotonic() - started < 6
+    assert "10.255.255.1:4222" in line
+
+
+def test_publish_with_nats_unreachable_is_one_line_naming_the_server_without_its_password(tmp_path: Path) -> None:
+    url = event_log(tmp_path / "log.db")
+    from tests.support.events import household
+
+    (tmp_path / "e.jsonl").write_text(household("H1").model_dump_json() + "\n", encoding="utf-8")
+    port = free_port()
+    line = one_line_failure(tmp_path, 1, "publish", "e.jsonl", "--source", "s", "--nats-url",
+                            f"nats://county:secret@127.0.0.1:{port}", GUANHUAI_DB_URL=url)
+    assert f"127.0.0.1:{port}" in line and "secret" not in line
+
+
+def test_without_a_running_stack_or_a_nats_url_status_says_so_instead_of_trying_4222(tmp_path: Path) -> None:
+    url = event_log(tmp_path / "log.db")
+    line = one_line_failure(tmp_path, 1, "status", GUANHUAI_DB_URL=url, GUANHUAI_DATA_DIR=str(tmp_path))
+    assert "no running stack" in line and "GUANHUAI_NATS_URL" in line
+
+
+def test_guanhuai_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = run(tmp_path, "report", "--year", "2020", "--db-url", f"sqlite:///{tmp_path / 'none.db'}",
+                 GUANHUAI_DEBUG="1")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_version_is_printed(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = run(tmp_path, "--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"guanhuai {version('guanhuai')}"
+
+
+def test_help_lists_the_choices(tmp_path: Path) -> None:
+    result = run(tmp_path, "replay", "--help", COLUMNS="200")
+    assert "recorded" in result.stdout and "occurred" in result.stdout
