@@ -18,6 +18,9 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.security import HTTPBearer
 from fastapi_offline import FastAPIOffline
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
@@ -49,23 +52,16 @@ LOGIN_BODY_BYTES = 4096
 
 
 class Limits:
-    """Per-client token buckets: RATE_PER_S requests a second on average, BURST at once."""
+    """Per-client limits (the ``limits`` library, in memory, a moving window): BURST requests at
+    once, then RATE_PER_S a second on average (the window is BURST / RATE_PER_S seconds)."""
 
     def __init__(self, rate: float = RATE_PER_S, burst: float = BURST) -> None:
-        self.rate, self.burst = rate, burst
-        self.buckets: dict[str, tuple[float, float]] = {}
+        amount = max(1, round(burst))
+        self.item = RateLimitItemPerSecond(amount, max(1, round(amount / rate)))
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())  # forgets a client once its window has passed
 
     def allow(self, client: str) -> bool:
-        now = time.monotonic()
-        tokens, last = self.buckets.get(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens < 1:
-            self.buckets[client] = (tokens, now)
-            return False
-        self.buckets[client] = (tokens - 1, now)
-        if len(self.buckets) > 10_000:  # forget idle clients
-            self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 60}
-        return True
+        return self.limiter.hit(self.item, client)
 
 
 def create_api(db_url: str, *, token: str | None = None, rate_per_s: float = RATE_PER_S) -> FastAPI:
