@@ -81,7 +81,8 @@ def create_api(db_url: str, *, token: str | None = None, rate_per_s: float = RAT
 
     def session_valid(value: str | None) -> bool:
         expires, _, _signature = (value or "").partition(".")
-        if not expires.isdigit() or int(expires) < time.time():
+        # ASCII digits only, and few: int() refuses "²" (a digit to isdigit) and 5000 digits.
+        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12 or int(expires) < time.time():
             return False
         return hmac.compare_digest(value.encode("latin-1", "replace"), session_for(int(expires)).encode())  # type: ignore[union-attr]
 

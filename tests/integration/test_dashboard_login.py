@@ -83,12 +83,18 @@ def test_a_forged_or_altered_session_cookie_is_refused(client: TestClient) -> No
     login = client.post("/login", data={"token": TOKEN})
     good = login.cookies[SESSION_COOKIE]
     expires, _, signature = good.partition(".")
-    forged = [f"{int(expires) + 3600}.{signature}", f"{expires}.{'0' * len(signature)}", TOKEN, "", "9999999999."]
+    forged = [f"{int(expires) + 3600}.{signature}", f"{expires}.{'0' * len(signature)}", TOKEN, "", "9999999999.",
+              "9" * 5000 + "." + signature]
     refused = 0
     for value in forged:
         client.cookies.clear()
         client.cookies.set(SESSION_COOKIE, value)
         refused += client.get("/api/years").status_code == 401
+    client.cookies.clear()
+    for raw in (b"\xb2", "١٢".encode()):  # digits to str.isdigit that int() refuses, sent as raw header bytes
+        forged.append(raw)
+        header = SESSION_COOKIE.encode() + b"=" + raw + b"." + signature.encode()
+        refused += client.get("/api/years", headers={"cookie": header}).status_code == 401
     assert refused == len(forged)
     probe("forged_session_cookie", sent=len(forged), refused=refused, accepted=len(forged) - refused)
 
