@@ -83,13 +83,15 @@ def _monthly_chart(report: Report) -> str:
     """Premium and claims paid per month: a y axis in yuan with gridlines, and each bar's value
     written above it, so the chart reads without tooltips."""
     months = report.monthly
-    width, height, bottom, top, left = 640, 240, 30, 22, 64
+    width, height, bottom, left = 640, 240, 30, 64
     biggest = max((max(m["premium_fen"], m["claims_paid_fen"]) for m in months), default=0) or 100
     step = _axis_step(biggest)
     ceiling = -(-biggest // step) * step
-    plot = height - bottom - top
     slot = (width - left) / max(len(months), 1)
     bar_w = max(min(slot / 2 - 4, 30), 2)
+    upright = bar_w < 26  # too narrow for "10.2万" side by side: the labels stand on end, with room above
+    top = 44 if upright else 22
+    plot = height - bottom - top
     parts = [f'<svg class="chart" id="chart-monthly" role="img" aria-label="按月保费与赔付" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}">']
     for tick in range(0, ceiling + 1, step):
@@ -105,8 +107,10 @@ def _monthly_chart(report: Report) -> str:
             parts.append(f'<rect class="bar" x="{bx:.1f}" y="{height - bottom - h:.1f}" width="{bar_w:.1f}" '
                          f'height="{h:.1f}" fill="{colour}"><title>{m["month"]}月 {label} {yuan_grouped(m[key])} 元</title></rect>')
             if m[key]:
-                parts.append(f'<text class="bar-value" x="{bx + bar_w / 2:.1f}" y="{height - bottom - h - 3:.1f}" font-size="10" '
-                             f'text-anchor="middle" fill="{colour}">{_short_yuan(m[key])}</text>')
+                cx, cy = bx + bar_w / 2, height - bottom - h - 3
+                turn = f' transform="rotate(-90 {cx:.1f} {cy:.1f})" dy="3.5"' if upright else ""
+                parts.append(f'<text class="bar-value" x="{cx:.1f}" y="{cy:.1f}" font-size="10"{turn} '
+                             f'text-anchor="{"start" if upright else "middle"}" fill="{colour}">{_short_yuan(m[key])}</text>')
         parts.append(f'<text x="{x + bar_w:.1f}" y="{height - 10}" font-size="11" text-anchor="middle">{_month_label(m["month"])}</text>')
     parts.append("</svg>")
     return "".join(parts)
