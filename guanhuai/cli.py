@@ -42,6 +42,14 @@ class TableOrJson(str, Enum):
     json = "json"
 
 
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    csv_raw = "csv-raw"
+    xlsx = "xlsx"
+
+
 class By(str, Enum):
     recorded = "recorded"
     occurred = "occurred"
@@ -750,10 +758,11 @@ def replay_command(
 
 @app.command("config")
 def config_command() -> None:
-    """The settings in force (environment GUANHUAI_*, then guanhuai.env), secrets masked."""
-    from guanhuai.ops import masked_settings
+    """The settings in force (environment GUANHUAI_*, then guanhuai.env), secrets masked; with a
+    running `guanhuai up`, its NATS address and API port (running_stack)."""
+    from guanhuai.ops import settings_in_force
 
-    print(json.dumps(masked_settings(Settings()), ensure_ascii=False, indent=2, default=str))
+    print(json.dumps(settings_in_force(Settings()), ensure_ascii=False, indent=2, default=str))
 
 
 @app.command("demo")
@@ -817,7 +826,7 @@ def report_command(
     known_at: Annotated[str | None, typer.Option("--known-at", help="What the log knew at this time (recorded_at), e.g. 2024-04-30T18:00.")] = None,
     position: Annotated[int | None, typer.Option(help="What the log knew up to this position.")] = None,
     from_log: Annotated[bool, typer.Option("--from-log", help="Compute from the log, not the read model tables.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="table (Chinese headings), json, csv (for Excel: BOM, Chinese headings, yuan), csv-raw (for tools: column names, fen) or xlsx.")] = "table",
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="table (Chinese headings), json, csv (for Excel: BOM, Chinese headings, yuan), csv-raw (for tools: column names, fen) or xlsx.")] = "table",  # type: ignore[assignment]
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file (required for xlsx).")] = None,
     db_url: DbUrl = None,
 ) -> None:
@@ -827,6 +836,7 @@ def report_command(
     from services.reporting.service import compute_report
     from shared.events.store import EventStore
 
+    fmt = ReportFormat(fmt).value  # type: ignore[assignment]
     if fmt not in ("table", "json", "csv", "csv-raw", "xlsx"):
         err.print("--format is one of table, json, csv, csv-raw, xlsx")
         raise typer.Exit(2)

@@ -274,6 +274,20 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
     return data
 
 
+def settings_in_force(settings: Settings) -> dict[str, Any]:
+    """:func:`masked_settings`, with the running stack's NATS and API port in force when there is one
+    (its embedded NATS listens on a free port chosen at start, not on nats_url's)."""
+    data = masked_settings(settings)
+    stack = running_stack(settings)
+    if stack:
+        data["running_stack"] = {"nats_url (in force)": ",".join(_mask_url(u) for u in str(stack.get("nats_url") or "").split(",")),
+                                 "api_port (in force)": stack.get("api_port"), "dashboard": stack.get("dashboard"),
+                                 "pid": stack.get("up_pid"), "state": str(settings.data_dir / STATE_FILE)}
+    else:
+        data["running_stack"] = None
+    return data
+
+
 def _mask_url(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 

@@ -4,6 +4,7 @@ the relay, the four services and the reporting API, each its own process."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from guanhuai.embedded import NatsServer, free_port
 from shared.events.store import EventStore
@@ -29,6 +30,32 @@ CONSUMERS = (
     (EVENTS_STREAM, "reporting-v1"),
 )
 STATE_FILE = "stack.json"
+LOCK_FILE = "stack.lock"
+
+
+def hold_lock(data_dir: Path) -> IO[str]:
+    """Hold ``data_dir/stack.lock`` for as long as the returned file stays open (the kernel lets go
+    when the process ends, however it ends). A second stack on the same data directory would share
+    the log and NATS store and, stopping, remove the first one's stack.json: it is refused, naming
+    the process that holds the lock. The services' processes do not inherit it (close_fds)."""
+    from guanhuai.errors import Expected
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise Expected(f"{data_dir} 上已有运行中的 guanhuai（进程 {holder}）：先停止它，或换一个 GUANHUAI_DATA_DIR",
+                       f"a guanhuai stack is already running on {data_dir} (pid {holder}): stop it first, "
+                       "or use another GUANHUAI_DATA_DIR") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 @dataclass
@@ -40,12 +67,14 @@ class Stack:
     log_level: str = "INFO"
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     nats_server: NatsServer | None = None
+    lock: IO[str] | None = None
 
     @property
     def logs(self) -> Path:
         return self.data_dir / "logs"
 
     def start(self, components: tuple[str, ...] = COMPONENTS) -> Stack:
+        self.lock = hold_lock(self.data_dir)
         self.logs.mkdir(parents=True, exist_ok=True)
         if self.nats_url is None:
             self.nats_server = NatsServer(self.data_dir / "nats", log_file=self.logs / "nats-server.log").start()
@@ -74,7 +103,7 @@ class Stack:
 
     def describe(self) -> dict[str, Any]:
         return {"nats_url": self.nats_url, "nats_embedded": self.nats_server is not None, "db_url": self.db_url,
-                "dashboard": self.dashboard_url, "logs": str(self.logs),
+                "dashboard": self.dashboard_url, "api_port": self.api_port, "logs": str(self.logs), "up_pid": os.getpid(),
                 "pids": {n: p.pid for n, p in self.processes.items()}}
 
     @property
@@ -133,9 +162,10 @@ class Stack:
         self.processes.clear()
         if self.nats_server:
             self.nats_server.stop()
-        state = self.data_dir / STATE_FILE
-        if state.exists():
-            state.unlink()
+        if self.lock is not None:  # only the stack holding the lock wrote stack.json: it is ours to remove
+            (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+            self.lock.close()
+            self.lock = None
 
 
 async def connect(url: str, tls: ssl.SSLContext | None = None, timeout: float | None = None) -> Any:

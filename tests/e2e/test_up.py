@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -33,8 +33,18 @@ def test_up_serves_the_dashboard_and_stops_every_process_on_sigterm(tmp_path: Pa
         status = subprocess.run([sys.executable, "-m", "guanhuai", "status", "--json"], env=env, capture_output=True,
                                 text=True, timeout=60)
         assert '"healthy": true' in status.stdout, status.stdout + status.stderr
-        children = [int(p) for p in re.findall(r'"\w+": (\d+)', (tmp_path / "stack.json").read_text())]
+        children = list(json.loads((tmp_path / "stack.json").read_text())["pids"].values())
         assert len(children) == 6
+        second = subprocess.run([sys.executable, "-m", "guanhuai", "up", "--port", str(free_port())], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and f"pid {up.pid}" in second.stderr, second.stdout + second.stderr
+        assert len(second.stderr.splitlines()) == 1 and "Traceback" not in second.stderr
+        assert (tmp_path / "stack.json").exists(), "the refused second up removed the first one's stack.json"
+        config = subprocess.run([sys.executable, "-m", "guanhuai", "config"], env=env, capture_output=True, text=True,
+                                timeout=60)
+        in_force = json.loads(config.stdout)["running_stack"]
+        assert in_force["api_port (in force)"] == port
+        assert in_force["nats_url (in force)"] == json.loads((tmp_path / "stack.json").read_text())["nats_url"]
     finally:
         up.send_signal(signal.SIGTERM)
         output, _ = up.communicate(timeout=90)

@@ -62,6 +62,7 @@ def test_a_txt_roster_is_refused_naming_the_kinds_of_file_taken(tmp_path: Path) 
     ("replay", "--until", "yesterday"),
     ("replay", "--until", "2020-01-01", "--by", "whenever"),
     ("targets", "show", "--year", "2020", "--format", "yaml"),
+    ("report", "--year", "2020", "--format", "yaml"),
     ("publish", "x.jsonl", "--source", "s", "--kind", "bank"),
     ("serve", "everything"),
 ])
@@ -148,3 +149,30 @@ def test_version_is_printed(tmp_path: Path) -> None:
 def test_help_lists_the_choices(tmp_path: Path) -> None:
     result = run(tmp_path, "replay", "--help", COLUMNS="200")
     assert "recorded" in result.stdout and "occurred" in result.stdout
+
+
+def test_a_second_up_on_the_same_data_directory_is_refused_naming_the_pid_holding_it(tmp_path: Path) -> None:
+    from guanhuai.stack import STATE_FILE, hold_lock
+
+    lock = hold_lock(tmp_path)  # as the running `guanhuai up` holds it
+    try:
+        (tmp_path / STATE_FILE).write_text('{"nats_url": "nats://127.0.0.1:1"}', encoding="utf-8")
+        line = one_line_failure(tmp_path, 1, "up", "--port", str(free_port()), GUANHUAI_DATA_DIR=str(tmp_path))
+        assert f"pid {os.getpid()}" in line and "already running" in line
+        assert (tmp_path / STATE_FILE).exists()
+    finally:
+        lock.close()
+    # let go with the process that held it: the next one may take it
+    hold_lock(tmp_path).close()
+
+
+def test_config_shows_the_running_stacks_nats_and_api_port(tmp_path: Path) -> None:
+    import json
+
+    from guanhuai.stack import STATE_FILE
+
+    (tmp_path / STATE_FILE).write_text(json.dumps({"nats_url": "nats://127.0.0.1:41234", "api_port": 41235}),
+                                       encoding="utf-8")
+    result = run(tmp_path, "config", GUANHUAI_DATA_DIR=str(tmp_path))
+    in_force = json.loads(result.stdout)["running_stack"]
+    assert in_force["nats_url (in force)"] == "nats://127.0.0.1:41234" and in_force["api_port (in force)"] == 41235
