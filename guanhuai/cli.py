@@ -618,12 +618,32 @@ def mask_in_text_(text: str) -> str:
 
 
 @app.command("roster-template")
-def roster_template(path: Annotated[Path, typer.Argument(help="Where to write it: .xlsx or .csv.")]) -> None:
+def roster_template(
+    path: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write it: .xlsx (with an example sheet, a 说明 sheet and dropdowns) or .csv (the headings).")],
+    db_url: Annotated[str | None, typer.Option("--db-url", help="A guanhuai database: the 乡镇 dropdown lists its registered townships.")] = None,
+) -> None:
     """Write an empty household roster (花名册) in the layout `guanhuai publish` reads."""
-    from guanhuai.rosters import write_template
+    from guanhuai.rosters import TEMPLATE_SUFFIXES, registered_townships, write_template
 
-    write_template(path)
-    out.print(f"wrote {path}")
+    if path.suffix.lower() not in TEMPLATE_SUFFIXES:
+        err.print(f"{path.name}：模板只能写成 .xlsx 或 .csv / a template is .xlsx or .csv", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    townships = None
+    if db_url:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        url = make_url(db_url)
+        if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+            err.print(f"没有这个数据库 / no such database: {url.database}", markup=False, soft_wrap=True)
+            raise typer.Exit(1)
+        try:
+            townships = asyncio.run(registered_townships(db_url))
+        except (SQLAlchemyError, OSError) as exc:
+            err.print(f"读不到已登记的乡镇 / cannot read the registered townships: {type(exc).__name__}", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+    write_template(path, townships)
+    out.print(f"wrote {path}" + (f" (乡镇: {len(townships)})" if townships else ""), markup=False, soft_wrap=True)
 
 
 @app.command("status")

@@ -151,34 +151,25 @@ def _cell(value: Any) -> str:
 
 
 def read_roster(rows: Iterator[tuple[int, dict[str, str]]], source: str) -> Parsed:
-    """Group member rows by (year, household number) into HouseholdRegistered events."""
+    """Group member rows by (year, household number) into HouseholdRegistered events. A household
+    with a bad cell is refused whole, each bad cell named by its line and column in Chinese."""
     parsed = Parsed([], [])
     households: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = {}
     for number, raw in rows:
         row = {COLUMNS.get(k, k): v for k, v in raw.items()}
         missing = [zh for zh, key in COLUMNS.items() if key in ("programme_year", "household_id") and not row.get(key)]
         if missing:
-            parsed.problems.append(Problem(number, f"missing {', '.join(missing)}"))
+            parsed.problems.append(Problem(number, "；".join(say(number, zh, "不能为空") for zh in missing)))
             continue
         households.setdefault((row["programme_year"], row["household_id"]), []).append((number, row))
     for (year, household_id), members in households.items():
         first_line, head = members[0]
+        lines = tuple(n for n, _ in members)
         try:
-            payload = HouseholdRegistered(
-                household_id=household_id, programme_year=int(year), township=head["township"],
-                village=head.get("village") or None,
-                category=HouseholdCategory(CATEGORY_ZH.get(head.get("category", ""), head.get("category", ""))),
-                payer=Payer(PAYER_ZH.get(head.get("payer", ""), head.get("payer", ""))),
-                payer_name=head.get("payer_name") or None, units=int(head.get("units") or 1),
-                members=[Member(name=r["name"], resident_id=r["resident_id"],
-                                relation=Relation(RELATION_ZH.get(r.get("relation", ""), r.get("relation", ""))),
-                                birth_date=date.fromisoformat(r["birth_date"])) for _, r in members],
-                paid_on=date.fromisoformat(head["paid_on"]), renewal=head.get("renewal", "").lower() in YES,
-            )
-        except (ValidationError, ValueError, KeyError) as exc:
-            lines = tuple(n for n, _ in members)
-            parsed.problems.append(Problem(first_line, f"household {household_id} (lines {', '.join(map(str, lines))}): "
-                                                       f"{_reason(exc)}", lines))
+            payload = _household(household_id, year, members)
+        except RowProblems as exc:
+            parsed.problems.append(Problem(min(line for line, _ in exc.items) if exc.items else first_line,
+                                           "；".join(text for _, text in exc.items), lines))
             continue
         event_id = uuid.uuid5(ROSTER_NAMESPACE, f"{source}/{year}/{household_id}")
         parsed.rows[event_id] = [MemberRow(n, r["name"], r["resident_id"].upper()) for n, r in members]
@@ -187,12 +178,111 @@ def read_roster(rows: Iterator[tuple[int, dict[str, str]]], source: str) -> Pars
     return parsed
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)[:5])
-    if isinstance(exc, KeyError):
-        return f"missing column {exc.args[0]}"
-    return str(exc)
+# What county staff may write in the columns with a fixed set of values (the first ones are
+# offered in the template's dropdowns; the others are accepted too).
+CATEGORY_CHOICES = list(CATEGORY_ZH)
+PAYER_CHOICES = ["政府", "单位", "个人"]
+RELATION_CHOICES = ["户主", "配偶", "子女"]
+DATE_FORMAT = "年-月-日，如 2024-03-01"
+HEADING = {key: zh for zh, key in COLUMNS.items()}
+
+
+def say(line: int, column: str, message: str, value: str = "") -> str:
+    """One problem as county staff read it: ``第 5 行 出生日期：不是有效日期（2024-13-01）``."""
+    return f"第 {line} 行 {column}：{message}" + (f"（{value}）" if value else "")
+
+
+class RowProblems(Exception):
+    def __init__(self, items: list[tuple[int, str]]) -> None:
+        super().__init__("; ".join(text for _, text in items))
+        self.items = items
+
+
+def _household(household_id: str, year: str, members: list[tuple[int, dict[str, str]]]) -> HouseholdRegistered:
+    problems: list[tuple[int, str]] = []
+
+    def cell(line: int, row: dict[str, str], key: str, convert: Any, default: Any = None) -> Any:
+        value = row.get(key, "")
+        if not value and default is not None:
+            return default
+        try:
+            return convert(value)
+        except ValueError as exc:
+            problems.append((line, say(line, HEADING[key], str(exc), value)))
+            return None
+
+    first_line, head = members[0]
+    fields = {key: cell(first_line, head, key, convert, default) for key, convert, default in (
+        ("programme_year", _integer, None), ("township", _text, None), ("category", _choice(CATEGORY_ZH, HouseholdCategory, CATEGORY_CHOICES), None),
+        ("payer", _choice(PAYER_ZH, Payer, PAYER_CHOICES), None), ("units", _integer, 1), ("paid_on", _day, None))}
+    people = [(line, {key: cell(line, row, key, convert) for key, convert in (
+        ("name", _text), ("resident_id", _text), ("relation", _choice(RELATION_ZH, Relation, RELATION_CHOICES)),
+        ("birth_date", _day))}) for line, row in members]
+    people_ok = []
+    for (line, person), (_line, row) in zip(people, members, strict=True):
+        if None in person.values():
+            continue
+        try:
+            people_ok.append(Member(**person))
+        except ValidationError as exc:  # each member on its own, so an error names its own line
+            problems.extend(_pydantic_problem(e, line, row) for e in exc.errors(include_url=False)[:5])
+    if problems:
+        raise RowProblems(problems)
+    try:
+        return HouseholdRegistered(
+            household_id=household_id, programme_year=fields["programme_year"], township=fields["township"],
+            village=head.get("village") or None, category=fields["category"], payer=fields["payer"],
+            payer_name=head.get("payer_name") or None, units=fields["units"], members=people_ok,
+            paid_on=fields["paid_on"], renewal=head.get("renewal", "").lower() in YES,
+        )
+    except ValidationError as exc:
+        raise RowProblems([_pydantic_problem(e, first_line, head) for e in exc.errors(include_url=False)[:5]]) from None
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("不能为空")
+    return value
+
+
+def _integer(value: str) -> int:
+    if not value.strip().isdigit():
+        raise ValueError("不是整数" if value.strip() else "不能为空")
+    return int(value)
+
+
+def _day(value: str) -> date:
+    if not value.strip():
+        raise ValueError("不能为空")
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("不是有效日期") from None
+
+
+def _choice(words: dict[str, str], kind: Any, choices: list[str]) -> Any:
+    def convert(value: str) -> Any:
+        try:
+            return kind(words.get(value, value))
+        except ValueError:
+            raise ValueError(f"须为{'、'.join(choices)}之一" if value else "不能为空") from None
+    return convert
+
+
+# pydantic's checks that a roster can still fail once every cell has the right kind, in Chinese.
+PYDANTIC_ZH = {"string_too_short": "不能为空", "string_too_long": "太长", "greater_than_equal": "太小",
+               "less_than_equal": "太大", "too_short": "至少一行", "too_long": "行数太多"}
+
+
+def _pydantic_problem(error: Any, line: int, row: dict[str, str]) -> tuple[int, str]:
+    key = str(error["loc"][0]) if error["loc"] else ""
+    if key == "resident_id" and error["type"] == "string_pattern_mismatch":
+        message = "须为 18 位身份证号（17 位数字加一位数字或 X）"
+    elif error["type"] == "string_pattern_mismatch":
+        message = "含不允许的字符"
+    else:
+        message = PYDANTIC_ZH.get(error["type"], "不符合要求")
+    return line, say(line, HEADING.get(key, key or "整户"), message, row.get(key, ""))
 
 
 # The columns a result file adds to the roster's own, and the states a row can be in.
@@ -312,23 +402,96 @@ def _write_xlsx(target: Path, header: list[str], rows: list[list[Any]]) -> None:
     book.close()
 
 
-def write_template(path: Path) -> None:
-    headings = list(COLUMNS)
-    if path.suffix.lower() == ".xlsx":
-        import xlsxwriter
+TEMPLATE_SUFFIXES = (".xlsx", ".csv")
+TEMPLATE_DATA_ROWS = 2000  # rows of the data sheet that get the dropdowns
 
-        book = xlsxwriter.Workbook(str(path))
-        sheet = book.add_worksheet("花名册")
-        bold = book.add_format({"bold": True})
-        for col, heading in enumerate(headings):
-            sheet.write(0, col, heading, bold)
-            sheet.set_column(col, col, 20 if heading == "身份证号" else 12)
-        for r, row in enumerate(TEMPLATE_ROWS, start=1):
-            for col, value in enumerate(row):
-                sheet.write_string(r, col, value)
-        book.close()
-    else:
+
+def template_notes(townships: list[str] | None = None) -> list[tuple[str, str]]:
+    """The 说明 sheet: each column with what it takes."""
+    return [
+        ("投保年度", "四位年份，如 2024"),
+        ("户编号", "本乡镇内每户唯一；同一户的每名成员各占一行，户编号相同"),
+        ("乡镇", "、".join(townships) if townships else "已登记的乡镇名称或代码"),
+        ("村", "村名（可空）"),
+        ("类别", "、".join(CATEGORY_CHOICES)),
+        ("缴费方（投保方式）", "、".join(PAYER_CHOICES) + "（也可写 政府投保、单位投保、自主投保）"),
+        ("缴费单位", "缴费方为单位时填单位名称（可空）"),
+        ("份数", "整数，默认 1"),
+        ("缴费日期、出生日期", DATE_FORMAT),
+        ("续保", "是 或 否"),
+        ("姓名", "成员姓名"),
+        ("身份证号", "18 位，末位可为 X"),
+        ("与户主关系", "、".join(RELATION_CHOICES) + "（也可写 本人、妻子、丈夫、儿子、女儿）"),
+    ]
+
+
+def write_template(path: Path, townships: list[str] | None = None) -> None:
+    """An empty roster in the layout `guanhuai publish` reads. XLSX: the data sheet (headings only,
+    dropdowns for 类别, 缴费方, 与户主关系 and, given the registered townships, 乡镇), a 示例 sheet
+    with a filled-in household and a 说明 sheet listing what each column takes. CSV: the headings."""
+    headings = list(COLUMNS)
+    if path.suffix.lower() not in TEMPLATE_SUFFIXES:
+        raise ValueError(f"{path.name}：模板只能写成 .xlsx 或 .csv / a template is .xlsx or .csv")
+    if path.suffix.lower() == ".csv":
         with path.open("w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(headings)
-            writer.writerows(TEMPLATE_ROWS)
+            csv.writer(handle).writerow(headings)
+        return
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "strings_to_formulas": False})
+    bold = book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+    text = book.add_format({"num_format": "@"})  # ID numbers and household numbers stay text
+    data, example, notes = (book.add_worksheet(name) for name in ("花名册", "示例", "说明"))
+    for sheet in (data, example):
+        for col, heading in enumerate(headings):
+            sheet.write_string(0, col, heading, bold)
+            sheet.set_column(col, col, 20 if heading == "身份证号" else 14, text if heading in ("户编号", "身份证号") else None)
+        sheet.freeze_panes(1, 0)
+    for r, row in enumerate(TEMPLATE_ROWS, start=1):
+        for col, value in enumerate(row):
+            example.write_string(r, col, value)
+    notes.write_string(0, 0, "列", bold)
+    notes.write_string(0, 1, "填写说明与允许的值", bold)
+    notes.set_column(0, 0, 20)
+    notes.set_column(1, 1, 90)
+    for r, (column, note) in enumerate(template_notes(townships), start=1):
+        notes.write_string(r, 0, column)
+        notes.write_string(r, 1, note)
+    # Dropdowns: a list in the cell rule when short, else a range of the 说明 sheet (a rule's own
+    # list is limited to 255 characters).
+    lists = {"类别": CATEGORY_CHOICES, "缴费方": PAYER_CHOICES, "与户主关系": RELATION_CHOICES}
+    if townships:
+        lists["乡镇"] = townships
+    spare = 3  # 说明 columns D onwards hold the long lists
+    for heading, values in lists.items():
+        col = headings.index(heading)
+        if len(",".join(values)) <= 255:
+            source: Any = values
+        else:
+            notes.write_string(0, spare, heading, bold)
+            for r, value in enumerate(values, start=1):
+                notes.write_string(r, spare, value)
+            letter = chr(ord("A") + spare)
+            source, spare = f"='说明'!${letter}$2:${letter}${len(values) + 1}", spare + 1
+        data.data_validation(1, col, TEMPLATE_DATA_ROWS, col, {
+            "validate": "list", "source": source, "error_title": heading,
+            "error_message": f"{heading}须从下拉列表中选择（见“说明”页）"})
+    data.activate()
+    book.close()
+
+
+async def registered_townships(db_url: str) -> list[str]:
+    """The names of the townships registered in enrollment (its enrollment_areas table), by code;
+    empty when the database has none."""
+    from sqlalchemy import select
+
+    from services.enrollment.tables import areas
+    from shared.events.store import EventStore
+
+    store = await EventStore.open(db_url, create=False)
+    try:
+        async with store.engine.connect() as conn:
+            rows = await conn.execute(select(areas.c.name).where(areas.c.level == "township").order_by(areas.c.code))
+            return list(dict.fromkeys(r[0] for r in rows))
+    finally:
+        await store.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from guanhuai.rosters import COLUMNS, write_template
+from guanhuai.rosters import COLUMNS, TEMPLATE_ROWS, write_template
 from guanhuai.stack import Stack, connect
 from shared.events.store import EventStore
 from tests.support.programme import households
@@ -54,8 +54,8 @@ async def wait_until_caught_up(stack: Stack) -> None:
 
 
 def roster_with_a_bad_row(path: Path) -> None:
-    write_template(path)
-    rows = list(csv.reader(path.open(encoding="utf-8-sig")))
+    write_template(path)  # the headings; the example household from the template's 示例 sheet
+    rows = [*csv.reader(path.open(encoding="utf-8-sig")), *TEMPLATE_ROWS]
     bad = list(rows[1])
     bad[1], bad[11] = "CG-0002", "123"  # another household whose ID number is too short
     rows.append(bad)
@@ -68,7 +68,7 @@ async def test_publishes_a_roster_reports_bad_rows_and_never_publishes_twice(run
     roster_with_a_bad_row(roster)
     first = cli(running, "publish", str(roster), "--source", "chengguan-office")
     assert first.returncode == 1
-    assert "line 4" in first.stderr and "resident_id" in first.stderr
+    assert "第 4 行 身份证号：须为 18 位身份证号" in first.stderr
     assert "1 published, 0 already published, 1 refused" in first.stdout
     again = cli(running, "publish", str(roster), "--source", "chengguan-office")
     assert "0 published, 1 already published" in again.stdout

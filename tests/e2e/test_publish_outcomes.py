@@ -124,7 +124,7 @@ def assert_every_row_answered(rows: list[dict[str, str]], prefix: str) -> None:
     assert (old["状态"], old["保单号"], old["拒绝原因"]) == ("已拒绝", "", "无符合条件的成员")
     assert old["未参保成员及原因"] == "赵老汉：首次投保超过 65 周岁"
     (unreadable,) = by_household[f"{prefix}-5"]
-    assert unreadable["状态"] == "无法读取" and "month must be in 1..12" in unreadable["拒绝原因"]
+    assert unreadable["状态"] == "无法读取" and "缴费日期：不是有效日期（2024-13-01）" in unreadable["拒绝原因"]
     assert [r["姓名"] for r in rows] == ["王建国", "李秀英", "王建国", "李秀英", "张三", "张小明", "赵老汉", "钱某"]
 
 

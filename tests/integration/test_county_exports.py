@@ -149,3 +149,41 @@ def test_the_xlsx_has_thousands_separators_and_no_dash_text_in_percent_cells(wor
 def test_the_xlsx_footnote_names_the_log_head_in_chinese(workbook: openpyxl.Workbook) -> None:
     notes = [row[0].value for row in workbook.active.iter_rows(min_row=6) if row[0].value]
     assert notes[-1] == f"数据来源：事件日志位置 42，哈希 {'ab' * 32}"
+
+
+def roster_template(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "guanhuai", "roster-template", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_roster_template_offers_the_townships_registered_in_the_database_as_a_dropdown(db_url: str, tmp_path: Path) -> None:
+    # Loading Mingxi's targets registered its county and ten townships (enrollment_areas).
+    path = tmp_path / "roster.xlsx"
+    result = roster_template(str(path), "--db-url", db_url)
+    assert result.returncode == 0, result.stderr
+    rules = [dv.formula1 for dv in openpyxl.load_workbook(path).worksheets[0].data_validations.dataValidation]
+    (townships,) = [r for r in rules if "城关" in r]
+    assert {t.name for t in read_table("mingxi-2020").townships} <= set(townships.strip('"').split(","))
+    assert "明溪县" not in townships  # the county is no township
+
+
+def test_roster_template_refuses_a_txt_path_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    result = roster_template(str(tmp_path / "roster.txt"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and ".xlsx" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "roster.txt").exists()
+
+
+def test_roster_problems_print_in_chinese_on_whole_lines_when_not_on_a_terminal(tmp_path: Path) -> None:
+    from guanhuai.rosters import COLUMNS, TEMPLATE_ROWS
+
+    rows = [list(COLUMNS), *TEMPLATE_ROWS]
+    rows[2][list(COLUMNS).index("出生日期")] = "2024-13-01"
+    rows[1][list(COLUMNS).index("类别")] = "五保户"  # its problem and the date's make one line of 200 columns
+    path = tmp_path / "roster.csv"
+    path.write_text("\n".join(",".join(r) for r in rows), encoding="utf-8-sig")
+    # The one household is refused, so nothing is sent: no NATS needed.
+    result = subprocess.run([sys.executable, "-m", "guanhuai", "publish", str(path), "--source", "county-test", "--no-wait"],
+                            capture_output=True, text=True, timeout=120)
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("第 2 行")]
+    assert line.startswith("第 2 行 类别：须为二女结扎户、") and line.endswith("；第 3 行 出生日期：不是有效日期（2024-13-01）")
