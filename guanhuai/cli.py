@@ -550,7 +550,10 @@ def publish_command(
                        f"{file.name}: give .jsonl (events), .csv or .xlsx (a household roster)", USAGE)
     parsed = read_events(file, source)
     for problem in parsed.problems:
-        err.print(mask_in_text_(problem.reason), style="red", markup=False, highlight=False, soft_wrap=True)
+        said = mask_in_text_(problem.reason)
+        if not said.startswith("第"):  # a roster's problems name their line already; a .jsonl line's do not
+            said = f"第 {problem.line} 行 / line {problem.line}: {said}"
+        err.print(said, style="red", markup=False, highlight=False, soft_wrap=True)
     settings = Settings()
     new = duplicate = acknowledged = 0
     if parsed.events:
