@@ -176,3 +176,40 @@ def test_config_shows_the_running_stacks_nats_and_api_port(tmp_path: Path) -> No
     result = run(tmp_path, "config", GUANHUAI_DATA_DIR=str(tmp_path))
     in_force = json.loads(result.stdout)["running_stack"]
     assert in_force["nats_url (in force)"] == "nats://127.0.0.1:41234" and in_force["api_port (in force)"] == 41235
+
+
+def test_dlq_retry_with_nats_unreachable_is_one_line_and_records_no_retry(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from sqlalchemy import func, insert, select
+
+    from guanhuai.ops import dead_letter_retries, retries_metadata
+    from shared.events.inbox import dead_letters
+    from shared.events.inbox import metadata as inbox_metadata
+
+    url = event_log(tmp_path / "log.db")
+
+    async def one_letter() -> None:
+        store = await EventStore.open(url)
+        await store.create_schema(inbox_metadata, retries_metadata)
+        async with store.transaction() as tx:
+            await tx.connection.execute(insert(dead_letters), {
+                "consumer": "enrollment-county-v1", "nats_stream": "GUANHUAI_IN_COUNTY", "nats_sequence": 1,
+                "subject": "guanhuai.in.county.HouseholdRegistered", "headers": "{}", "body": b"{}",
+                "reason": "invalid_envelope", "detail": "", "received_at": datetime.now(timezone.utc)})
+        await store.close()
+
+    async def retries() -> int:
+        store = await EventStore.open(url, create=False)
+        async with store.engine.connect() as conn:
+            count = (await conn.execute(select(func.count()).select_from(dead_letter_retries))).scalar_one()
+        await store.close()
+        return count
+
+    asyncio.run(one_letter())
+    port = free_port()
+    started = time.monotonic()
+    line = one_line_failure(tmp_path, 1, "dlq", "retry", "1", "--nats-url", f"nats://127.0.0.1:{port}",
+                            GUANHUAI_DB_URL=url)
+    assert time.monotonic() - started < 10 and f"127.0.0.1:{port}" in line
+    assert asyncio.run(retries()) == 0
