@@ -177,7 +177,7 @@ def test_roster_template_refuses_a_txt_path_in_one_line_and_writes_nothing(tmp_p
 def test_roster_problems_print_in_chinese_on_whole_lines_when_not_on_a_terminal(tmp_path: Path) -> None:
     from guanhuai.rosters import COLUMNS, TEMPLATE_ROWS
 
-    rows = [list(COLUMNS), *TEMPLATE_ROWS]
+    rows = [list(COLUMNS), *(list(row) for row in TEMPLATE_ROWS)]  # copies: TEMPLATE_ROWS is shared
     rows[2][list(COLUMNS).index("出生日期")] = "2024-13-01"
     rows[1][list(COLUMNS).index("类别")] = "五保户"  # its problem and the date's make one line of 200 columns
     path = tmp_path / "roster.csv"
