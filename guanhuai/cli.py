@@ -83,8 +83,10 @@ def _root(
 ) -> None:
     """guanhuai 关怀: the system of record for family-planning household accident insurance (计划生育家庭意外伤害保险)."""
 
-err = Console(stderr=True)
-out = Console()
+# Not on a terminal (a pipe, a file, a script), rich would cut tables and wrap lines at 80 columns:
+# what is read by tools and saved by people is written whole.
+err = Console(stderr=True, soft_wrap=True)
+out = Console() if sys.stdout.isatty() else Console(width=250)
 
 DbUrl = Annotated[
     str | None,

@@ -79,7 +79,9 @@ async def wait_for_outcomes(db_url: str, kind: str, sent: Sequence[EventMessage]
     passed; returns those found. ``progress`` is told how many are answered so far."""
     deadline = time.monotonic() + timeout
     found: dict[uuid.UUID, Outcome] = {}
-    store = await EventStore.open(db_url, create=False)
+    from guanhuai.ops import open_event_log  # (never creates a database the stack has not made)
+
+    store = await open_event_log(db_url)
     try:
         while True:
             waiting = [e for e in sent if e.event_id not in found]

@@ -213,3 +213,25 @@ def test_dlq_retry_with_nats_unreachable_is_one_line_and_records_no_retry(tmp_pa
                             GUANHUAI_DB_URL=url)
     assert time.monotonic() - started < 10 and f"127.0.0.1:{port}" in line
     assert asyncio.run(retries()) == 0
+
+
+def test_dlq_list_written_to_a_pipe_keeps_consumer_names_and_subjects_whole(tmp_path: Path) -> None:
+    from shared.events.inbox import DeadLetter, record_dead_letters
+    from shared.events.inbox import metadata as inbox_tables
+
+    url = event_log(tmp_path / "log.db")
+    subject = "guanhuai.in.county.HouseholdRegistered"
+
+    async def letter() -> None:
+        store = await EventStore.open(url)
+        await store.create_schema(inbox_tables)
+        async with store.transaction() as tx:
+            await record_dead_letters(tx.connection, [DeadLetter(
+                consumer="enrollment-county-v1", nats_stream="GUANHUAI_IN_COUNTY", nats_sequence=7, subject=subject,
+                headers={}, body=b"{}", reason="invalid_payload", detail="HouseholdRegistered: members: too few")])
+        await store.close()
+
+    asyncio.run(letter())
+    result = run(tmp_path, "dlq", "list", GUANHUAI_DB_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert "enrollment-county-v1" in result.stdout and subject in result.stdout
