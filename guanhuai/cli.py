@@ -88,6 +88,8 @@ def _root(
 err = Console(stderr=True, soft_wrap=True)
 out = Console() if sys.stdout.isatty() else Console(width=250)
 
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output (the same as --format json).")]
+
 DbUrl = Annotated[
     str | None,
     typer.Option("--db-url", help="Event log database URL (sqlite:///FILE or postgresql://...). Default: GUANHUAI_DB_URL, else SQLite under data/."),
@@ -356,6 +358,7 @@ def targets_show(
     year: Annotated[int, typer.Option(help="Programme year (投保年度).")],
     fmt: Annotated[TableOrJson, typer.Option("--format", help="table (Chinese headings) or json.")] = TableOrJson.table,
     db_url: DbUrl = None,
+    as_json: AsJson = False,
 ) -> None:
     """Print a year's township targets as recorded in the event log (指导性任务表)."""
     from rich.table import Table
@@ -371,7 +374,7 @@ def targets_show(
             await store.close()
 
     rows = asyncio.run(main())
-    if fmt == "json":
+    if as_json or fmt == "json":
         print(json.dumps([r.__dict__ for r in rows], ensure_ascii=False))
         return
     table = Table(title=f"{year}年计生家庭意外伤害保险指导性任务表")
@@ -854,6 +857,7 @@ def report_command(
     fmt: Annotated[ReportFormat, typer.Option("--format", help="table (Chinese headings), json, csv (for Excel: BOM, Chinese headings, yuan), csv-raw (for tools: column names, fen) or xlsx.")] = "table",  # type: ignore[assignment]
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file (required for xlsx).")] = None,
     db_url: DbUrl = None,
+    as_json: AsJson = False,
 ) -> None:
     """Township and county figures of a programme year: targets, policies by payer, completion,
     premium, subsidies, claims and the loss ratio (stated with its numerator and denominator).
@@ -861,7 +865,7 @@ def report_command(
     from services.reporting.service import compute_report
     from shared.events.store import EventStore
 
-    fmt = ReportFormat(fmt).value  # type: ignore[assignment]
+    fmt = "json" if as_json else ReportFormat(fmt).value  # type: ignore[assignment]
     if fmt not in ("table", "json", "csv", "csv-raw", "xlsx"):
         err.print("--format is one of table, json, csv, csv-raw, xlsx")
         raise typer.Exit(2)

@@ -4,6 +4,7 @@ or 1 (failure): no traceback, no hang, and no file made by a command that only r
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -235,3 +236,12 @@ def test_dlq_list_written_to_a_pipe_keeps_consumer_names_and_subjects_whole(tmp_
     result = run(tmp_path, "dlq", "list", GUANHUAI_DB_URL=url)
     assert result.returncode == 0, result.stderr
     assert "enrollment-county-v1" in result.stdout and subject in result.stdout
+
+
+def test_the_commands_that_print_tables_take_json_for_tools(tmp_path: Path) -> None:
+    url = event_log(tmp_path / "log.db")
+    for command in (["report", "--year", "2024", "--from-log"], ["targets", "show", "--year", "2024"],
+                    ["dlq", "list"]):
+        result = run(tmp_path, *command, "--json", GUANHUAI_DB_URL=url)
+        assert result.returncode == 0, (command, result.stderr)
+        json.loads(result.stdout)  # one JSON document, nothing else
