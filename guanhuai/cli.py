@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from services.reporting.safe import terminal_text
 
 app = typer.Typer(

@@ -12,7 +12,7 @@ import nats.js.errors
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, insert, select
 
 from guanhuai.errors import Expected
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from guanhuai.stack import CONSUMERS, STATE_FILE, connect
 from shared.domain.identity import mask_in_text
 from shared.events import EventMessage

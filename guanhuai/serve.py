@@ -8,7 +8,7 @@ import os
 import signal
 from importlib import import_module
 
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from shared.events.audit import write_checkpoints_every
 from shared.events.broker import close_on_exit, ensure_streams
 from shared.events.collector import CONSUMER_YOUNG_THRESHOLD, service_gc

@@ -1,5 +1,5 @@
 """Alembic environment: the database comes from GUANHUAI_DB_URL (or guanhuai's default), the
-tables from shared.events.schema. Runs on the async drivers guanhuai uses."""
+tables from guanhuai.schema. Runs on the async drivers guanhuai uses."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from shared.events.database import create_engine
-from shared.events.schema import all_metadata
+from guanhuai.schema import all_metadata
 
 target_metadata = all_metadata()
 

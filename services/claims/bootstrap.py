@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faststream import FastStream
 
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from services.claims.handlers import CONSUMES, ClaimsHandler, ClaimsIntakeHandler
 from services.claims.tables import metadata
 from shared.events.broker import ConsumerSpec

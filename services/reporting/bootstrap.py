@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faststream import FastStream
 
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from services.reporting.handlers import CONSUMES, ReportingHandler
 from services.reporting.tables import metadata
 from shared.events.broker import ConsumerSpec

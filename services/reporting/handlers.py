@@ -74,7 +74,7 @@ class ReportingHandler:
         """Events between the checkpoint and what NATS handed over: read them from the log. (The
         projection does not read every type, so most gaps are events it has no view of.)"""
         async for rows in self.store.read_rows(state.position, until_position=until, event_types=EVENT_TYPES,
-                                               columns=storage._COLUMNS_READ):
+                                               columns=storage.READ_COLUMNS):
             for row in rows:
                 fact = decode_row(*row)
                 if fact is not None:

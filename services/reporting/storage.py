@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.reporting import tables as t
 from services.reporting.projection import ReportState, TownshipYear, apply
 from services.reporting.views import EVENT_TYPES, decode_row
-from shared.events.store import _COLUMNS
 from shared.events.store import EventStore
+from shared.events.tables import events
 
 PROJECTION = "township-year-v1"
 
@@ -89,7 +89,8 @@ async def load(conn: AsyncConnection) -> ReportState:
     return state
 
 
-_COLUMNS_READ = (_COLUMNS[0], _COLUMNS[4], _COLUMNS[5], _COLUMNS[6], _COLUMNS[11])  # position, type, version, occurred_at, payload
+# What the projection reads of each row of the log (a public contract: the ``events`` table).
+READ_COLUMNS = (events.c.position, events.c.event_type, events.c.schema_version, events.c.occurred_at, events.c.payload)
 
 
 async def project(
@@ -110,7 +111,7 @@ async def project(
     if until_recorded is not None:
         last = await store.position_at(until_recorded)
     async for rows in store.read_rows(0, batch_size=batch_size, until_position=last, event_types=EVENT_TYPES,
-                                      columns=_COLUMNS_READ):
+                                      columns=READ_COLUMNS):
         for position, event_type, version, occurred_at, payload in rows:
             fact = decode_row(position, event_type, version, occurred_at, payload)
             if fact is None:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from guanhuai.ops import status
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from services.enrollment.bootstrap import consumer_specs
 from shared.events.given_up import GIVEN_UP_STREAM, REASON
 from shared.events.inbox import dead_letters

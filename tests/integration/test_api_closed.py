@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from guanhuai.embedded import free_port
 from guanhuai.serve import check_api_exposure
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from services.reporting.api import create_api
 from tests.support.probes import probe
 

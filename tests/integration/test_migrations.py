@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from services.enrollment.areas import load_areas
 from shared.events import EventMessage
 from shared.events.programme import AreaLevel, AreaRegistered
-from shared.events.schema import all_metadata
+from guanhuai.schema import all_metadata
 from shared.events.store import EventStore
 from tests.support.events import target
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from guanhuai.embedded import NatsServer
 from guanhuai.ops import masked_settings
-from guanhuai.settings import Settings
+from shared.settings import Settings
 from guanhuai.stack import connect
 from shared.events.broker import build_app, ensure_streams
 from shared.events.database import create_engine

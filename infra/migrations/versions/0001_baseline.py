@@ -8,7 +8,7 @@ Create Date: 2026-11-22
 
 from alembic import op
 
-from shared.events.schema import all_metadata
+from guanhuai.schema import all_metadata
 
 revision = "0001"
 down_revision = None

@@ -1,5 +1,6 @@
 """Every table of guanhuai in one place: the log, the inbox, each service's own, the read models.
-Alembic migrations and ``create_all`` both start from here."""
+Alembic migrations and ``create_all`` both start from here. It lives in the composition package
+(``guanhuai``), which may know every service; ``shared`` knows none of them."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ def all_metadata() -> list[MetaData]:
     from services.reporting.tables import metadata as reporting
     from services.subsidy.tables import metadata as subsidy
 
-    from .inbox import metadata as inbox
-    from .relay import metadata as relay
-    from .tables import metadata as log
+    from shared.events.inbox import metadata as inbox
+    from shared.events.relay import metadata as relay
+    from shared.events.tables import metadata as log
 
     return [log, inbox, relay, enrollment, subsidy, claims, reporting, retries_metadata]
