@@ -4,7 +4,6 @@ bearer tokens, and the dashboard and its data answer to the cookie; API clients 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import fcntl
@@ -14,21 +13,16 @@ import re
 import select
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from guanhuai.embedded import free_port
-from guanhuai.scenarios import mingxi_2020
 from services.reporting.api import SESSION_COOKIE, create_api
-from services.reporting.storage import rebuild
-from shared.events.store import EventStore
+from tests.support.api import served_api
 from tests.support.probes import probe
 
 TOKEN = "s3cret-dashboard-token"
@@ -189,35 +183,8 @@ class Browser:
 @pytest.fixture(scope="module")
 def served_with_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The API with GUANHUAI_API_TOKEN over a rebuilt Mingxi 2020 half-year, on a free port."""
-    workdir = tmp_path_factory.mktemp("api-token")
-    db_url = f"sqlite+aiosqlite:///{workdir / 'log.db'}"
-
-    async def prepare() -> None:
-        store = await EventStore.open(db_url)
-        await mingxi_2020(store, share=0.5)
-        await rebuild(store)
-        await store.close()
-
-    asyncio.run(prepare())
-    port = free_port()
-    log = (workdir / "api.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "guanhuai", "serve", "api", "--db-url", db_url, "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT,
-                               env=dict(os.environ, GUANHUAI_LOG_JSON="true", GUANHUAI_API_TOKEN=TOKEN))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/login", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError((workdir / "api.log").read_text())
-        time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(20)
+    with served_api(tmp_path_factory.mktemp("api-token"), "/login", GUANHUAI_API_TOKEN=TOKEN) as base:
+        yield base
 
 
 def test_a_person_logs_in_through_the_form_in_chromium_and_sees_the_township_rows(served_with_token: str, tmp_path: Path) -> None:

@@ -8,53 +8,20 @@ import io
 import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from guanhuai.embedded import free_port
-from guanhuai.scenarios import mingxi_2020
-from services.reporting.storage import rebuild
-from shared.events.store import EventStore
+from tests.support.api import served_api
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The API over a rebuilt Mingxi 2020 half-year, on a free port."""
-    import asyncio
-
-    workdir = tmp_path_factory.mktemp("api")
-    db_url = f"sqlite+aiosqlite:///{workdir / 'log.db'}"
-
-    async def prepare() -> None:
-        store = await EventStore.open(db_url)
-        await mingxi_2020(store, share=0.5)
-        await rebuild(store)
-        await store.close()
-
-    asyncio.run(prepare())
-    port = free_port()
-    log = (workdir / "api.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "guanhuai", "serve", "api", "--db-url", db_url, "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, GUANHUAI_LOG_JSON="true"))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/api/years", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError((workdir / "api.log").read_text())
-        time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(20)
+    with served_api(tmp_path_factory.mktemp("api"), "/api/years") as base:
+        yield base
 
 
 def test_lists_the_programme_years(served: str) -> None:
