@@ -32,7 +32,7 @@ from guanhuai.embedded import NatsServer
 from guanhuai.perf import cpu_seconds
 from guanhuai.simulate import Area, registration_messages
 from shared.events import EventMessage
-from shared.events.pull import fetch_batch
+from shared.events.broker import fetch_up_to
 from shared.events.relay import PubAcks, publish_acked
 from shared.events.store import EventStore
 from shared.events.subjects import CONSUMER_READY, EVENTS_STREAM, INBOUND_STREAMS, inbound_subject
@@ -92,7 +92,7 @@ async def raw_costs(url: str, bodies: list[bytes], server_pid: int | None) -> di
     process and for nats-server: publish with acks (all of them, as many in flight as our
     publisher), then pull and ack (all of them). Twice: with plain nats-py (``publish_async`` and
     ``fetch``, as the raw reference does), and with the services' own ways (the relay's
-    :class:`PubAcks` in batches of 1,000, and :func:`fetch_batch`), which spend less."""
+    :class:`PubAcks` in batches of 1,000, and :func:`shared.events.broker.fetch_up_to`)."""
 
     def now() -> tuple[float, float]:
         return time.process_time(), (cpu_seconds(server_pid) or 0.0) if server_pid else 0.0
@@ -114,7 +114,7 @@ async def raw_costs(url: str, bodies: list[bytes], server_pid: int | None) -> di
             for first in range(0, len(items), 1000):
                 await acks.publish(items[first:first + 1000])
         published = now()
-        await _pull_all(sub, len(bodies), fetch_batch if way == "ours" else None)
+        await _pull_all(sub, len(bodies), fetch_up_to if way == "ours" else None)
         await nc.flush()  # the last acks are on their way before the clock stops
         done = now()
         per = 1e6 / len(bodies)

@@ -3,17 +3,17 @@ application that feeds batches of raw messages to :func:`shared.events.consumer.
 
 Choices made on purpose (see DESIGN.md, "FastStream and NATS: known traps"):
 * Streams and consumers are created or updated here with nats-py (``add_consumer`` updates an
-  existing durable's settings, which FastStream would silently keep); FastStream only binds.
-* Batches of raw bytes (``decoder`` returns the body untouched): bad input is ours to explain.
-* ``AckPolicy.MANUAL``: a message is acked only after its effect (or its dead letter) is
-  committed; what failed is nak'ed with a delay and comes back, up to ``max_deliver`` times,
-  and on its last delivery it is dead-lettered instead of dropped.
-* nats-py 2.16 raises a bare ``asyncio.TimeoutError`` inside ``fetch`` that FastStream's batch
-  loop does not catch, dropping partly collected batches until ``ack_wait``; :func:`fix_nats_fetch`
-  turns it into nats' own TimeoutError (upstream: nats-io/nats.py PR #1008). It also fetches
-  batches with :func:`shared.events.pull.fetch_batch`, which waits once per burst of messages
-  instead of once per message, and, when a batch is full, asks for the next one before handing
-  this one over (what is fetched ahead and not handled by a stop is nak'ed, to come back at once).
+  existing durable's settings, which FastStream would silently keep). FastStream runs the
+  application (its start, its stop, the connection); the consumers are pulled by our own loops.
+* Batches of raw bytes: bad input is ours to explain.
+* A message is acked only after its effect (or its dead letter) is committed; what failed is
+  nak'ed with a delay and comes back, up to ``max_deliver`` times, and on its last delivery it is
+  dead-lettered instead of dropped.
+* Each consumer is pulled by a loop of ours (:class:`PullLoop`) with nats-py's public
+  ``PullSubscription.fetch``, not by FastStream's batch subscriber: nats-py 2.16's ``fetch`` can
+  raise a bare ``asyncio.TimeoutError`` that FastStream's batch loop does not catch, which drops
+  the part of a batch it had collected until ``ack_wait`` (upstream: nats-io/nats.py PR #1008).
+  Acks are nats-py's own ``msg.ack()``. Nothing of nats-py's or FastStream's internals is used.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import nats.errors
-from faststream import AckPolicy, Context, FastStream
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsRouter, PullSub
-from faststream.nats.message import NatsBatchMessage
-from faststream.nats.prometheus import NatsPrometheusMiddleware
-from prometheus_client import REGISTRY
-from faststream.security import BaseSecurity
+from faststream import FastStream
+from faststream.exceptions import IncorrectState
+from faststream.nats import ConsumerConfig, NatsBroker
+from faststream.nats.security import NatsSecurity
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
@@ -41,11 +39,9 @@ from .given_up import GIVEN_UP_STREAM, ensure_given_up, given_up_subject, sweep,
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
 from .metrics import count_batch, count_given_up, set_ready, watch_consumers
-from .pull import delivery_of, fast_fetch_supported, fetch_batch, release_queued
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_STREAMS, LEGACY_INBOUND_STREAM, inbound_subjects
-from .tls import connect_nats
-from .wire import ack_all
+from .tls import NOT_TLS_FIRST, inbox_prefix_for, nats_connection_uses_tls
 
 STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
 DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
@@ -55,29 +51,6 @@ HELD_LOUD_AFTER_S = 60.0  # a batch held this long for a database that is away i
 # 3,600 households/s on the same machine; 4,000 gained nothing more. A trickle is not held up: a
 # fetch returns what has come within the spec's batch_timeout_s.
 BATCH_SIZE = 2000
-
-_fetch_fixed = False
-
-
-def fix_nats_fetch() -> None:
-    global _fetch_fixed
-    if _fetch_fixed:
-        return
-    original = JetStreamContext.PullSubscription.fetch
-
-    async def fetch(self, batch: int = 1, timeout: float | None = 5, heartbeat: float | None = None) -> Any:  # type: ignore[no-untyped-def]
-        try:
-            if batch > 1 and fast_fetch_supported(self):
-                return await fetch_batch(self, batch, timeout, heartbeat, prefetch=True)  # see pull.py
-            return await original(self, batch, timeout, heartbeat)
-        except nats.errors.TimeoutError:
-            raise
-        except asyncio.TimeoutError as exc:
-            raise nats.errors.TimeoutError from exc
-
-    JetStreamContext.PullSubscription.fetch = fetch  # type: ignore[method-assign]
-    _fetch_fixed = True
-
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     common = dict(storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=STREAM_MAX_MSG_BYTES,
@@ -149,12 +122,6 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
     ))
 
 
-async def _raw_body(message: Any) -> Any:
-    # A coroutine on purpose: FastStream runs a plain-function decoder in a worker thread, a
-    # thread hop for every batch.
-    return message.body
-
-
 async def close_on_exit(nc: Any, log: Any) -> None:
     """Drain a NATS connection on the way out (pending publishes and acks are flushed, then it
     closes), or, with the server away, close it at once: a drain needs the server, and nats-py
@@ -177,62 +144,221 @@ async def close_on_exit(nc: Any, log: Any) -> None:
         pass
 
 
-class _Broker(NatsBroker):
-    """FastStream's NATS broker, connecting through :func:`shared.events.tls.connect_nats` (TLS
-    from the first byte and never plain text when a TLS context is given) instead of
-    ``nats.connect``; FastStream hands it the same connection options. Stopped, it ends its
-    connection with :func:`close_on_exit`: FastStream's own ``stop`` drains it, which raised (and
-    ended the process with a traceback) when the service was stopped during a NATS outage."""
 
-    async def _connect(self) -> Any:
-        connection = await connect_nats(**self._connection_kwargs)
-        self.config.connect(connection)
-        return connection
+def _connection_or_none(broker: NatsBroker) -> Any:
+    try:
+        return broker.connection
+    except IncorrectState:  # not connected (or stopped)
+        return None
+
+
+class ServiceBroker(NatsBroker):
+    """FastStream's NATS broker, stopped without a traceback when NATS is away: FastStream's own
+    ``stop`` drains the connection, which nats-py refuses while it reconnects (and which raised,
+    ending the process with a traceback, when a service was stopped during a NATS outage). Then the
+    connection is closed at once (:func:`close_on_exit`)."""
 
     async def stop(self, exc_type: Any = None, exc_val: Any = None, exc_tb: Any = None) -> None:
-        # NatsBroker.stop, with its drain replaced: the subscribers stop first (each finishes the
-        # batch in hand, within graceful_timeout), then what was fetched ahead is handed back,
-        # then the connection ends.
-        pulls = [s.subscription for s in self.subscribers if getattr(s, "subscription", None) is not None]
-        await super(NatsBroker, self).stop(exc_type, exc_val, exc_tb)
-        if self._connection is not None:
-            log = get_logger(component="broker")
-            if self._connection.is_connected:
-                for psub in pulls:
-                    try:
-                        if released := await release_queued(psub):
-                            log.info("fetched_ahead_released", messages=released)
-                    except Exception as exc:  # noqa: BLE001 - NATS going away: they come back after ack_wait
-                        log.warning("fetched_ahead_not_released", error=type(exc).__name__, detail=str(exc))
-                        break
-            await close_on_exit(self._connection, log)
-            self._connection = None
-        self.config.disconnect()
+        nc = _connection_or_none(self)
+        log = get_logger(component="broker")
+        if nc is not None and not nc.is_closed and (nc.is_connecting or nc.is_reconnecting):
+            await close_on_exit(nc, log)  # the drain below would be refused
+        try:
+            await super().stop(exc_type, exc_val, exc_tb)
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError, ConnectionError,
+                OSError) as exc:
+            log.warning("stopped_without_drain", error=type(exc).__name__, detail=str(exc))
+            if nc is not None:
+                await close_on_exit(nc, log)
+            self.config.disconnect()
+
+
+def _connect_options(nats_url: str | Sequence[str], tls: ssl.SSLContext | None) -> dict[str, Any]:
+    """What :class:`ServiceBroker` connects with, as :func:`shared.events.tls.connect_nats` connects
+    every other client of ours: the credential's private inbox prefix, and with ``tls`` the TLS
+    handshake first on every connection (FastStream's ``NatsSecurity(tls_handshake_first=True)``).
+    A failed TLS handshake on the first connection ends it with an error (a configuration mistake,
+    not an outage); a reconnection found in plain text closes the client."""
+    servers = list(nats_url) if not isinstance(nats_url, str) else [nats_url]
+    options: dict[str, Any] = {"inbox_prefix": inbox_prefix_for(servers)}
+    if tls is None:
+        return options
+    state: dict[str, Any] = {"connected": False, "nc": None}
+    log = logging.getLogger("guanhuai.nats")
+
+    def server_name() -> str:
+        uri = state["nc"].connected_url if state["nc"] is not None else None
+        return f"{uri.hostname}:{uri.port}" if uri is not None else servers[0].rpartition("@")[-1]
+
+    async def on_error(exc: Exception) -> None:
+        # On the first connection nats-py would retry a failed handshake forever.
+        if not state["connected"] and isinstance(exc, ssl.SSLError):
+            if getattr(exc, "reason", None) == "WRONG_VERSION_NUMBER":  # it answered the handshake in plain text
+                raise ConnectionError(NOT_TLS_FIRST.format(server=server_name())) from exc
+            raise exc
+        log.warning("nats error: %r", exc)
+
+    async def on_reconnected() -> None:
+        nc = state["nc"]
+        if nc is not None and not nats_connection_uses_tls(nc):
+            log.error(NOT_TLS_FIRST.format(server=server_name()))
+            await nc.close()
+
+    def connected(nc: Any) -> None:
+        """Called with the first connection: checked for TLS (raises ConnectionError without)."""
+        state["nc"] = nc
+        if not nats_connection_uses_tls(nc):
+            raise ConnectionError(NOT_TLS_FIRST.format(server=server_name()))
+        state["connected"] = True
+
+    options.update(security=NatsSecurity(ssl_context=tls, tls_handshake_first=True), error_cb=on_error,
+                   reconnected_cb=on_reconnected, connected=connected)
+    return options
+
+
+def delivery_of(msg: Any) -> tuple[str, int, int]:
+    """(stream, stream sequence, deliveries so far) of a JetStream message, read off its reply
+    subject as nats-py's ``msg.metadata`` reads it, without building that (two frozen dataclasses
+    and a datetime for the timestamp, about 4 µs a message). The reply is
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``;
+    any other form (the one with a domain and an account hash among them) goes to nats-py's
+    ``metadata``, which reads that too and refuses what is no JetStream reply."""
+    tokens = msg.reply.split(".") if msg.reply else ()
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return tokens[2], int(tokens[5]), int(tokens[4])
+    metadata = msg.metadata
+    return metadata.stream, metadata.sequence.stream, metadata.num_delivered
+
+
+async def fetch_up_to(psub: Any, batch: int, timeout: float) -> list[Any]:
+    """Up to ``batch`` messages of the pull subscription ``psub`` (nats-py's), taking at most about
+    ``timeout`` seconds; an empty list when none came. nats-py's public ``fetch`` may return part
+    of a batch early (what the server had at hand): it is called again for the rest until the
+    batch is full or the time is up. Its timeouts, nats' ``TimeoutError`` and the bare
+    ``asyncio.TimeoutError`` nats-py 2.16 also raises, end the batch with what came."""
+    msgs: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(msgs) < batch:
+        remaining = deadline - time.monotonic()
+        if remaining < 0.001:  # nats-py asks the server to expire the request 0.1 ms before
+            break
+        try:
+            msgs += await psub.fetch(batch - len(msgs), timeout=remaining)
+        except asyncio.TimeoutError:  # nats.errors.TimeoutError is one too
+            break
+    return msgs
+
+
+async def ack_all(msgs: Sequence[Any]) -> None:
+    """Ack each message with nats-py's ``Msg.ack``."""
+    for msg in msgs:
+        await msg.ack()
+
+
+async def nak_all(msgs: Sequence[Any], delay: float | None = None) -> None:
+    for msg in msgs:
+        await msg.nak(delay=delay)
+
+
+class PullLoop:
+    """Pulls one durable consumer in batches (:func:`fetch_up_to`) and hands each batch to
+    ``handle``, which acks or naks every message of it. :meth:`stop` lets the batch in hand be
+    finished (within ``graceful_s``) and naks what a fetch brought after the stop, so that it comes
+    back at once rather than after ``ack_wait``."""
+
+    def __init__(self, stream: str, durable: str, batch_size: int, timeout_s: float,
+                 handle: Callable[[list[Any]], Awaitable[None]]) -> None:
+        self.stream, self.durable, self.batch_size, self.timeout_s = stream, durable, batch_size, timeout_s
+        self.handle = handle
+        self.stopping = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.subscription: Any = None
+        self.log = get_logger(consumer=durable)
+
+    def start(self, js: JetStreamContext) -> None:
+        self.task = asyncio.create_task(self._run(js), name=f"pull {self.durable}")
+
+    async def _run(self, js: JetStreamContext) -> None:
+        # Bound to the durable declared by ensure_consumer, on the connection's private inbox.
+        self.subscription = psub = await js.pull_subscribe_bind(self.durable, self.stream)
+        pause = 0.1
+        while not self.stopping.is_set():
+            try:
+                msgs = await fetch_up_to(psub, self.batch_size, self.timeout_s)
+            except nats.errors.ConnectionClosedError:
+                return
+            except Exception as exc:  # noqa: BLE001 - NATS away or refusing: try again in a while
+                self.log.warning("fetch_failed", error=type(exc).__name__, detail=str(exc), retry_in_s=pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            pause = 0.1
+            if not msgs:
+                continue
+            if self.stopping.is_set():
+                released = await _release(msgs, self.log)
+                if released:
+                    self.log.info("fetched_ahead_released", messages=released)
+                return
+            try:
+                await self.handle(msgs)
+            except Exception as exc:  # noqa: BLE001 - unacked, the batch comes back after ack_wait
+                self.log.error("batch_failed", size=len(msgs), error=type(exc).__name__, detail=str(exc),
+                               exc_info=exc)
+
+    async def stop(self, graceful_s: float) -> None:
+        self.stopping.set()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), graceful_s)
+            except asyncio.TimeoutError:
+                self.task.cancel()
+                self.log.warning("batch_not_finished_before_stop", graceful_s=graceful_s)
+            except Exception as exc:  # noqa: BLE001 - e.g. the bind failed: said, and the stop goes on
+                self.log.warning("pull_loop_failed", error=type(exc).__name__, detail=str(exc))
+        if self.subscription is not None:
+            subscription, self.subscription = self.subscription, None
+            try:
+                await subscription.unsubscribe()
+            except Exception:  # noqa: BLE001, S110 - closed or away: nothing to end
+                pass
+
+
+async def _release(msgs: Sequence[Any], log: Any) -> int:
+    try:
+        await nak_all(msgs)
+    except Exception as exc:  # noqa: BLE001 - NATS going away: they come back after ack_wait
+        log.warning("fetched_ahead_not_released", error=type(exc).__name__, detail=str(exc))
+        return 0
+    return len(msgs)
+
+
+GRACEFUL_S = 30.0
 
 
 def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[ConsumerSpec], *, name: str,
               replicas: int = 1, tls: ssl.SSLContext | None = None) -> tuple[FastStream, NatsBroker]:
     """The FastStream application of one service. Nothing connects until it starts. ``tls``:
     the context from :func:`shared.events.tls.nats_tls_context` (None: plain text)."""
-    fix_nats_fetch()
-    broker = _Broker(list(nats_url) if not isinstance(nats_url, str) else nats_url, graceful_timeout=30.0,
-                        security=BaseSecurity(ssl_context=tls) if tls is not None else None,
-                        logger=logging.getLogger("faststream.guanhuai"), log_level=logging.DEBUG,
-                        name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                        js_options={"timeout": 10.0, "publish_async_max_pending": 4000},
-                        # FastStream's own per-subject counters and timings (faststream_* on /metrics)
-                        middlewares=[NatsPrometheusMiddleware(registry=REGISTRY, app_name=name)])
-    router = NatsRouter()
-    for spec in specs:
-        _subscribe(router, store, spec)
-        _sweep_given_up(router, broker, store, spec)
-    broker.include_router(router)
+    options = _connect_options(nats_url, tls)
+    connected = options.pop("connected", None)
+    broker = ServiceBroker(list(nats_url) if not isinstance(nats_url, str) else nats_url, graceful_timeout=GRACEFUL_S,
+                           logger=logging.getLogger("faststream.guanhuai"), log_level=logging.DEBUG,
+                           name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                           js_options={"timeout": 10.0, "publish_async_max_pending": 4000}, **options)
+    loops = [loop for spec in specs for loop in (_sweeper(broker, store, spec), _consumer(store, spec))]
     app = FastStream(broker)
 
     @app.on_startup
     async def declare() -> None:
-        await broker.connect()
-        js = broker.connection.jetstream()
+        nc = await broker.connect()
+        if connected is not None:
+            try:
+                connected(nc)
+            except ConnectionError:
+                await broker.stop()
+                raise
+        js = nc.jetstream()
         await ensure_streams(js, replicas)
         for spec in specs:
             await ensure_given_up(js, spec.stream, spec.durable, replicas)  # before the consumer can give up
@@ -243,8 +369,10 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
     @app.after_startup
     async def watch() -> None:
         # Every on_startup step is done here: NATS connected, consumers declared, tables created.
-        watching.append(asyncio.create_task(watch_consumers(broker.connection.jetstream(),
-                                                            [(s.stream, s.durable) for s in specs])))
+        js = broker.connection.jetstream()
+        for loop in loops:
+            loop.start(js)
+        watching.append(asyncio.create_task(watch_consumers(js, [(s.stream, s.durable) for s in specs])))
         set_ready(lambda: broker.connection.is_connected)
 
     @app.on_shutdown
@@ -252,6 +380,8 @@ def build_app(nats_url: str | Sequence[str], store: EventStore, specs: Sequence[
         set_ready(lambda: False)
         for task in watching:
             task.cancel()
+        # Each loop finishes the batch in hand (within GRACEFUL_S), then the broker drains and closes.
+        await asyncio.gather(*(loop.stop(GRACEFUL_S) for loop in loops))
 
     return app, broker
 
@@ -266,51 +396,30 @@ async def _in_progress(raws: Sequence[Any], every_s: float) -> None:
                 break
 
 
-def _sweep_given_up(router: NatsRouter, broker: NatsBroker, store: EventStore, spec: ConsumerSpec) -> None:
+def _sweeper(broker: NatsBroker, store: EventStore, spec: ConsumerSpec) -> PullLoop:
     """Turn JetStream's max-deliveries advisories for ``spec``'s consumer into dead letters (see
     :mod:`shared.events.given_up`); what cannot be written is nak'ed and comes back."""
     log = get_logger(consumer=spec.durable)
 
-    @router.subscriber(
-        given_up_subject(spec.stream, spec.durable),
-        stream=JStream(GIVEN_UP_STREAM, declare=False),
-        durable=sweeper_durable(spec.durable),
-        pull_sub=PullSub(batch_size=100, batch=True, timeout=0.5),
-        ack_policy=AckPolicy.MANUAL,
-        inbox_prefix=None,  # type: ignore[arg-type] # the connection's private inbox (tls.connect_nats), not FastStream's _INBOX.
-        decoder=_raw_body,
-        title=sweeper_durable(spec.durable),
-    )
-    async def given_up(body: list[bytes], msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
-        raws = msg.raw_message
+    async def given_up(raws: list[Any]) -> None:
         try:
             stored, handled = await sweep(store, spec.handler, broker.connection.jetstream(), [m.data for m in raws])
         except Exception as exc:  # noqa: BLE001 - never acked unwritten: the advisories come back
             log.error("given_up_not_dead_lettered", error=type(exc).__name__, detail=str(exc), advisories=len(raws),
                       retry_in_s=spec.retry_delay_s)
-            for raw in raws:
-                await raw.nak(delay=spec.retry_delay_s)
+            await nak_all(raws, delay=spec.retry_delay_s)
             return
-        await ack_all(list(raws))
+        await ack_all(raws)
         count_given_up(spec.durable, stored)
         log.info("given_up_swept", advisories=len(raws), dead_lettered=stored, found_handled=handled)
 
+    return PullLoop(GIVEN_UP_STREAM, sweeper_durable(spec.durable), 100, 0.5, given_up)
 
-def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> None:
+
+def _consumer(store: EventStore, spec: ConsumerSpec) -> PullLoop:
     log = get_logger(consumer=spec.durable)
 
-    @router.subscriber(
-        spec.filter_subjects[0],
-        stream=JStream(spec.stream, declare=False),
-        durable=spec.durable,
-        pull_sub=PullSub(batch_size=spec.batch_size, batch=True, timeout=spec.batch_timeout_s),
-        ack_policy=AckPolicy.MANUAL,
-        inbox_prefix=None,  # type: ignore[arg-type] # the connection's private inbox (tls.connect_nats), not FastStream's _INBOX.
-        decoder=_raw_body,
-        title=spec.durable,
-    )
-    async def consume(body: list[bytes], msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
-        raws = msg.raw_message
+    async def consume(raws: list[Any]) -> None:
         incoming = []
         for m in raws:
             stream, sequence, delivered = delivery_of(m)
@@ -348,11 +457,13 @@ def _subscribe(router: NatsRouter, store: EventStore, spec: ConsumerSpec) -> Non
                 await raw.nak(delay=spec.retry_delay_s)
             else:
                 done.append(raw)
-        await ack_all(done)  # one write for the batch's acks (each message still acked on its own)
+        await ack_all(done)
         count_batch(spec.durable, len(raws), sum(i.delivered > 1 for i in incoming), result, time.monotonic() - started)
         if result.handled or result.dead_lettered or result.failed:
             log.info("batch_done", size=len(raws), handled=result.handled, duplicates=result.duplicates,
                      dead_lettered=result.dead_lettered, redeliver=len(result.failed),
                      first_seq=incoming[0].sequence, last_seq=incoming[-1].sequence, **result.timings)
-        del incoming, result  # (FastStream holds the raw messages until this returns)
+        del incoming, result
         after_batch()  # the batch's objects are freed: collect while the young generation is nearly empty
+
+    return PullLoop(spec.stream, spec.durable, spec.batch_size, spec.batch_timeout_s, consume)
