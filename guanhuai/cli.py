@@ -316,7 +316,7 @@ def bench_store(
     sqlite3 (executemany; select and json.loads). The replays run in rounds, one of each side, each
     side going first in every other round; the replay ratio is the median of the rounds' ratios.
     Prints events/s, ratios and replay peak memory; the last line is JSON."""
-    from guanhuai.bench.store import run
+    from guanhuai.bench.store import peer_lines, run
 
     figures = _with_progress(lambda progress: run(events, batch, workdir, progress, replay_rounds))
     d = figures.as_dict()
@@ -326,6 +326,8 @@ def bench_store(
     out.print(f"append:  guanhuai {d['append_events_per_s']:>9,} ev/s   plain sqlite3 {d['plain_sqlite_append_per_s']:>9,} ev/s   ratio {d['append_ratio']:.2f} (target ≥ 0.50)")
     out.print(f"replay (median):  guanhuai {d['replay_events_per_s']:>9,} ev/s   plain sqlite3 {d['plain_sqlite_replay_per_s']:>9,} ev/s   ratio {d['replay_ratio']:.2f} (target ≥ 0.60)")
     out.print(f"replay peak RSS: guanhuai {d['replay_peak_rss_mb']} MB, plain {d['plain_replay_peak_rss_mb']} MB (target < 200 MB)")
+    for line in peer_lines(d):
+        out.print(line, markup=False)
     print(json.dumps(d), flush=True)
 
 
@@ -447,7 +449,7 @@ def bench_pipeline(
     households/s, the raw rate and the ratio; the CPU each component spent per household against
     what the target allows; and what plain sqlite3 inserts of the same rows cost (the database's
     share alone). The last line is JSON."""
-    from guanhuai.bench.pipeline import run
+    from guanhuai.bench.pipeline import peer_line, run
 
     figures = _with_progress(lambda progress: run(households, workdir, progress))
     out.print(f"end to end: {figures['households_per_s']:,} households/s   raw nats-py round trip: "
@@ -463,6 +465,7 @@ def bench_pipeline(
               f"{moved['deliveries_per_household']} deliveries per household), CPU ms per household: "
               f"{moved['cpu_ms_per_household']['nats_py']:.3f} with plain nats-py, "
               f"{moved['cpu_ms_per_household']['ours']:.3f} with the relay's publisher and fetch_batch")
+    out.print(peer_line(figures), markup=False)
     print(json.dumps(figures), flush=True)
 
 

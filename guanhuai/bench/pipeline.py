@@ -7,6 +7,8 @@ own processes. A subsidy plan is published, then N households, as ``guanhuai pub
 clock runs from the first household published to the last subsidy decision recorded in the log.
 Raw side, same server: N messages of the same size published to a JetStream stream with acks (as
 many in flight as our publisher), pulled by a durable consumer in batches of 1000 and acked each.
+Peer, same server and households: the plain FastStream service a team would write first
+(:mod:`guanhuai.bench.peer_faststream`), households/s from the first published to the last outcome.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from typing import Any
 
 import nats
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
-from sqlalchemy import String, func, literal_column, select
+from sqlalchemy import Engine, String, create_engine, func, literal_column, select
 
+from guanhuai.bench import peer_faststream
 from guanhuai.bench.floor import sqlite_insert_floor
 from guanhuai.embedded import NatsServer
 from guanhuai.perf import cpu_seconds
@@ -155,22 +158,31 @@ class _Progress:
     """Households with an outcome so far, and the head of the log, counted as the log grows: each
     poll counts only the rows added since the last one (a range of the primary key), so that the
     bench's own polling, which shares the cores with the pipeline, costs the same at the end of a
-    run as at its start (a count over the whole log by event type did not)."""
+    run as at its start (a count over the whole log by event type did not). Read through the
+    bench's own engine on the log's file (``log_reader``), in a worker thread."""
 
     OUTCOMES = ("PolicyIssued", "HouseholdRejected")
 
-    def __init__(self, store: EventStore) -> None:
-        self.store, self.outcomes, self.head = store, 0, 0
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.outcomes, self.head = engine, 0, 0
 
-    async def poll(self) -> tuple[int, int]:
-        async with self.store.engine.connect() as conn:
-            head = (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
+    def _poll(self) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            head = conn.execute(select(func.coalesce(func.max(events.c.position), 0))).scalar_one()
             if head > self.head:
-                self.outcomes += (await conn.execute(select(func.count()).select_from(events).where(
+                self.outcomes += conn.execute(select(func.count()).select_from(events).where(
                     events.c.position > self.head, events.c.position <= head,
-                    literal_column("+event_type", String).in_(self.OUTCOMES)))).scalar_one()
+                    literal_column("+event_type", String).in_(self.OUTCOMES))).scalar_one()
                 self.head = head
         return self.outcomes, self.head
+
+    async def poll(self) -> tuple[int, int]:
+        return await asyncio.to_thread(self._poll)
+
+
+def log_reader(db_path: Path) -> Engine:
+    """The bench's own read-only view of the log's SQLite file (not the store's engine)."""
+    return create_engine(f"sqlite:///{db_path}")
 
 
 async def _caught_up(js: Any, head: int) -> bool:
@@ -189,13 +201,16 @@ async def _messages_moved(js: Any) -> tuple[int, int]:
     return publishes, deliveries
 
 
-async def _decisions(store: EventStore) -> tuple[int, datetime]:
+async def _decisions(engine: Engine) -> tuple[int, datetime]:
     """How many subsidy decisions, and when the last one was recorded."""
-    async with store.engine.connect() as conn:
-        query = select(func.count(), func.max(events.c.recorded_at)).where(
-            events.c.event_type.in_(["SubsidyApproved", "SubsidyRejected"]))
-        count, last = (await conn.execute(query)).one()
-    return int(count), last
+    def count() -> tuple[int, datetime]:
+        with engine.connect() as conn:
+            query = select(func.count(), func.max(events.c.recorded_at)).where(
+                events.c.event_type.in_(["SubsidyApproved", "SubsidyRejected"]))
+            number, last = conn.execute(query).one()
+        return int(number), last
+
+    return await asyncio.to_thread(count)
 
 
 async def run(households: int, workdir: Path | None, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
@@ -224,7 +239,8 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
             db_url = f"sqlite+aiosqlite:///{base / 'log.db'}"
             env = dict(os.environ, GUANHUAI_DB_URL=db_url, GUANHUAI_NATS_URL=server.url, GUANHUAI_LOG_LEVEL="WARNING",
                        GUANHUAI_LOG_JSON="true")
-            store = await EventStore.open(db_url)
+            store = await EventStore.open(db_url)  # the log's schema, before the services start
+            reader = log_reader(base / "log.db")
             procs = [_start(name, env, base) for name in COMPONENTS]
             try:
                 nc = await nats.connect(server.url)
@@ -232,7 +248,7 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
                 await _wait_ready(js, procs)
                 await js.publish(inbound_subject("county", "SubsidyPlanPublished"), plan.model_dump_json().encode(),
                                  headers={"Nats-Msg-Id": str(plan.event_id)})
-                progress_of = _Progress(store)
+                progress_of = _Progress(reader)
                 cpu_at_start = _cpu_now(procs, server)  # where the time goes, from here on
                 start = datetime.now(timezone.utc)
                 publisher = asyncio.create_task(publish_acked(nc, items, batch_size=IN_FLIGHT))
@@ -248,7 +264,7 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
                 stored, already = await publisher
                 if (stored, already) != (households, 0):
                     raise RuntimeError(f"the county's households: {stored} stored, {already} duplicates of {households}")
-                decisions, last_decision = await _decisions(store)
+                decisions, last_decision = await _decisions(reader)
                 cpu = _cpu_used(cpu_at_start, _cpu_now(procs, server))
                 publishes, deliveries = await _messages_moved(js)
                 elapsed = (last_decision - start).total_seconds()
@@ -258,10 +274,14 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
                     p.terminate()
                 for p in procs:
                     p.wait(30)
+                reader.dispose()
                 await store.close()
             progress("plain sqlite3 inserts of the same rows", 0, 1)
             floor = sqlite_insert_floor(base / "log.db", base, households)
             progress("plain sqlite3 inserts of the same rows", 1, 1)
+            # The peer a team would write first, on the same server and the same households.
+            peer = await peer_faststream.run(server.url, bodies, [msg_id for _, _, msg_id in items], base, progress,
+                                             in_flight=IN_FLIGHT)
     rate = households / elapsed
     cores = os.cpu_count() or 1
     return {
@@ -273,7 +293,12 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
         "raw_nats_round_trip_per_s": round(raw_rate, 1),
         "raw_runs_per_s": [round(r, 1) for r in raw_rates],
         "ratio": round(rate / raw_rate, 3),
-        "targets": {"ratio": 0.3},
+        # The plain FastStream service (guanhuai/bench/peer_faststream.py): one handler call, one
+        # SQLAlchemy session and one publish per household; enrollment's decision only.
+        "plain_faststream_households_per_s": peer["households_per_s"],
+        "faststream_ratio": round(rate / peer["households_per_s"], 3),
+        "plain_faststream": peer,
+        "targets": {"ratio": 0.3, "faststream_ratio": 3.0},
         "cpu_ms_per_household": {name: round(seconds * 1000 / households, 3) for name, seconds in cpu.items()},
         # What reaching the target allows: every core busy, CPU per household at most this.
         "cpu_ms_per_household_at_target": round(cores * 1000 / (0.3 * raw_rate), 3),
@@ -310,3 +335,12 @@ async def _wait_ready(js: Any, procs: list[subprocess.Popen[bytes]]) -> None:
                 raise RuntimeError("a service exited during start-up") from None
             await asyncio.sleep(0.1)
     raise TimeoutError("services did not create their consumers")
+
+
+def peer_line(figures: dict[str, Any]) -> str:
+    """What ``bench pipeline`` prints of its peer: households/s of both and the ratio."""
+    peer = figures["plain_faststream"]
+    return (f"vs plain FastStream service (one handler call, session and publish per household; "
+            f"{', '.join(f'{n:,} {k}' for k, n in peer['outcomes'].items())}): guanhuai "
+            f"{figures['households_per_s']:,} households/s   plain {peer['households_per_s']:,} households/s   "
+            f"ratio {figures['faststream_ratio']:.2f} (target ≥ {figures['targets']['faststream_ratio']:.2f})")

@@ -10,6 +10,11 @@ The two replays take turns, a few rounds of each (ours then plain, plain then ou
 shared machine the speed of the same work drifts by a third within minutes, and a plain replay
 measured minutes after ours compared the drift as much as the code. The replay ratio is the median
 of the rounds' ratios; the rates printed are the medians of each side's rounds.
+
+The peer, in the same run on the same events: the ``eventsourcing`` library on its SQLite module
+(:mod:`guanhuai.bench.peer_eventsourcing`: append in batches of the same size, replay of every
+notification mapped to its domain event objects, a third side in every replay round). Without
+the library (a bench-only extra) the peer is skipped and the figures say so.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from guanhuai.bench import peer_eventsourcing
 from guanhuai.bench.reference import plain_database, plain_scan
 from guanhuai.perf import bulk_gc, peak_rss_mb, reset_peak_rss
 from guanhuai.simulate import Area, registration_messages
@@ -50,6 +56,8 @@ class StoreFigures:
     replay_peak_mb: float
     plain_replay_peak_mb: float
     replay_rounds: list[tuple[float, float]]  # (ours, plain) events/s, in the order run
+    peer: dict[str, Any] | None = None  # the eventsourcing library's figures, or why it was skipped
+    peer_replay_rounds: list[float] | None = None  # its events/s in the same rounds
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,7 +74,27 @@ class StoreFigures:
             "plain_replay_peak_rss_mb": round(self.plain_replay_peak_mb, 1),
             "replay_rounds": [{"replay_events_per_s": round(ours), "plain_sqlite_replay_per_s": round(plain),
                                "ratio": round(ours / plain, 3)} for ours, plain in self.replay_rounds],
-            "targets": {"append_ratio": 0.5, "replay_ratio": 0.6, "replay_peak_rss_mb": 200},
+            **self._peer_fields(),
+            "targets": {"append_ratio": 0.5, "replay_ratio": 0.6, "replay_peak_rss_mb": 200,
+                        "append_vs_eventsourcing": 1.0, "replay_vs_eventsourcing": 1.5},
+        }
+
+    def _peer_fields(self) -> dict[str, Any]:
+        """The peer's rates and ours over theirs (the replay's: the median of the rounds' own ratios),
+        or None for each when it was skipped."""
+        peer = self.peer or {"skipped": peer_eventsourcing.skipped_reason()}
+        if "skipped" in peer or not self.peer_replay_rounds:
+            return {"eventsourcing_append_per_s": None, "eventsourcing_replay_per_s": None,
+                    "append_vs_eventsourcing": None, "replay_vs_eventsourcing": None, "eventsourcing": peer}
+        theirs = self.peer_replay_rounds
+        return {
+            "eventsourcing_append_per_s": round(peer["append_per_s"]),
+            "eventsourcing_replay_per_s": round(statistics.median(theirs)),
+            "append_vs_eventsourcing": round(self.append_per_s / peer["append_per_s"], 3),
+            "replay_vs_eventsourcing": round(statistics.median(
+                ours / t for (ours, _), t in zip(self.replay_rounds, theirs, strict=True)), 3),
+            "eventsourcing": {**{k: v for k, v in peer.items() if k != "append_per_s"},
+                              "replay_rounds_per_s": [round(t) for t in theirs]},
         }
 
 
@@ -163,37 +191,79 @@ async def run(total: int, batch_size: int, workdir: Path | None, progress: Calla
                     done += len(rows)
                     progress("append (plain sqlite3)", done, total)
 
-                rounds, peak, plain_peak = await _replay_rounds(store, conn, total, replay_rounds, progress)
+                peer, peer_info = _peer_append(Path(tmp) / "eventsourcing.db", total, batch_size, progress)
+                try:
+                    rounds, peak, plain_peak, peer_rounds = await _replay_rounds(
+                        store, conn, total, replay_rounds, progress, peer, peer_info)
+                finally:
+                    if peer is not None:
+                        peer.close()
             finally:
                 conn.close()
         finally:
             await store.close()
         return StoreFigures(total, total / append_s, total / plain_s, statistics.median(r[0] for r in rounds),
-                            statistics.median(r[1] for r in rounds), peak, plain_peak, rounds)
+                            statistics.median(r[1] for r in rounds), peak, plain_peak, rounds, peer_info,
+                            peer_rounds if peer is not None else None)
+
+
+def _peer_append(path: Path, total: int, batch_size: int, progress: Callable[[str, int, int], None],
+                 ) -> tuple[peer_eventsourcing.Peer | None, dict[str, Any]]:
+    """The same events appended through the eventsourcing library, the same batches; timed from
+    its events' making from ours (as ours is timed from the appends' making)."""
+    if not peer_eventsourcing.available():
+        return None, {"skipped": peer_eventsourcing.skipped_reason()}
+    peer = peer_eventsourcing.Peer.open(path)
+    append_s, done = 0.0, 0
+    for batch in batches(total, batch_size):
+        t0 = time.perf_counter()
+        done += peer.append((item.stream_id, item.events) for item in batch)
+        append_s += time.perf_counter() - t0
+        progress("append (eventsourcing)", done, total)
+    return peer, {"version": peer_eventsourcing.version(), "events": done, "append_per_s": done / append_s,
+                  "batch_size": batch_size, "database": peer.settings()}
 
 
 async def _replay_rounds(store: EventStore, conn: sqlite3.Connection, total: int, count: int,
-                         progress: Callable[[str, int, int], None]) -> tuple[list[tuple[float, float]], float, float]:
-    """``count`` rounds of one replay of each side: (ours, plain) events/s per round, and each
-    side's peak RSS. Each side goes first in every other round, so that a steady drift of the
-    machine's speed favours neither; both run with the same collector settings."""
-    rounds, peak, plain_peak = [], 0.0, 0.0
+                         progress: Callable[[str, int, int], None], peer: peer_eventsourcing.Peer | None = None,
+                         peer_info: dict[str, Any] | None = None,
+                         ) -> tuple[list[tuple[float, float]], float, float, list[float]]:
+    """``count`` rounds of one replay of each side: (ours, plain) events/s per round, each side's
+    peak RSS, and the peer's events/s per round (when there is one; its peak RSS goes into
+    ``peer_info``). Ours goes first in odd rounds, last in even ones (the peer the other way
+    round, plain sqlite3 in the middle), so that a steady drift of the machine's speed favours
+    none; all run with the same collector settings."""
+    rounds, peak, plain_peak, peer_rounds = [], 0.0, 0.0, []
     for n in range(1, count + 1):
         def plain() -> tuple[int, float, float]:
             with bulk_gc():
                 return plain_scan(conn, total, progress, f"replay {n}/{count} (plain sqlite3)")
 
+        def peer_replay() -> None:
+            if peer is None or peer_info is None:
+                return
+            reset_peak_rss()
+            with bulk_gc():
+                replayed, seconds = peer.replay(total, progress, f"replay {n}/{count} (eventsourcing, decoded)")
+            if replayed != total:
+                raise RuntimeError(f"eventsourcing replayed {replayed} events, expected {total}")
+            peer_rounds.append(replayed / seconds)
+            peer_info["replayed"] = replayed
+            peer_info["replay_peak_rss_mb"] = round(max(peer_info.get("replay_peak_rss_mb", 0.0), peak_rss_mb()), 1)
+
         ours_label = f"replay {n}/{count} (guanhuai, decoded)"
         if n % 2:
             ours, theirs = await _replay(store, total, progress, ours_label), plain()
+            peer_replay()
         else:
+            peer_replay()
             theirs = plain()
             ours = await _replay(store, total, progress, ours_label)
         if ours[0] != total or theirs[0] != total:
             raise RuntimeError(f"replayed {ours[0]} and {theirs[0]} events, expected {total}")
         rounds.append((ours[0] / ours[1], theirs[0] / theirs[1]))
         peak, plain_peak = max(peak, ours[2]), max(plain_peak, theirs[2])
-    return rounds, peak, plain_peak
+    return rounds, peak, plain_peak, peer_rounds
 
 
 async def _replay(store: EventStore, total: int, progress: Callable[[str, int, int], None],
@@ -207,3 +277,21 @@ async def _replay(store: EventStore, total: int, progress: Callable[[str, int, i
             progress(label, n, total)
         elapsed = time.perf_counter() - t0
     return n, elapsed, peak_rss_mb()
+
+
+def peer_lines(d: dict[str, Any]) -> list[str]:
+    """What ``bench store`` prints of the peer: both sides' rates and ours over theirs against the
+    targets, or the line saying it was skipped and how to install it."""
+    peer = d.get("eventsourcing") or {}
+    if d.get("append_vs_eventsourcing") is None:
+        return [peer.get("skipped") or peer_eventsourcing.skipped_reason()]
+    targets = d["targets"]
+    return [
+        f"append vs eventsourcing {peer.get('version')} (SQLite, {peer['database']['journal_mode']}, "
+        f"synchronous={peer['database']['synchronous']}):  guanhuai {d['append_events_per_s']:>9,} ev/s   "
+        f"eventsourcing {d['eventsourcing_append_per_s']:>9,} ev/s   ratio {d['append_vs_eventsourcing']:.2f} "
+        f"(target ≥ {targets['append_vs_eventsourcing']:.2f})",
+        f"replay with decoding vs eventsourcing (median):  guanhuai {d['replay_events_per_s']:>9,} ev/s   "
+        f"eventsourcing {d['eventsourcing_replay_per_s']:>9,} ev/s   ratio {d['replay_vs_eventsourcing']:.2f} "
+        f"(target ≥ {targets['replay_vs_eventsourcing']:.2f})",
+    ]

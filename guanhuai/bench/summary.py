@@ -50,6 +50,12 @@ MEASURES: dict[str, tuple[Measure, ...]] = {
                 "plain select + json.loads", "replay_ratio", "replay_ratio", "≥"),
         Measure("replay peak memory", "replay_peak_rss_mb", "MB", "plain_replay_peak_rss_mb",
                 "plain replay", None, "replay_peak_rss_mb", "<"),
+        # The peer library, same events, same run (guanhuai/bench/peer_eventsourcing.py).
+        Measure("append vs eventsourcing", "append_events_per_s", "ev/s", "eventsourcing_append_per_s",
+                "eventsourcing 9.5 (SQLite)", "append_vs_eventsourcing", "append_vs_eventsourcing", "≥"),
+        Measure("replay with full decoding vs eventsourcing", "replay_events_per_s", "ev/s",
+                "eventsourcing_replay_per_s", "eventsourcing 9.5 notifications to domain events",
+                "replay_vs_eventsourcing", "replay_vs_eventsourcing", "≥"),
     ),
     "rebuild": (
         Measure("rebuild", "rebuild_events_per_s", "ev/s", "plain_sqlite_scan_per_s",
@@ -60,8 +66,13 @@ MEASURES: dict[str, tuple[Measure, ...]] = {
     "pipeline": (
         Measure("end to end", "households_per_s", "households/s", "raw_nats_round_trip_per_s",
                 "nats-py round trip (median of 3)", "ratio", "ratio", "≥", reference_unit="msg/s"),
+        # The peer service, same households, same server (guanhuai/bench/peer_faststream.py).
+        Measure("end to end vs plain FastStream", "households_per_s", "households/s",
+                "plain_faststream_households_per_s", "plain FastStream service, a session per message",
+                "faststream_ratio", "faststream_ratio", "≥"),
     ),
 }
+PEERS = {"store": ("eventsourcing",), "pipeline": ("plain_faststream",)}
 SIZE_KEYS = {"store": "events", "rebuild": "events", "pipeline": "households"}
 ORDER = ("store", "rebuild", "pipeline")
 
@@ -101,6 +112,8 @@ def summarise_benchmark(name: str, runs: Sequence[dict[str, Any]]) -> dict[str, 
         met[m.target] = _met(value, m.bound, target)
     if "raw_runs_per_s" in chosen:
         references["raw_runs_per_s"] = chosen["raw_runs_per_s"]
+    # The peers' own details (versions, settings, counts; or why one was skipped), as that run had them.
+    peers = {name: chosen[name] for name in PEERS.get(name, ()) if name in chosen}
     return {
         "size": {SIZE_KEYS[name]: chosen.get(SIZE_KEYS[name])},
         "figures": figures,
@@ -109,6 +122,7 @@ def summarise_benchmark(name: str, runs: Sequence[dict[str, Any]]) -> dict[str, 
         "targets": targets,
         "met": met,
         "all_met": all(v is True for v in met.values()),
+        **({"peers": peers} if peers else {}),
         "runs": list(runs),
     }
 

@@ -13,7 +13,11 @@ from guanhuai.bench.summary import MEASURES, summarise_benchmark, table
 STORE_RUN = {"benchmark": "store", "events": 1000, "append_events_per_s": 800, "plain_sqlite_append_per_s": 1000,
              "append_ratio": 0.8, "replay_events_per_s": 500, "plain_sqlite_replay_per_s": 1000, "replay_ratio": 0.5,
              "replay_peak_rss_mb": 250.0, "plain_replay_peak_rss_mb": 90.0,
-             "targets": {"append_ratio": 0.5, "replay_ratio": 0.6, "replay_peak_rss_mb": 200}}
+             "eventsourcing_append_per_s": 700, "append_vs_eventsourcing": 1.143,
+             "eventsourcing_replay_per_s": 400, "replay_vs_eventsourcing": 1.25,
+             "eventsourcing": {"version": "9.5.6", "events": 1000},
+             "targets": {"append_ratio": 0.5, "replay_ratio": 0.6, "replay_peak_rss_mb": 200,
+                         "append_vs_eventsourcing": 1.0, "replay_vs_eventsourcing": 1.5}}
 
 
 def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_benchmarks(tmp_path: Path) -> None:
@@ -79,9 +83,13 @@ def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_ben
 
 def test_a_target_is_met_when_a_ratio_reaches_it_and_when_memory_stays_below_it() -> None:
     result = summarise_benchmark("store", [STORE_RUN])
-    assert result["met"] == {"append_ratio": True, "replay_ratio": False, "replay_peak_rss_mb": False}
+    assert result["met"] == {"append_ratio": True, "replay_ratio": False, "replay_peak_rss_mb": False,
+                             "append_vs_eventsourcing": True, "replay_vs_eventsourcing": False}
     assert result["all_met"] is False
     assert result["raw_references"]["plain_sqlite_append_per_s"] == 1000
+    assert result["raw_references"]["eventsourcing_append_per_s"] == 700
+    assert result["ratios"]["append_vs_eventsourcing"] == 1.143
+    assert result["peers"] == {"eventsourcing": {"version": "9.5.6", "events": 1000}}
     assert result["targets"]["replay_peak_rss_mb"] == {"bound": "<", "value": 200.0}
 
 
@@ -113,7 +121,7 @@ def test_the_table_of_a_run_that_lacks_its_size_says_so_instead_of_failing() -> 
 
 async def test_the_pipeline_bench_counts_outcomes_as_the_log_grows(tmp_path: Path) -> None:
     # The bench polls the log while the pipeline runs; each poll counts only the rows added since.
-    from guanhuai.bench.pipeline import _Progress
+    from guanhuai.bench.pipeline import _Progress, log_reader
     from shared.events import EventMessage
     from shared.events.enrollment import HouseholdRejected, Payer
     from shared.events.store import EventStore
@@ -124,8 +132,9 @@ async def test_the_pipeline_bench_counts_outcomes_as_the_log_grows(tmp_path: Pat
                                                   payer=Payer.government, reasons=["no_eligible_member"]), source="enrollment")
 
     store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    reader = log_reader(tmp_path / "log.db")
     try:
-        progress = _Progress(store)
+        progress = _Progress(reader)
         assert await progress.poll() == (0, 0)
         await store.append("household-H1", [household("H1"), rejected("H1")])
         await store.append("household-H2", [household("H2")])
@@ -134,4 +143,5 @@ async def test_the_pipeline_bench_counts_outcomes_as_the_log_grows(tmp_path: Pat
         await store.append("household-H3", [household("H3"), rejected("H3"), rejected("H3b")])
         assert await progress.poll() == (3, 6)
     finally:
+        reader.dispose()
         await store.close()
