@@ -12,9 +12,10 @@ measured minutes after ours compared the drift as much as the code. The replay r
 of the rounds' ratios; the rates printed are the medians of each side's rounds.
 
 The peer, in the same run on the same events: the ``eventsourcing`` library on its SQLite module
-(:mod:`guanhuai.bench.peer_eventsourcing`: append in batches of the same size, replay of every
-notification mapped to its domain event objects, a third side in every replay round). Without
-the library (a bench-only extra) the peer is skipped and the figures say so.
+(:mod:`guanhuai.bench.peer_eventsourcing`: append in batches of the same size, taking turns with
+ours batch by batch; replay of every notification mapped to its domain event objects, a third
+side in every replay round). Without the library (a bench-only extra) the peer is skipped and the
+figures say so.
 """
 
 from __future__ import annotations
@@ -164,16 +165,25 @@ async def run(total: int, batch_size: int, workdir: Path | None, progress: Calla
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         db = Path(tmp) / "log.db"
         store = await EventStore.open(f"sqlite+aiosqlite:///{db}")
+        peer = peer_eventsourcing.Peer.open(Path(tmp) / "eventsourcing.db") if peer_eventsourcing.available() else None
         try:
-            append_s = 0.0
-            done = 0
-            for batch in batches(total, batch_size):
+            # Ours and the peer take turns batch by batch (each first in every other batch), so that
+            # the machine's drift over the run weighs on both appends alike.
+            append_s, peer_s, done, peer_done = 0.0, 0.0, 0, 0
+            for n, batch in enumerate(batches(total, batch_size)):
+                if peer is not None and n % 2:
+                    peer_done, peer_s = _peer_append(peer, batch, peer_done, peer_s)
                 t0 = time.perf_counter()
                 # Timed from the appends' making: a StreamAppend serialises its events when it is made.
                 await store.append_streams([StreamAppend(item.stream_id, item.events, item.expected_version) for item in batch])
                 append_s += time.perf_counter() - t0
                 done += sum(len(b.events) for b in batch)
-                progress("append (guanhuai)", done, total)
+                if peer is not None and not n % 2:
+                    peer_done, peer_s = _peer_append(peer, batch, peer_done, peer_s)
+                progress("append (guanhuai, eventsourcing)" if peer else "append (guanhuai)", done, total)
+            peer_info: dict[str, Any] = {"skipped": peer_eventsourcing.skipped_reason()} if peer is None else {
+                "version": peer_eventsourcing.version(), "events": peer_done, "append_per_s": peer_done / peer_s,
+                "batch_size": batch_size, "database": peer.settings()}
 
             # The same table, indexes and triggers, copied from the log's own schema.
             ddl = [r[0] for r in sqlite3.connect(db).execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
@@ -191,37 +201,25 @@ async def run(total: int, batch_size: int, workdir: Path | None, progress: Calla
                     done += len(rows)
                     progress("append (plain sqlite3)", done, total)
 
-                peer, peer_info = _peer_append(Path(tmp) / "eventsourcing.db", total, batch_size, progress)
-                try:
-                    rounds, peak, plain_peak, peer_rounds = await _replay_rounds(
-                        store, conn, total, replay_rounds, progress, peer, peer_info)
-                finally:
-                    if peer is not None:
-                        peer.close()
+                rounds, peak, plain_peak, peer_rounds = await _replay_rounds(
+                    store, conn, total, replay_rounds, progress, peer, peer_info)
             finally:
                 conn.close()
         finally:
+            if peer is not None:
+                peer.close()
             await store.close()
         return StoreFigures(total, total / append_s, total / plain_s, statistics.median(r[0] for r in rounds),
                             statistics.median(r[1] for r in rounds), peak, plain_peak, rounds, peer_info,
                             peer_rounds if peer is not None else None)
 
 
-def _peer_append(path: Path, total: int, batch_size: int, progress: Callable[[str, int, int], None],
-                 ) -> tuple[peer_eventsourcing.Peer | None, dict[str, Any]]:
-    """The same events appended through the eventsourcing library, the same batches; timed from
-    its events' making from ours (as ours is timed from the appends' making)."""
-    if not peer_eventsourcing.available():
-        return None, {"skipped": peer_eventsourcing.skipped_reason()}
-    peer = peer_eventsourcing.Peer.open(path)
-    append_s, done = 0.0, 0
-    for batch in batches(total, batch_size):
-        t0 = time.perf_counter()
-        done += peer.append((item.stream_id, item.events) for item in batch)
-        append_s += time.perf_counter() - t0
-        progress("append (eventsourcing)", done, total)
-    return peer, {"version": peer_eventsourcing.version(), "events": done, "append_per_s": done / append_s,
-                  "batch_size": batch_size, "database": peer.settings()}
+def _peer_append(peer: peer_eventsourcing.Peer, batch: list[StreamAppend], done: int, seconds: float) -> tuple[int, float]:
+    """One batch of the same events through the eventsourcing library: events appended and seconds
+    so far. Timed from its events' making from ours, as ours is timed from the appends' making."""
+    t0 = time.perf_counter()
+    done += peer.append((item.stream_id, item.events) for item in batch)
+    return done, seconds + time.perf_counter() - t0
 
 
 async def _replay_rounds(store: EventStore, conn: sqlite3.Connection, total: int, count: int,
