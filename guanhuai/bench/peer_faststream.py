@@ -39,6 +39,8 @@ from sqlalchemy import ForeignKey, String, event, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from guanhuai.perf import cpu_seconds
+
 IN_STREAM = "PEER_IN"
 IN_SUBJECT = "peerin.county.HouseholdRegistered"
 OUT_STREAM = "PEER_OUT"
@@ -215,6 +217,7 @@ async def run(nats_url: str, bodies: Sequence[bytes], message_ids: Sequence[str]
     try:
         await _wait_ready(js, proc, log)
         items = [(IN_SUBJECT, body, f"peer-{mid}") for body, mid in zip(bodies, message_ids, strict=True)]
+        cpu_at_start = cpu_seconds(proc.pid)
         start = time.perf_counter()
         publisher = asyncio.create_task(publish_acked(nc, items, batch_size=in_flight))
         done, moved_at = 0, time.perf_counter()
@@ -232,6 +235,7 @@ async def run(nats_url: str, bodies: Sequence[bytes], message_ids: Sequence[str]
         if (stored, duplicates) != (households, 0):
             raise RuntimeError(f"plain FastStream peer: {stored} households stored, {duplicates} duplicates of {households}")
         elapsed = last[0] - start
+        cpu_at_end = cpu_seconds(proc.pid)
         await sub.unsubscribe()
     finally:
         proc.terminate()
@@ -246,6 +250,9 @@ async def run(nats_url: str, bodies: Sequence[bytes], message_ids: Sequence[str]
         "seconds": round(elapsed, 2),
         "households_per_s": round(households / elapsed, 1),
         "outcomes": dict(sorted(received.items())),
+        # The service's own CPU per household (the rest of its time it waits: fsync, NATS round trips).
+        "cpu_ms_per_household": (round((cpu_at_end - cpu_at_start) * 1000 / households, 3)
+                                 if cpu_at_start is not None and cpu_at_end is not None else None),
     }
 
 

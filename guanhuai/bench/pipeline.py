@@ -343,4 +343,5 @@ def peer_line(figures: dict[str, Any]) -> str:
     return (f"vs plain FastStream service (one handler call, session and publish per household; "
             f"{', '.join(f'{n:,} {k}' for k, n in peer['outcomes'].items())}): guanhuai "
             f"{figures['households_per_s']:,} households/s   plain {peer['households_per_s']:,} households/s   "
-            f"ratio {figures['faststream_ratio']:.2f} (target ≥ {figures['targets']['faststream_ratio']:.2f})")
+            f"ratio {figures['faststream_ratio']:.2f} (target ≥ {figures['targets']['faststream_ratio']:.2f}); "
+            f"its CPU ms per household: {peer.get('cpu_ms_per_household')}")

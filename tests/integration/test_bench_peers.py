@@ -59,6 +59,7 @@ async def test_the_plain_faststream_peer_decides_every_household_it_is_sent(tmp_
         peer = await peer_faststream.run(server.url, [r.model_dump_json().encode() for r in regs],
                                          [str(r.event_id) for r in regs], tmp_path, _quiet, stall_s=60)
     assert peer["households"] == 20 and _real(peer["households_per_s"]) and peer["seconds"] > 0
+    assert peer["cpu_ms_per_household"] >= 0  # (20 households may take less than a clock tick)
     # One outcome per household, as enrollment publishes one; each policy's rows are in its database.
     assert sum(peer["outcomes"].values()) == 20
     with sqlite3.connect(tmp_path / "peer.db") as db:
