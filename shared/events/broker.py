@@ -161,15 +161,20 @@ class ServiceBroker(NatsBroker):
     async def stop(self, exc_type: Any = None, exc_val: Any = None, exc_tb: Any = None) -> None:
         nc = _connection_or_none(self)
         log = get_logger(component="broker")
-        if nc is not None and not nc.is_closed and (nc.is_connecting or nc.is_reconnecting):
-            await close_on_exit(nc, log)  # the drain below would be refused
+        away = nc is not None and not nc.is_closed and (nc.is_connecting or nc.is_reconnecting)
+        if away:
+            await close_on_exit(nc, log)  # closed at once (and said): the drain below is refused
         try:
             await super().stop(exc_type, exc_val, exc_tb)
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError, ConnectionError,
                 OSError) as exc:
-            log.warning("stopped_without_drain", error=type(exc).__name__, detail=str(exc))
-            if nc is not None:
-                await close_on_exit(nc, log)
+            if not away:  # the server went away during the drain
+                log.warning("stopped_without_drain", reason="NATS went away while draining", detail=str(exc))
+                if nc is not None and not nc.is_closed:
+                    try:
+                        await nc.close()
+                    except (ConnectionError, OSError):
+                        pass
             self.config.disconnect()
 
 
@@ -262,9 +267,11 @@ async def nak_all(msgs: Sequence[Any], delay: float | None = None) -> None:
 
 class PullLoop:
     """Pulls one durable consumer in batches (:func:`fetch_up_to`) and hands each batch to
-    ``handle``, which acks or naks every message of it. :meth:`stop` lets the batch in hand be
-    finished (within ``graceful_s``) and naks what a fetch brought after the stop, so that it comes
-    back at once rather than after ``ack_wait``."""
+    ``handle``, which acks or naks every message of it. A full batch (a backlog) has the next one
+    fetched while it is handled, so that the next batch is at hand when this one is done (one
+    fetch at a time: nats-py's fetches of one subscription share its queue). :meth:`stop` lets the
+    batch in hand be finished (within ``graceful_s``) and naks what was fetched and not handed
+    over, so that it comes back at once rather than after ``ack_wait``."""
 
     def __init__(self, stream: str, durable: str, batch_size: int, timeout_s: float,
                  handle: Callable[[list[Any]], Awaitable[None]]) -> None:
@@ -281,30 +288,48 @@ class PullLoop:
     async def _run(self, js: JetStreamContext) -> None:
         # Bound to the durable declared by ensure_consumer, on the connection's private inbox.
         self.subscription = psub = await js.pull_subscribe_bind(self.durable, self.stream)
+        ahead: asyncio.Task[list[Any]] | None = None
         pause = 0.1
-        while not self.stopping.is_set():
-            try:
-                msgs = await fetch_up_to(psub, self.batch_size, self.timeout_s)
-            except nats.errors.ConnectionClosedError:
-                return
-            except Exception as exc:  # noqa: BLE001 - NATS away or refusing: try again in a while
-                self.log.warning("fetch_failed", error=type(exc).__name__, detail=str(exc), retry_in_s=pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
-                continue
-            pause = 0.1
-            if not msgs:
-                continue
-            if self.stopping.is_set():
-                released = await _release(msgs, self.log)
-                if released:
-                    self.log.info("fetched_ahead_released", messages=released)
-                return
-            try:
-                await self.handle(msgs)
-            except Exception as exc:  # noqa: BLE001 - unacked, the batch comes back after ack_wait
-                self.log.error("batch_failed", size=len(msgs), error=type(exc).__name__, detail=str(exc),
-                               exc_info=exc)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if ahead is not None:
+                        fetching, ahead = ahead, None
+                        msgs = await fetching
+                    else:
+                        msgs = await fetch_up_to(psub, self.batch_size, self.timeout_s)
+                except nats.errors.ConnectionClosedError:
+                    return
+                except Exception as exc:  # noqa: BLE001 - NATS away or refusing: try again in a while
+                    self.log.warning("fetch_failed", error=type(exc).__name__, detail=str(exc), retry_in_s=pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+                    continue
+                pause = 0.1
+                if not msgs:
+                    continue
+                if self.stopping.is_set():
+                    await _release(msgs, self.log)
+                    return
+                if len(msgs) == self.batch_size:
+                    ahead = asyncio.create_task(fetch_up_to(psub, self.batch_size, self.timeout_s))
+                try:
+                    await self.handle(msgs)
+                except Exception as exc:  # noqa: BLE001 - unacked, the batch comes back after ack_wait
+                    self.log.error("batch_failed", size=len(msgs), error=type(exc).__name__, detail=str(exc),
+                                   exc_info=exc)
+        finally:
+            if ahead is not None:
+                await self._release_ahead(ahead)
+
+    async def _release_ahead(self, ahead: asyncio.Task[list[Any]]) -> None:
+        """Nak what the fetch ahead brought (it ends within the batch's time)."""
+        try:
+            msgs = await asyncio.wait_for(ahead, self.timeout_s + 5.0)
+        except BaseException:  # noqa: BLE001 - failed or cancelled: nothing held, or back after ack_wait
+            ahead.cancel()
+            return
+        await _release(msgs, self.log)
 
     async def stop(self, graceful_s: float) -> None:
         self.stopping.set()
@@ -324,13 +349,15 @@ class PullLoop:
                 pass
 
 
-async def _release(msgs: Sequence[Any], log: Any) -> int:
+async def _release(msgs: Sequence[Any], log: Any) -> None:
+    if not msgs:
+        return
     try:
         await nak_all(msgs)
     except Exception as exc:  # noqa: BLE001 - NATS going away: they come back after ack_wait
         log.warning("fetched_ahead_not_released", error=type(exc).__name__, detail=str(exc))
-        return 0
-    return len(msgs)
+        return
+    log.info("fetched_ahead_released", messages=len(msgs))
 
 
 GRACEFUL_S = 30.0
