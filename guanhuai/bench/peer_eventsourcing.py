@@ -22,7 +22,6 @@ connections' cache size or WAL checkpoint interval, which ours sets.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import sqlite3
 import time
 import uuid
@@ -41,7 +40,11 @@ STREAM_NAMESPACE = uuid.UUID("6f1c7e8e-2b0e-4d55-9a49-3a0b6c1d2e20")
 
 
 def available() -> bool:
-    return importlib.util.find_spec("eventsourcing") is not None
+    try:
+        import eventsourcing  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def skipped_reason() -> str:
