@@ -25,6 +25,8 @@ reports, with its reason:
 
   Anything else (a local variable, a parameter, a call's result, ``self._conn._execute``) is not
   known to be ours and is reported.
+  ``getattr`` / ``hasattr`` / ``setattr`` / ``delattr`` with a literal name are the same access
+  spelled differently and follow the same rules.
 * **An override of a private method**: a class of ours that inherits from another package's class
   and defines a method ``_name`` (not a dunder, not documented public) that that class has
   (found by importing it; a base that cannot be imported is reported too). A new private helper
@@ -392,6 +394,13 @@ class _Scanner(ast.NodeVisitor):
             ref = self.project.resolve(node.args[0], self.module)
             if ref is not None and ref.kind == "foreign":
                 self.report(node, f"changes an attribute of {ref.module} (another package) for the whole process")
+        if (isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr", "setattr", "delattr")
+                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str) and node.args[1].value.startswith("_")):
+            # getattr(x, "_name") is x._name by another spelling
+            why = self._private_access(ast.Attribute(value=node.args[0], attr=node.args[1].value, ctx=ast.Load()))
+            if why:
+                self.report(node, why)
         self.generic_visit(node)
 
     # -- private attributes -----------------------------------------------------------------------

@@ -136,3 +136,11 @@ def test_process_wide_patches_of_another_package_are_reported() -> None:
         def ours(thing):
             thing.value = 1
     """) == ["shared/patch.py:8: JetStreamContext.PullSubscription.fetch", "shared/patch.py:9: setattr(json, 'dumps', fetch)"]
+
+
+def test_getattr_with_a_private_name_is_the_same_access() -> None:
+    assert found(shared__tls="""
+        def writer(nc, model):
+            return getattr(getattr(nc, "_transport", None), "_io_writer", None), getattr(model, "__module__", None)
+    """) == ["shared/tls.py:3: getattr(getattr(nc, '_transport', None), '_io_writer', None)",
+             "shared/tls.py:3: getattr(nc, '_transport', None)"]
