@@ -16,9 +16,11 @@ reports, with its reason:
     ``_mapping``, a namedtuple's ``_asdict``/``_replace``, enum's ``_missing_``...);
   - Python's own public dunders (:data:`PUBLIC_DUNDERS`: ``__name__``, ``__doc__``, ``__class__``,
     ``__cause__``...);
-  - ``object.__setattr__(self, ...)`` called in a method of a class of ours (a frozen dataclass
-    setting its own field in ``__post_init__``): the object is ours. ``object.__setattr__`` or
-    ``object.__new__`` on anything else (or kept in a variable) is reported;
+  - ``object.__setattr__(self, ...)`` called in a method of a class of ours that inherits from no
+    other package's class (a frozen dataclass setting its own field in ``__post_init__``): the
+    object and all its machinery are ours. On a pydantic model of ours it would go around
+    pydantic, and ``object.__setattr__`` or ``object.__new__`` on anything else (or kept in a
+    variable) is reported;
   - an attribute of one of our modules or classes (a name imported from ``shared``, ``services``
     or ``guanhuai``, relative imports included, or a class of the same module) that our module
     or class defines. ``EventMessage.__new__`` is reported: ``__new__`` is pydantic's.
@@ -415,7 +417,7 @@ class _Scanner(ast.NodeVisitor):
         return (node.attr == "__setattr__" and isinstance(node.value, ast.Name) and node.value.id == "object"
                 and isinstance(call, ast.Call) and call.func is node and bool(call.args)
                 and isinstance(call.args[0], ast.Name) and call.args[0].id == "self"
-                and bool(self.classes) and self.classes[-1] is not None and bool(self.functions))
+                and bool(self.classes) and bool(self.functions) and not self.project.foreign_bases(self.classes[-1]))
 
     def _private_access(self, node: ast.Attribute) -> str | None:
         attr, value = node.attr, node.value

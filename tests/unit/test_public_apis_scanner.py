@@ -48,6 +48,7 @@ def test_a_frozen_dataclass_may_set_its_own_field_but_not_another_object_s() -> 
     assert found(shared__mod="""
         import uuid
         from dataclasses import dataclass
+        import pydantic
 
         @dataclass(frozen=True)
         class Item:
@@ -59,7 +60,11 @@ def test_a_frozen_dataclass_may_set_its_own_field_but_not_another_object_s() -> 
             u = object.__new__(uuid.UUID)
             object.__setattr__(u, "int", n)
             return u
-    """) == ["shared/mod.py:12: object.__new__", "shared/mod.py:13: object.__setattr__"]
+
+        class Model(pydantic.BaseModel):
+            def model_post_init(self, context):
+                object.__setattr__(self, "y", 1)
+    """) == ["shared/mod.py:13: object.__new__", "shared/mod.py:14: object.__setattr__", "shared/mod.py:19: object.__setattr__"]
 
 
 def test_pydantic_internals_on_our_own_models_are_reported() -> None:
