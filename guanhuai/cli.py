@@ -363,6 +363,8 @@ def targets_show(
     as_json: AsJson = False,
 ) -> None:
     """Print a year's township targets as recorded in the event log (指导性任务表)."""
+    from dataclasses import asdict
+
     from rich.table import Table
 
     from guanhuai.targets import targets_for_year
@@ -377,7 +379,7 @@ def targets_show(
 
     rows = asyncio.run(main())
     if as_json or fmt == "json":
-        print(json.dumps([r.__dict__ for r in rows], ensure_ascii=False))
+        print(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
         return
     table = Table(title=f"{year}年计生家庭意外伤害保险指导性任务表")
     for heading in ("乡镇", "指导任务数", "政府投保任务数", "自主投保任务数"):

@@ -331,7 +331,7 @@ class _Scanner(ast.NodeVisitor):
     def __init__(self, project: Project, module: _Module) -> None:
         self.project, self.module = project, module
         self.findings: list[Finding] = []
-        self.classes: list[_Class | None] = []  # enclosing classes (None: a class nested in a function)
+        self.classes: list[_Class] = []  # the enclosing classes, innermost last
         self.functions: list[ast.AST] = []
         self.parents: dict[ast.AST, ast.AST] = {}
         for parent in ast.walk(module.tree):
