@@ -127,7 +127,7 @@ async def publish(js: Any, kind: str, events: list[EventMessage], label: str, pr
 
 async def run(data_dir: Path, progress: Progress, government_share: float = 0.6, self_share: float = 0.5) -> tuple[Report, Stack]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    db_url = f"sqlite+aiosqlite:///{(data_dir / 'guanhuai.db').resolve()}"
+    db_url = f"sqlite:///{(data_dir / 'guanhuai.db').resolve()}"
     stack = Stack(data_dir, db_url, log_level="WARNING").start()
     try:
         store = await EventStore.open(db_url)

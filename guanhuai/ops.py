@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import nats.js.errors
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table, func, insert, select
 
 from guanhuai.errors import Expected
 from shared.settings import Settings
@@ -73,8 +73,7 @@ async def open_event_log(url: str) -> EventStore:
             raise missing
     store = await EventStore.open(url, create=False)
     try:
-        async with store.engine.connect() as conn:
-            has_log = await conn.run_sync(lambda sync: inspect(sync).has_table("events"))
+        has_log = await store.read(lambda conn: inspect(conn).has_table("events"))
     except Exception as exc:  # noqa: BLE001 - whatever the driver says, one line for people
         await store.close()
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
@@ -136,10 +135,12 @@ async def status(settings: Settings, nats_url: str | None, connect_timeout: floa
     try:
         out["log_head"] = await store.head_position()
         await store.create_schema(inbox_metadata, retries_metadata)
-        async with store.engine.connect() as conn:
-            rows = await conn.execute(select(dead_letters.c.consumer, func.count()).group_by(dead_letters.c.consumer))
-            out["dead_letters"] = {r[0]: r[1] for r in rows}
-            out["given_up_not_retried"] = await _given_up_not_retried(conn)
+
+        def letters(conn: Connection) -> tuple[dict[str, int], int]:
+            rows = conn.execute(select(dead_letters.c.consumer, func.count()).group_by(dead_letters.c.consumer))
+            return {r[0]: r[1] for r in rows}, _given_up_not_retried(conn)
+
+        out["dead_letters"], out["given_up_not_retried"] = await store.read(letters)
     finally:
         await store.close()
     url = nats_url_for(settings, nats_url)
@@ -171,13 +172,13 @@ async def status(settings: Settings, nats_url: str | None, connect_timeout: floa
     return out
 
 
-async def _given_up_not_retried(conn: Any) -> int:
+def _given_up_not_retried(conn: Connection) -> int:
     """Dead letters of inputs JetStream gave up on (a crash loop) that nobody has sent again: until
     each is retried (`guanhuai dlq retry ID`), the system is not healthy."""
     retried = select(dead_letter_retries.c.dead_letter_id)
     query = select(func.count()).select_from(dead_letters).where(
         dead_letters.c.reason.in_((GIVEN_UP_REASON, GIVEN_UP_GONE)), dead_letters.c.id.not_in(retried))
-    return (await conn.execute(query)).scalar_one()
+    return conn.execute(query).scalar_one()
 
 
 async def _given_up(js: Any, stream: str, durable: str) -> dict[str, int]:
@@ -205,8 +206,7 @@ async def list_dead_letters(settings: Settings, consumer: str | None, limit: int
         query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
         if consumer:
             query = query.where(dead_letters.c.consumer == consumer)
-        async with store.engine.connect() as conn:
-            return [_letter(r._mapping, raw=False) for r in await conn.execute(query)]
+        return await store.read(lambda conn: [_letter(r._mapping, raw=False) for r in conn.execute(query)])
     finally:
         await store.close()
 
@@ -226,8 +226,7 @@ def _letter(row: Any, raw: bool) -> dict[str, Any]:
 async def show_dead_letter(settings: Settings, letter_id: int, raw: bool) -> dict[str, Any] | None:
     store = await open_event_log(settings.database_url)
     try:
-        async with store.engine.connect() as conn:
-            row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id))).first()
+        row = await store.read(lambda conn: conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first())
         return _letter(row._mapping, raw=raw) if row else None
     finally:
         await store.close()
@@ -239,12 +238,16 @@ async def retry_dead_letter(settings: Settings, letter_id: int, nats_url: str | 
     store = await open_event_log(settings.database_url)
     try:
         await store.create_schema(retries_metadata)
-        async with store.engine.connect() as conn:
-            row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id))).first()
+
+        def letter_and_tries(conn: Connection) -> tuple[Any, int]:
+            row = conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first()
             if row is None:
                 raise Expected(f"没有编号为 {letter_id} 的死信", f"no dead letter {letter_id}")
-            tries = (await conn.execute(select(func.count()).select_from(dead_letter_retries)
-                                        .where(dead_letter_retries.c.dead_letter_id == letter_id))).scalar_one()
+            tries = conn.execute(select(func.count()).select_from(dead_letter_retries)
+                                 .where(dead_letter_retries.c.dead_letter_id == letter_id)).scalar_one()
+            return row, tries
+
+        row, tries = await store.read(letter_and_tries)
         msg_id = f"retry-{letter_id}-{tries + 1}"
         nc = await connect(nats_url_for(settings, nats_url), nats_tls_for(settings, nats_url), timeout=connect_timeout)
         try:
@@ -252,9 +255,8 @@ async def retry_dead_letter(settings: Settings, letter_id: int, nats_url: str | 
             await nc.jetstream(timeout=10).publish(row.subject, row.body, headers={**headers, "Nats-Msg-Id": msg_id})
         finally:
             await nc.close()
-        async with store.transaction() as tx:
-            await tx.connection.execute(insert(dead_letter_retries), {"dead_letter_id": letter_id, "nats_msg_id": msg_id,
-                                                                      "retried_at": datetime.now().astimezone()})
+        retry = {"dead_letter_id": letter_id, "nats_msg_id": msg_id, "retried_at": datetime.now().astimezone()}
+        await store.write(lambda tx: tx.connection.execute(insert(dead_letter_retries), retry))
         return msg_id
     finally:
         await store.close()

@@ -58,8 +58,7 @@ async def read_outcomes(store: EventStore, kind: str, sent: Sequence[EventMessag
         query = select(*store.row_columns).where(
             c.stream_id.in_({stream_of(e) for e in chunk}), c.causation_id.in_(by_recorded),
             c.event_type.in_(OUTCOME_TYPES))
-        async with store.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await store.read(lambda conn, query=query: conn.execute(query).all())
         for event in store.registry.parse_recorded_rows(rows):
             found[by_recorded[str(event.causation_id)]] = _outcome(event.payload)
     return found

@@ -490,8 +490,7 @@ async def registered_townships(db_url: str) -> list[str]:
 
     store = await EventStore.open(db_url, create=False)
     try:
-        async with store.engine.connect() as conn:
-            rows = await conn.execute(select(areas.c.name).where(areas.c.level == "township").order_by(areas.c.code))
-            return list(dict.fromkeys(r[0] for r in rows))
+        query = select(areas.c.name).where(areas.c.level == "township").order_by(areas.c.code)
+        return await store.read(lambda conn: list(dict.fromkeys(r[0] for r in conn.execute(query))))
     finally:
         await store.close()

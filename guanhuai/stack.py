@@ -142,10 +142,10 @@ class Stack:
         from services.reporting.storage import PROJECTION
         from services.reporting.tables import checkpoint
 
-        async with store.engine.connect() as conn:
-            from sqlalchemy import select
+        from sqlalchemy import select
 
-            row = (await conn.execute(select(checkpoint.c.position).where(checkpoint.c.name == PROJECTION))).first()
+        query = select(checkpoint.c.position).where(checkpoint.c.name == PROJECTION)
+        row = await store.read(lambda conn: conn.execute(query).first())
         lag["reporting_behind"] = head - (int(row[0]) if row else 0)
         done = all(v == 0 for k, v in lag.items() if k != "log_head")
         return done, lag

@@ -24,7 +24,7 @@ from shared.domain.areas import Areas, Unresolved
 from shared.domain.calendar import CST
 from shared.events import EventMessage
 from shared.events.programme import AreaLevel, AreaRegistered, TownshipTargetSet
-from shared.events.store import EventStore, StreamAppend
+from shared.events.store import AppendResult, EventStore, StreamAppend, Transaction
 
 NAMESPACE = uuid.UUID("6c1e3f7e-0d1b-4f7a-9a57-6775616e6875")  # guanhuai's namespace for derived ids
 BUILTIN = {"mingxi-2020": "mingxi-2020.json"}
@@ -104,9 +104,13 @@ async def load(store: EventStore, table: TargetTable, source: str) -> int:
     households name against it, as if they had come to it over NATS."""
     await store.create_schema(enrollment_tables)
     batch = table_events(table, source)
-    async with store.transaction() as tx:
-        results = await tx.append_streams(batch)
-        await record_areas(tx.connection, areas_of([b for b, r in zip(batch, results, strict=True) if not r.already_stored]))
+
+    def append(tx: Transaction) -> list[AppendResult]:
+        results = tx.append_streams(batch)
+        record_areas(tx.connection, areas_of([b for b, r in zip(batch, results, strict=True) if not r.already_stored]))
+        return results
+
+    results = await store.write(append)
     return sum(len(r.positions) for r in results if not r.already_stored)
 
 

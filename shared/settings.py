@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """The event log's URL; for PostgreSQL with the ``db_ssl*`` settings added to its query
         (what the URL itself says wins)."""
-        url = self.db_url or f"sqlite+aiosqlite:///{(self.data_dir / 'guanhuai.db').resolve()}"
+        url = self.db_url or f"sqlite:///{(self.data_dir / 'guanhuai.db').resolve()}"
         extra = {"sslmode": self.db_sslmode, "sslrootcert": self.db_sslrootcert, "sslcert": self.db_sslcert,
                  "sslkey": self.db_sslkey}
         extra = {k: str(v) for k, v in extra.items() if v is not None}

@@ -23,19 +23,11 @@ _pg_skipped: list[str] = []
 
 
 def _pg_admin(sql: str) -> None:
-    """Run one admin statement on the server (in a thread of its own: fixtures may be set up
-    while the tests' event loop is running)."""
-    import asyncpg
+    """Run one admin statement on the server (outside a transaction, as CREATE DATABASE must)."""
+    import psycopg
 
-    async def run() -> None:
-        conn = await asyncpg.connect(f"{PG_SERVER}/postgres", timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result()
+    with psycopg.connect(f"{PG_SERVER}/postgres", connect_timeout=5, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -49,17 +41,17 @@ def pg_database() -> Iterator[str]:
         _pg_skipped.append(reason)
         pytest.skip(reason)
     try:
-        yield f"{PG_SERVER.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+        yield f"{PG_SERVER}/{name}"
     finally:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def _reset_pg(url: str) -> None:
+def _reset_pg(url: str) -> None:
     engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-        await conn.exec_driver_sql("CREATE SCHEMA public")
-    await engine.dispose()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -67,9 +59,9 @@ async def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: igno
     """An empty database URL: an SQLite file in a temporary folder, or the test PostgreSQL database
     wiped clean."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'log.db'}"
+        return f"sqlite:///{tmp_path / 'log.db'}"
     url = request.getfixturevalue("pg_database")
-    await _reset_pg(url)
+    _reset_pg(url)
     return url
 
 

@@ -219,8 +219,9 @@ def table(summary: dict[str, Any]) -> str:
 
 def run_all(execute: Execute, *, store_events: int, batch: int, rebuild_events: int, households: int, runs: int,
             workdir: Path | None, out_dir: Path, label: str | None = None,
-            only: Sequence[str] = ORDER, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Run the benchmarks (each ``runs`` times, through ``execute``), write ``results.json`` and
+            only: Sequence[str] = ORDER, say: Callable[[str], None] = lambda _: None,
+            pipeline_runs: int | None = None) -> dict[str, Any]:
+    """Run the benchmarks (each ``runs`` times, the pipeline ``pipeline_runs`` times if given, through ``execute``), write ``results.json`` and
     ``results.md`` into ``out_dir`` and return the summary. A benchmark that fails is recorded
     with its error and the others still run."""
     from guanhuai.bench import pipeline, rebuild, store
@@ -238,9 +239,10 @@ def run_all(execute: Execute, *, store_events: int, batch: int, rebuild_events: 
         if name not in only:
             continue
         outputs = []
+        count = pipeline_runs if name == "pipeline" and pipeline_runs else runs
         try:
-            for n in range(runs):
-                say(f"bench {name}: run {n + 1} of {runs}")
+            for n in range(count):
+                say(f"bench {name}: run {n + 1} of {count}")
                 outputs.append(execute(runners[name]))
                 say(json.dumps(outputs[-1]))
             summary["benchmarks"][name] = summarise_benchmark(name, outputs)

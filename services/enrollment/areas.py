@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from services.enrollment.decider import area_of
 from services.enrollment.tables import areas as table
@@ -15,19 +15,19 @@ from shared.domain.areas import Area, Areas
 from shared.events.programme import AreaRegistered
 
 
-async def load_areas(conn: AsyncConnection) -> Areas:
+def load_areas(conn: Connection) -> Areas:
     """Every registered area: a county's hierarchy is a few hundred rows, read once a batch."""
-    rows = await conn.execute(select(table.c.code, table.c.name, table.c.level, table.c.parent_code, table.c.aliases))
+    rows = conn.execute(select(table.c.code, table.c.name, table.c.level, table.c.parent_code, table.c.aliases))
     return Areas.of(Area(code, name, level, parent, tuple(json.loads(aliases))) for code, name, level, parent, aliases in rows)
 
 
-async def record_areas(conn: AsyncConnection, registered: Sequence[AreaRegistered]) -> None:
+def record_areas(conn: Connection, registered: Sequence[AreaRegistered]) -> None:
     """Keep the latest registration of each code (in the caller's transaction)."""
     latest = {event.code: area_of(event) for event in registered}
     if not latest:
         return
-    await conn.execute(delete(table).where(table.c.code.in_(sorted(latest))))
-    await conn.execute(insert(table), [
+    conn.execute(delete(table).where(table.c.code.in_(sorted(latest))))
+    conn.execute(insert(table), [
         {"code": a.code, "name": a.name, "level": a.level, "parent_code": a.parent_code,
          "aliases": json.dumps(list(a.aliases), ensure_ascii=False)}
         for a in latest.values()])

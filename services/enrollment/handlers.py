@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from services.enrollment.areas import load_areas, record_areas
 from services.enrollment.decider import HouseholdFile, decide_cancellation, decide_correction
@@ -22,7 +22,7 @@ from services.enrollment.tables import insured_households, insured_persons, prod
 from shared.domain.areas import Areas
 from shared.events import EventMessage, registry
 from shared.events.bulk import insert_rows
-from shared.events.consumer import Incoming, Rejected, outcomes
+from shared.events.consumer import DeciderHandler, Incoming, Rejected, outcomes
 from shared.events.keyed import rows_by_year
 from shared.events.producers import received_from, recorded_id, without_recorded_before_scoping
 from shared.events.base import DomainEvent
@@ -60,7 +60,7 @@ def stream_of(event: EventMessage) -> str:
     raise Rejected("unexpected_event_type", f"enrollment does not record {event.event_type}", str(event.event_id))
 
 
-class EnrollmentHandler:
+class EnrollmentHandler(DeciderHandler):
     consumer = "enrollment-county-v1"
 
     def parse(self, message: Incoming) -> EventMessage:
@@ -70,16 +70,13 @@ class EnrollmentHandler:
             raise Rejected("subject_mismatch", f"{event.event_type} may not be sent on {message.subject}", str(event.event_id))
         return received_from(where[0], event)  # recorded under a producer-scoped id (shared/events/producers.py)
 
-    async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
-        await (await self.prepare(tx.connection, events)).write(tx)
-
-    async def prepare(self, conn: AsyncConnection, events: Sequence[EventMessage]) -> Enrolled:
+    def prepare(self, conn: Connection, events: Sequence[EventMessage]) -> Enrolled:
         """Decide a batch on the state in enrollment's own tables; nothing is written here."""
-        events = await without_recorded_before_scoping(conn, self.consumer, events)
+        events = without_recorded_before_scoping(conn, self.consumer, events)
         registrations = [e.payload for e in events if isinstance(e.payload, HouseholdRegistered)]
         registered = [e.payload for e in events if isinstance(e.payload, AreaRegistered)]
-        state = await load_state(conn, registrations, registered)
-        files = await load_files(conn, events)
+        state = load_state(conn, registrations, registered)
+        files = load_files(conn, events)
         enrolled = Enrolled()
         for event in events:
             recorded = [event]
@@ -120,34 +117,34 @@ class Enrolled:
         self.persons = [p for p in self.persons if (p[0], p[1]) not in gone]  # insured earlier in this batch
         self.freed |= gone
 
-    async def write(self, tx: Transaction) -> None:
+    def write(self, tx: Transaction) -> None:
         conn = tx.connection
-        await tx.append_streams(self.appends)
-        await insert_rows(conn, insured_households, ("programme_year", "household_id", "policy_number"), self.households)
-        await free_persons(conn, self.freed)
-        await insert_rows(conn, insured_persons, ("programme_year", "resident_id", "policy_number"), self.persons)
-        await record_areas(conn, self.areas)
+        tx.append_streams(self.appends)
+        insert_rows(conn, insured_households, ("programme_year", "household_id", "policy_number"), self.households)
+        free_persons(conn, self.freed)
+        insert_rows(conn, insured_persons, ("programme_year", "resident_id", "policy_number"), self.persons)
+        record_areas(conn, self.areas)
         for year, terms in self.terms.items():
-            await conn.execute(delete(product_terms).where(product_terms.c.programme_year == year))
-            await conn.execute(insert(product_terms), {
+            conn.execute(delete(product_terms).where(product_terms.c.programme_year == year))
+            conn.execute(insert(product_terms), {
                 "programme_year": year, "premium_per_unit_fen": terms.premium_per_unit_fen,
                 "death_disability_per_unit_fen": terms.death_disability_per_unit_fen,
                 "medical_limit_per_unit_fen": terms.medical_limit_per_unit_fen, "deductible_fen": terms.deductible_fen,
                 "payment_ratio": str(terms.payment_ratio)})
 
 
-async def load_state(conn, registrations: Sequence[HouseholdRegistered],  # type: ignore[no-untyped-def]
+def load_state(conn, registrations: Sequence[HouseholdRegistered],  # type: ignore[no-untyped-def]
                      registered: Sequence[AreaRegistered] = ()) -> EnrollmentState:
     """What a batch's registrations are decided on; ``registered``: the batch's own areas, which
     name the policy numbers looked up here (``decide`` learns them in the batch's order)."""
     state = EnrollmentState()
     if not registrations:
         return state
-    state.areas = await load_areas(conn)
+    state.areas = load_areas(conn)
     ahead = Areas.of([*state.areas.by_code.values(), *map(area_of, registered)])
     registrations = [r for r in (resolved(r, ahead) for r in registrations) if isinstance(r, HouseholdRegistered)]
     years = {r.programme_year for r in registrations}
-    for row in await conn.execute(select(product_terms).where(product_terms.c.programme_year.in_(years))):
+    for row in conn.execute(select(product_terms).where(product_terms.c.programme_year.in_(years))):
         state.terms[row.programme_year] = Terms(row.premium_per_unit_fen, row.death_disability_per_unit_fen,
                                                 row.medical_limit_per_unit_fen, row.deductible_fen, Decimal(row.payment_ratio))
     households = {(r.programme_year, r.household_id) for r in registrations}
@@ -155,12 +152,12 @@ async def load_state(conn, registrations: Sequence[HouseholdRegistered],  # type
     persons |= {(r.programme_year - 1, m.resident_id.upper()) for r in registrations if r.renewal for m in r.members}
     h = insured_households.c
     state.insured_households.update(
-        (r[0], r[1]) for r in await rows_by_year(conn, h.programme_year, h.household_id, households))
+        (r[0], r[1]) for r in rows_by_year(conn, h.programme_year, h.household_id, households))
     numbers = {(r.programme_year, policy_number(r)) for r in registrations}
-    state.policy_numbers.update(r[1] for r in await rows_by_year(conn, h.programme_year, h.policy_number, numbers))
+    state.policy_numbers.update(r[1] for r in rows_by_year(conn, h.programme_year, h.policy_number, numbers))
     p = insured_persons.c
     state.insured_persons.update(
-        {(r[0], r[1]): r[2] for r in await rows_by_year(conn, p.programme_year, p.resident_id, persons, p.policy_number)})
+        {(r[0], r[1]): r[2] for r in rows_by_year(conn, p.programme_year, p.resident_id, persons, p.policy_number)})
     return state
 
 
@@ -172,7 +169,7 @@ def household_stream(year: int, household_id: str) -> str:
     return f"household-{year}-{household_id}"
 
 
-async def load_files(conn: AsyncConnection, events: Sequence[EventMessage]) -> dict[tuple[int, str], HouseholdFile]:
+def load_files(conn: Connection, events: Sequence[EventMessage]) -> dict[tuple[int, str], HouseholdFile]:
     """The household files the batch's corrections and cancellations are decided on, read from
     enrollment's own household streams (a handful of events each)."""
     files: dict[tuple[int, str], HouseholdFile] = {}
@@ -185,7 +182,7 @@ async def load_files(conn: AsyncConnection, events: Sequence[EventMessage]) -> d
         if key in files:
             continue
         file = files[key] = HouseholdFile()
-        rows = await conn.execute(select(e.event_id, e.causation_id, e.occurred_at, e.event_type, e.schema_version, e.payload)
+        rows = conn.execute(select(e.event_id, e.causation_id, e.occurred_at, e.event_type, e.schema_version, e.payload)
                                   .where(e.stream_id == household_stream(*key)).order_by(e.stream_version))
         for row in rows:
             file.record(uuid.UUID(row.event_id), uuid.UUID(row.causation_id) if row.causation_id else None,
@@ -223,8 +220,8 @@ def correct(event: EventMessage, files: dict[tuple[int, str], HouseholdFile], st
     return outcome
 
 
-async def free_persons(conn: AsyncConnection, freed: set[tuple[int, str]]) -> None:
+def free_persons(conn: Connection, freed: set[tuple[int, str]]) -> None:
     for year in {year for year, _ in freed}:
         numbers = sorted(number for y, number in freed if y == year)
-        await conn.execute(delete(insured_persons).where(insured_persons.c.programme_year == year,
+        conn.execute(delete(insured_persons).where(insured_persons.c.programme_year == year,
                                                          insured_persons.c.resident_id.in_(numbers)))

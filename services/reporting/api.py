@@ -155,9 +155,8 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
 
     @app.get("/api/years", summary="Programme years with figures")
     async def years() -> list[int]:
-        async with state["store"].engine.connect() as conn:
-            rows = await conn.execute(select(t.township_year.c.programme_year).distinct().order_by(t.township_year.c.programme_year))
-            return [r[0] for r in rows]
+        query = select(t.township_year.c.programme_year).distinct().order_by(t.township_year.c.programme_year)
+        return await state["store"].read(lambda conn: [r[0] for r in conn.execute(query)])
 
     @app.get("/api/report", summary="Township and county figures of a programme year",
              description=f"Every answer names the log head it was computed from (`log_head` in JSON, the "
@@ -231,8 +230,7 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> PlainTextResponse:
         try:
-            async with state["store"].engine.connect() as conn:
-                await conn.execute(select(1))
+            await state["store"].read(lambda conn: conn.execute(select(1)).all())
         except Exception:  # noqa: BLE001 - no store yet, or the database away: not ready
             return PlainTextResponse("not ready\n", status_code=503)
         return PlainTextResponse("ok\n")

@@ -17,7 +17,7 @@ from services.reporting import tables as t
 from services.reporting.projection import ReportState, apply
 from services.reporting.views import EVENT_TYPES, Fact, decode_published, decode_row
 from shared.events import registry
-from shared.events.consumer import Incoming
+from shared.events.consumer import Incoming, ProjectionHandler
 from shared.events.registry import EventContractError
 from shared.events.store import EventStore, Transaction
 
@@ -31,15 +31,14 @@ class Skipped:
     position: int
 
 
-class ReportingHandler:
+class ReportingHandler(ProjectionHandler):
     consumer = "reporting-v1"
-    tracks_inputs = False
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self.state: ReportState | None = None
 
-    def parse(self, message: Incoming) -> Fact | None:  # type: ignore[override]
+    def parse(self, message: Incoming) -> Fact | Skipped:
         event_type = message.subject.rsplit(".", 1)[-1]
         registry.payload_class(event_type)  # an unknown type is a contract error (dead letter)
         try:
@@ -48,33 +47,37 @@ class ReportingHandler:
         except ValidationError as exc:
             raise EventContractError("invalid_payload", f"{message.subject}: {exc.errors()[:3]}") from None
 
-    async def handle(self, tx: Transaction, events: Sequence[Fact | Skipped]) -> None:  # type: ignore[override]
+    def handle(self, tx: Transaction, events: Sequence[Fact | Skipped]) -> None:
+        """Fold the batch in and save the changed rows with the checkpoint, in ``tx`` (run in a
+        worker thread, under the log's write lock)."""
         conn = tx.connection
-        row = (await conn.execute(select(t.checkpoint.c.position).where(t.checkpoint.c.name == storage.PROJECTION))).first()
+        row = conn.execute(select(t.checkpoint.c.position).where(t.checkpoint.c.name == storage.PROJECTION)).first()
         saved = int(row[0]) if row else 0
         if self.state is None or self.state.position != saved:  # first batch, or another instance moved on
-            self.state = await storage.load(conn)
+            self.state = storage.load(conn)
         state = self.state
         try:
             for item in sorted(events, key=lambda e: e.position):
                 if item.position <= state.position:
                     continue  # applied already (a redelivery or an older message)
                 if item.position > state.position + 1:
-                    await self._fill_gap(state, item.position - 1)
+                    self._fill_gap(state, item.position - 1)
                 if isinstance(item, Fact):
                     apply(state, item)
                 else:
                     state.position = item.position
-            await storage.save(conn, state)
+            storage.save(conn, state)
         except BaseException:
             self.state = None  # the transaction rolls back: reload what was committed next time
             raise
 
-    async def _fill_gap(self, state: ReportState, until: int) -> None:
-        """Events between the checkpoint and what NATS handed over: read them from the log. (The
-        projection does not read every type, so most gaps are events it has no view of.)"""
-        async for rows in self.store.read_rows(state.position, until_position=until, event_types=EVENT_TYPES,
-                                               columns=storage.READ_COLUMNS):
+    def _fill_gap(self, state: ReportState, until: int) -> None:
+        """Events between the checkpoint and what NATS handed over: read them from the log, in
+        keyset pages. (The projection does not read every type, so most gaps are events it has no
+        view of.)"""
+        page = self.store.pager(state.position, until_position=until, event_types=EVENT_TYPES,
+                                columns=storage.READ_COLUMNS)
+        while rows := page():
             for row in rows:
                 fact = decode_row(*row)
                 if fact is not None:

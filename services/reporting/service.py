@@ -36,8 +36,7 @@ async def compute_report(
         basis = "event log: " + ("; ".join(parts) if parts else f"everything up to position {state.position}")
         return await _named(store, build_report(state, year, township=township, basis=basis), state.position), None
     await store.create_schema(metadata)
-    async with store.engine.connect() as conn:
-        state = await storage.load(conn)
+    state = await store.read(storage.load)
     head = await store.head_position()
     warning = None
     if state.position < head:

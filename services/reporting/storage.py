@@ -3,15 +3,15 @@ loading it back; rebuilding it from the log alone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting import tables as t
 from services.reporting.projection import ReportState, TownshipYear, apply
@@ -22,7 +22,7 @@ from shared.events.tables import events
 PROJECTION = "township-year-v1"
 
 
-async def upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -32,7 +32,7 @@ async def upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_={
             c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys
         })
-        await conn.execute(stmt)
+        conn.execute(stmt)
 
 
 def _changed_rows(state: ReportState) -> dict[Table, list[dict[str, Any]]]:
@@ -60,30 +60,30 @@ def _changed_rows(state: ReportState) -> dict[Table, list[dict[str, Any]]]:
     return out
 
 
-async def save(conn: AsyncConnection, state: ReportState) -> None:
+def save(conn: Connection, state: ReportState) -> None:
     """Write what changed and the checkpoint (the caller commits both together)."""
     for table, rows in _changed_rows(state).items():
-        await upsert(conn, table, sorted(rows, key=lambda r: tuple(str(r[c.name]) for c in table.primary_key.columns)))
-    await upsert(conn, t.checkpoint, [{"name": PROJECTION, "position": state.position}])
+        upsert(conn, table, sorted(rows, key=lambda r: tuple(str(r[c.name]) for c in table.primary_key.columns)))
+    upsert(conn, t.checkpoint, [{"name": PROJECTION, "position": state.position}])
     state.touched.clear()
 
 
-async def load(conn: AsyncConnection) -> ReportState:
+def load(conn: Connection) -> ReportState:
     state = ReportState()
-    row = (await conn.execute(select(t.checkpoint.c.position).where(t.checkpoint.c.name == PROJECTION))).first()
+    row = conn.execute(select(t.checkpoint.c.position).where(t.checkpoint.c.name == PROJECTION)).first()
     state.position = int(row[0]) if row else 0
-    for r in await conn.execute(select(t.township_year)):
+    for r in conn.execute(select(t.township_year)):
         data = dict(r._mapping)
         state.townships[(data["programme_year"], data["township"])] = TownshipYear(**data)
-    for r in await conn.execute(select(t.rejections)):
+    for r in conn.execute(select(t.rejections)):
         state.rejections[(r.programme_year, r.township, r.reason)] = r.registrations
-    for r in await conn.execute(select(t.subsidy_lines)):
+    for r in conn.execute(select(t.subsidy_lines)):
         state.subsidy_lines[(r.programme_year, r.township, r.line)] = [r.persons, r.amount_fen]
-    for r in await conn.execute(select(t.disbursements)):
+    for r in conn.execute(select(t.disbursements)):
         state.disbursed[(r.programme_year, r.plan_id)] = [r.persons, r.amount_fen]
-    for r in await conn.execute(select(t.monthly)):
+    for r in conn.execute(select(t.monthly)):
         state.monthly[(r.programme_year, r.township, r.month)] = [r.policies, r.premium_fen, r.claims_paid_fen]
-    for r in await conn.execute(select(t.areas).order_by(t.areas.c.registered_position)):
+    for r in conn.execute(select(t.areas).order_by(t.areas.c.registered_position)):
         state.areas[r.code] = (r.name, r.level, r.parent_code, r.registered_position)
         state.area_aliases[r.code] = tuple(json.loads(r.aliases))
     return state
@@ -93,7 +93,20 @@ async def load(conn: AsyncConnection) -> ReportState:
 READ_COLUMNS = (events.c.position, events.c.event_type, events.c.schema_version, events.c.occurred_at, events.c.payload)
 
 
-async def project(
+def covered_position(conn: Connection, *, until_position: int | None = None,
+                     until_recorded: datetime | None = None) -> int:
+    """The last position of the log a projection covers: the head, or the head of the prefix up to
+    a position, or the last position recorded at or before a time (what the log knew then)."""
+    if until_recorded is not None:
+        if until_recorded.tzinfo is None:
+            raise ValueError("until_recorded must be timezone-aware")
+        return int(conn.execute(select(func.coalesce(func.max(events.c.position), 0))
+                                .where(events.c.recorded_at <= until_recorded)).scalar_one())
+    head = int(conn.execute(select(func.coalesce(func.max(events.c.position), 0))).scalar_one())
+    return min(head, until_position) if until_position is not None else head
+
+
+def project_now(
     store: EventStore,
     *,
     until_position: int | None = None,
@@ -102,16 +115,16 @@ async def project(
     on_progress: Callable[[int], None] | None = None,
     batch_size: int = 5000,
 ) -> ReportState:
-    """The projection computed from the log: everything, or what the log knew at a position or a
-    recorded time, or only what had happened before an instant (``occurred_at``). Only the event
-    types the projection reads are fetched; the state's position is the last position covered."""
+    """The projection computed from the log, in the caller's thread: everything, or what the log
+    knew at a position or a recorded time, or only what had happened before an instant
+    (``occurred_at``). Only the event types the projection reads are fetched, in keyset pages of
+    ``batch_size`` rows (memory stays flat however long the log); the state's position is the last
+    position covered."""
     state = ReportState()
-    head = await store.head_position()
-    last = min(head, until_position) if until_position is not None else head
-    if until_recorded is not None:
-        last = await store.position_at(until_recorded)
-    async for rows in store.read_rows(0, batch_size=batch_size, until_position=last, event_types=EVENT_TYPES,
-                                      columns=READ_COLUMNS):
+    with store.engine.connect() as conn:
+        last = covered_position(conn, until_position=until_position, until_recorded=until_recorded)
+    page = store.pager(0, batch_size=batch_size, until_position=last, event_types=EVENT_TYPES, columns=READ_COLUMNS)
+    while rows := page():
         for position, event_type, version, occurred_at, payload in rows:
             fact = decode_row(position, event_type, version, occurred_at, payload)
             if fact is None:
@@ -125,12 +138,32 @@ async def project(
     return state
 
 
-async def rebuild(store: EventStore, on_progress: Callable[[int], None] | None = None) -> ReportState:
+async def project(
+    store: EventStore,
+    *,
+    until_position: int | None = None,
+    until_recorded: datetime | None = None,
+    occurred_before: datetime | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    batch_size: int = 5000,
+) -> ReportState:
+    """:func:`project_now` in a worker thread (``on_progress`` is called there)."""
+    return await asyncio.to_thread(
+        lambda: project_now(store, until_position=until_position, until_recorded=until_recorded,
+                            occurred_before=occurred_before, on_progress=on_progress, batch_size=batch_size))
+
+
+def rebuild_now(store: EventStore, on_progress: Callable[[int], None] | None = None) -> ReportState:
     """Throw the read models away and build them again from the log alone, in one transaction."""
-    await store.create_schema(t.metadata)
-    state = await project(store, on_progress=on_progress)
-    async with store.transaction() as tx:
+    store.create_schema_now(t.metadata)
+    state = project_now(store, on_progress=on_progress)
+    with store.transaction() as tx:
         for table in t.READ_MODEL_TABLES:
-            await tx.connection.execute(delete(table))
-        await save(tx.connection, state)
+            tx.connection.execute(delete(table))
+        save(tx.connection, state)
     return state
+
+
+async def rebuild(store: EventStore, on_progress: Callable[[int], None] | None = None) -> ReportState:
+    """:func:`rebuild_now` in a worker thread (``on_progress`` is called there)."""
+    return await asyncio.to_thread(rebuild_now, store, on_progress)

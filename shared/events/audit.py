@@ -64,8 +64,7 @@ async def log_head(store: EventStore, until_position: int | None = None) -> LogH
     query = select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
     if until_position is not None:
         query = query.where(events.c.position <= until_position)
-    async with store.engine.connect() as conn:
-        row = (await conn.execute(query)).first()
+    row = await store.read(lambda conn: conn.execute(query).first())
     return LogHead(row[0], row[1]) if row else LogHead(0, GENESIS)
 
 
@@ -146,8 +145,7 @@ async def _pages(store: EventStore, after: int, until_position: int | None) -> A
 async def _unreadable(store: EventStore, cursor: int, exc: SQLAlchemyError) -> _Bad:
     """Read the rows after ``cursor`` one at a time to find the one that cannot be read."""
     query = select(events.c.position).where(events.c.position > cursor).order_by(events.c.position).limit(200)
-    async with store.engine.connect() as conn:
-        positions = list((await conn.execute(query)).scalars())
+    positions = await store.read(lambda conn: list(conn.execute(query).scalars()))
     # The driver may quote the row's text: masked first, so that cutting it cannot leave part of an ID.
     reason = mask_text(str(getattr(exc, "orig", exc)).splitlines()[0])[:200]
     for position in positions:

@@ -41,7 +41,7 @@ from .logs import get_logger
 from .metrics import count_batch, count_given_up, set_ready, watch_consumers
 from .store import EventStore
 from .subjects import EVENTS_PREFIX, EVENTS_STREAM, INBOUND_STREAMS, LEGACY_INBOUND_STREAM, inbound_subjects
-from .tls import NOT_TLS_FIRST, inbox_prefix_for, nats_connection_uses_tls
+from .tls import NOT_TLS_FIRST, inbox_prefix_for, sessions_of, tls_since
 
 STREAM_MAX_MSG_BYTES = 1024 * 1024  # the server's payload limit; services dead-letter above 256 KiB
 DUPLICATE_WINDOW_S = 2 * 3600.0  # JetStream de-duplication; exactly-once does not depend on it
@@ -188,7 +188,7 @@ def _connect_options(nats_url: str | Sequence[str], tls: ssl.SSLContext | None) 
     options: dict[str, Any] = {"inbox_prefix": inbox_prefix_for(servers)}
     if tls is None:
         return options
-    state: dict[str, Any] = {"connected": False, "nc": None}
+    state: dict[str, Any] = {"connected": False, "nc": None, "seen": sessions_of(tls)}
     log = logging.getLogger("guanhuai.nats")
 
     def server_name() -> str:
@@ -205,15 +205,18 @@ def _connect_options(nats_url: str | Sequence[str], tls: ssl.SSLContext | None) 
 
     async def on_reconnected() -> None:
         nc = state["nc"]
-        if nc is not None and not nats_connection_uses_tls(nc):
+        if nc is not None and not tls_since(tls, state["seen"]):
             log.error(NOT_TLS_FIRST.format(server=server_name()))
             await nc.close()
+            return
+        state["seen"] = sessions_of(tls)
 
     def connected(nc: Any) -> None:
         """Called with the first connection: checked for TLS (raises ConnectionError without)."""
         state["nc"] = nc
-        if not nats_connection_uses_tls(nc):
+        if not tls_since(tls, state["seen"]):
             raise ConnectionError(NOT_TLS_FIRST.format(server=server_name()))
+        state["seen"] = sessions_of(tls)
         state["connected"] = True
 
     options.update(security=NatsSecurity(ssl_context=tls, tls_handshake_first=True), error_cb=on_error,

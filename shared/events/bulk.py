@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 _Prepared = tuple[str, list[Callable[[Any], Any] | None]] | None
 _prepared: dict[tuple[str, str, tuple[str, ...]], _Prepared] = {}
 
 
-def _prepare(conn: AsyncConnection, table: Table, columns: tuple[str, ...]) -> _Prepared:
+def _prepare(conn: Connection, table: Table, columns: tuple[str, ...]) -> _Prepared:
     key = (conn.dialect.name, table.name, columns)
     if key not in _prepared:
         compiled = table.insert().values({c: bindparam(c) for c in columns}).compile(dialect=conn.dialect)
@@ -31,19 +31,22 @@ def _prepare(conn: AsyncConnection, table: Table, columns: tuple[str, ...]) -> _
     return _prepared[key]
 
 
-async def insert_rows(conn: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert ``rows`` (tuples in the order of ``columns``) into ``table``."""
     if not rows:
         return
     columns = tuple(columns)
     prepared = _prepare(conn, table, columns)
-    if prepared is None:
-        await conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+    if prepared is None:  # a driver with named parameters (psycopg): SQLAlchemy binds each value
+        for row in rows:
+            if len(row) != len(columns):
+                raise ValueError(f"a row of {len(row)} values for {len(columns)} columns")
+        conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return
     sql, processors = prepared
     if any(processors):
         rows = _processed(rows, processors)
-    await conn.exec_driver_sql(sql, list(rows))
+    conn.exec_driver_sql(sql, list(rows))
 
 
 _UNSET = object()

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha1
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .base import DomainEvent, EventMessage, unchecked_message
 from .inbox import (
@@ -36,6 +38,7 @@ from .registry import EventContractError
 from .store import EventStore, Transaction
 from .subjects import MAX_MESSAGE_BYTES
 
+T = TypeVar("T")
 OUTCOME_NAMESPACE = uuid.UUID("0b6f2f5e-8d4e-4a53-9c1d-6775616e6875")
 EVENT_ID_MAX_LENGTH = dead_letters.c.event_id.type.length
 SUBJECT_MAX_LENGTH = dead_letters.c.subject.type.length
@@ -74,39 +77,54 @@ class Rejected(Exception):
         self.code, self.detail, self.event_id = code, detail, event_id
 
 
-class Handler(Protocol):
-    """A consumer's logic. A handler that keeps its own checkpoint in its transaction (the
-    reporting projection) sets ``tracks_inputs = False`` and is then given every input.
-
-    A handler may also offer ``prepare`` (see :class:`Preparing`): then a batch is decided before
-    the log's write lock is taken, and only written under it."""
-
-    consumer: str
-
-    def parse(self, message: Incoming) -> EventMessage:
-        """Bytes to an event, or :class:`EventContractError` / :class:`Rejected`."""
-        ...
-
-    async def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
-        """Decide and append what ``events`` lead to (and update the service's own tables)."""
-        ...
-
-
 class Prepared(Protocol):
     """What a batch was decided to lead to: its events and the rows of the service's own tables."""
 
-    async def write(self, tx: Transaction) -> None:
+    def write(self, tx: Transaction) -> None:
         """Append the events and write the rows, in the transaction that marks the inputs handled."""
         ...
 
 
-class Preparing(Handler, Protocol):
-    """A handler whose decisions read only its own tables, and are made apart from their writing:
-    ``prepare`` reads state through ``conn`` and decides, writing nothing; ``handle(tx, events)``
-    is ``(await prepare(tx.connection, events)).write(tx)``."""
+class DeciderHandler(ABC):
+    """A service that decides: each input has an effect once (the inbox tracks which inputs it has
+    handled, in the transaction that writes their effects). ``prepare`` reads the service's own
+    tables through ``conn`` and decides, writing nothing; what it returns is written under the
+    log's write lock. So a batch is decided before the lock is taken, while others write, and
+    decided again under it only if this consumer's state moved meanwhile."""
 
-    async def prepare(self, conn: AsyncConnection, events: Sequence[EventMessage]) -> Prepared:
+    consumer: ClassVar[str]
+    tracks_inputs: ClassVar[bool] = True
+
+    @abstractmethod
+    def parse(self, message: Incoming) -> EventMessage:
+        """Bytes to an event, or :class:`EventContractError` / :class:`Rejected`."""
+
+    @abstractmethod
+    def prepare(self, conn: Connection, events: Sequence[EventMessage]) -> Prepared:
+        """Decide ``events`` (inputs not handled before) on the state read through ``conn``."""
+
+    def handle(self, tx: Transaction, events: Sequence[EventMessage]) -> None:
+        """Decide and write at once, under the lock ``tx`` holds."""
+        self.prepare(tx.connection, events).write(tx)
+
+
+class ProjectionHandler(ABC):
+    """A read model: it keeps its own checkpoint (the last log position it has folded in) in the
+    transaction that writes its rows, so it is given every input and skips what it has seen."""
+
+    consumer: ClassVar[str]
+    tracks_inputs: ClassVar[bool] = False
+
+    @abstractmethod
+    def parse(self, message: Incoming) -> Any:
         ...
+
+    @abstractmethod
+    def handle(self, tx: Transaction, events: Sequence[Any]) -> None:
+        """Fold ``events`` in and move the checkpoint, in ``tx``."""
+
+
+Handler = DeciderHandler | ProjectionHandler
 
 
 @dataclass
@@ -119,29 +137,27 @@ class _Ahead:
     prepared: Prepared | None
 
 
-async def _decide_ahead(store: EventStore, handler: Preparing, batch: Sequence[EventMessage], ids: Sequence[str]) -> _Ahead:
+def decide_ahead(store: EventStore, handler: DeciderHandler, batch: Sequence[EventMessage]) -> _Ahead:
     """Decide a batch without the log's write lock, so that another service can write meanwhile.
     The version is read first: whatever commit lands after it, the state read next may include,
     and that commit moves the version, so the batch is decided again under the lock."""
-    async with store.engine.connect() as conn:
-        version = await consumer_version(conn, handler.consumer)
-        fresh, fresh_ids = await _unhandled(conn, handler.consumer, batch, ids)
-        prepared = await handler.prepare(conn, fresh) if fresh else None
-    return _Ahead(version, fresh, fresh_ids, prepared)
+    with store.engine.connect() as conn:
+        version = consumer_version(conn, handler.consumer)
+        return _Ahead(version, *_decided(conn, handler, batch))
 
 
-async def _unhandled(conn: AsyncConnection, consumer: str, batch: Sequence[EventMessage],
-                     ids: Sequence[str]) -> tuple[list[EventMessage], list[str]]:
-    """The inputs of ``batch`` that ``consumer`` has not handled yet, each once, and their ids
-    (``ids``: the event ids of ``batch`` as text, in its order)."""
-    seen = await already_processed(conn, consumer, list(ids))
+def _decided(conn: Connection, handler: DeciderHandler,
+             batch: Sequence[EventMessage]) -> tuple[list[EventMessage], list[str], Prepared | None]:
+    """The inputs of ``batch`` not handled yet (each once), their ids, and what they lead to."""
+    ids = [str(e.event_id) for e in batch]
+    seen = already_processed(conn, handler.consumer, ids)
     fresh, fresh_ids = [], []
     for event, key in zip(batch, ids, strict=True):
         if key not in seen:
             seen.add(key)
             fresh.append(event)
             fresh_ids.append(key)
-    return fresh, fresh_ids
+    return fresh, fresh_ids, handler.prepare(conn, fresh) if fresh else None
 
 
 _NAMESPACE_BYTES = OUTCOME_NAMESPACE.bytes
@@ -156,20 +172,9 @@ def outcome_id(cause: EventMessage | uuid.UUID, index: int = 0) -> uuid.UUID:
 
 
 # The bits of a name-based (SHA-1) UUID that RFC 4122 fixes: version 5, variant RFC 4122.
-_VERSION_VARIANT_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_VERSION_VARIANT_SET = (5 << 76) | (0x8000 << 48)
-_new_object, _set_slot, _safe_unknown = object.__new__, object.__setattr__, uuid.SafeUUID.unknown
-
-
 def _derived_id(prefix: str, index: int) -> uuid.UUID:
-    """``uuid.uuid5(OUTCOME_NAMESPACE, f"{prefix}{index}")``, built without ``UUID.__init__``'s
-    argument checks (its two slots set directly, as ``__init__`` sets them): 2.5 -> 1.4 µs here,
-    for every event a service derives (about 3.4 a household)."""
-    digest = sha1(_NAMESPACE_BYTES + f"{prefix}{index}".encode()).digest()
-    derived = _new_object(uuid.UUID)
-    _set_slot(derived, "int", (int.from_bytes(digest[:16]) & _VERSION_VARIANT_CLEAR) | _VERSION_VARIANT_SET)
-    _set_slot(derived, "is_safe", _safe_unknown)
-    return derived
+    """``uuid.uuid5(OUTCOME_NAMESPACE, f"{prefix}{index}")``, the namespace's bytes kept at hand."""
+    return uuid.UUID(bytes=sha1(_NAMESPACE_BYTES + f"{prefix}{index}".encode()).digest()[:16], version=5)
 
 
 def outcomes(cause: EventMessage, payloads: Sequence[DomainEvent], source: str) -> list[EventMessage]:
@@ -243,6 +248,22 @@ async def with_retries(
     raise AssertionError("unreachable")
 
 
+def retrying(action: Callable[[], T], *, attempts: int = 8, first_delay: float = 0.05, what: str = "database") -> T:
+    """:func:`with_retries` for a worker thread's synchronous work."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not transient(exc) or attempt == attempts:
+                raise
+            get_logger().warning("transient_fault_retrying", what=what, attempt=attempt, error=type(exc).__name__,
+                                 detail=str(exc), delay_s=round(delay, 3))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
 def dead_letter_of(handler: Handler, message: Incoming, code: str, detail: str, event_id: str | None) -> DeadLetter:
     # The id may come from a sender's Nats-Msg-Id header, of any length: one that does not fit the
     # column is no event id of ours, and PostgreSQL would refuse the row (and the batch with it).
@@ -283,12 +304,39 @@ def admit(handler: Handler, message: Incoming) -> EventMessage | DeadLetter:
 async def process_batch(
     store: EventStore, handler: Handler, messages: Sequence[Incoming], *, max_deliver: int = 5
 ) -> BatchResult:
+    """:func:`handle_batch` in a worker thread: the event loop goes on fetching and acking meanwhile."""
+    return await asyncio.to_thread(handle_batch, store, handler, messages, max_deliver=max_deliver)
+
+
+def handle_batch(store: EventStore, handler: Handler, messages: Sequence[Incoming], *, max_deliver: int = 5) -> BatchResult:
     """Handle a batch; everything in it is either handled (or a known duplicate), dead-lettered, or
     returned in ``failed`` for redelivery. A message whose handler keeps failing is dead-lettered
-    on its last delivery rather than lost or retried forever."""
+    on its last delivery rather than lost or retried forever. The steps: admit (parse or
+    dead-letter each message), decide ahead and write under the lock (:func:`commit`), and if the
+    batch fails, isolate the input that fails (:func:`_isolate`)."""
     log = get_logger(consumer=handler.consumer)
-    result = BatchResult()
-    good: list[tuple[Incoming, EventMessage]] = []
+    good, letters = admit_all(handler, messages)
+    try:
+        result = retrying(lambda: commit(store, handler, good, letters))
+    except Exception as exc:  # noqa: BLE001 - isolate the message that fails
+        if transient(exc):
+            return _held(log, exc, messages)
+        log.warning("batch_failed_isolating", error=type(exc).__name__, detail=str(exc), size=len(messages))
+        isolated = _isolate(store, handler, good, letters, max_deliver, log)
+        if isolated is None:
+            return BatchResult(failed=list(messages), transient=True)
+        result = isolated
+    else:
+        _log_handled(log, handler, good)
+    for letter in letters:
+        log.warning("dead_lettered", reason=letter.reason, detail=letter.detail, subject=letter.subject,
+                    nats_sequence=letter.nats_sequence, event_id=letter.event_id)
+    return result
+
+
+def admit_all(handler: Handler, messages: Sequence[Incoming]) -> tuple[list[tuple[Incoming, Any]], list[DeadLetter]]:
+    """The batch's messages split into events to handle and dead letters (see :func:`admit`)."""
+    good: list[tuple[Incoming, Any]] = []
     letters: list[DeadLetter] = []
     for message in messages:
         admitted = admit(handler, message)
@@ -296,83 +344,91 @@ async def process_batch(
             letters.append(admitted)
         else:
             good.append((message, admitted))
+    return good, letters
 
-    tracks_inputs = getattr(handler, "tracks_inputs", True)
-    preparing = tracks_inputs and callable(getattr(handler, "prepare", None))
 
-    async def commit(batch: list[tuple[Incoming, EventMessage]], dead: list[DeadLetter]) -> tuple[int, int, int]:
-        events = [e for _, e in batch]
-        ids = [str(e.event_id) for e in events] if tracks_inputs else []  # (others' inputs need not be events)
-        started = perf_counter()
-        # Deciding is most of a batch's work: done before the write lock, other services write
-        # meanwhile. It stands if no commit of this consumer came between (else decided again).
-        ahead = await _decide_ahead(store, handler, events, ids) if preparing and events else None  # type: ignore[arg-type]
-        decided = perf_counter()
-        async with store.transaction() as tx:
-            await tx.lock()
-            locked = perf_counter()
-            if not tracks_inputs:  # it keeps its own checkpoint instead
-                if batch:
-                    await handler.handle(tx, events)
-                fresh, fresh_ids = events, []
-            elif ahead is not None and await consumer_version(tx.connection, handler.consumer) == ahead.version:
-                fresh, fresh_ids = ahead.fresh, ahead.fresh_ids
-                if ahead.prepared is not None:
-                    await ahead.prepared.write(tx)
-            else:
-                fresh, fresh_ids = await _unhandled(tx.connection, handler.consumer, events, ids)
-                if fresh:
-                    await handler.handle(tx, fresh)
-            if fresh and tracks_inputs:
-                await mark_processed(tx.connection, handler.consumer, fresh_ids)
-                await bump_consumer_version(tx.connection, handler.consumer)
-            stored = await record_dead_letters(tx.connection, dead)
-            written = perf_counter()
-        if batch:  # (not the commit of dead letters alone, which follows a batch that failed)
-            result.timings = {"decide_ms": _ms(decided - started), "lock_wait_ms": _ms(locked - decided),
-                              "write_ms": _ms(written - locked), "commit_ms": _ms(perf_counter() - written)}
-        return len(fresh), len(batch) - len(fresh), stored
-
-    try:
-        handled, duplicates, stored = await with_retries(lambda: commit(good, letters))
-        result.handled, result.duplicates, result.dead_lettered = handled, duplicates, stored
-        if tracks_inputs and info_enabled(log):
-            for message, event in good:
-                log.info("handled", event_id=str(event.event_id), correlation_id=str(event.correlation_id),
-                         event_type=event.event_type, stream=message.stream, position=message.sequence,
-                         subject=message.subject)
-    except Exception as exc:  # noqa: BLE001 - isolate the message that fails
-        if transient(exc):
-            return _held(log, exc, messages)
-        log.warning("batch_failed_isolating", error=type(exc).__name__, detail=str(exc), size=len(messages))
-        for message, event in good:
-            try:
-                h, d, _ = await with_retries(lambda m=message, e=event: commit([(m, e)], []))
-                result.handled += h
-                result.duplicates += d
-            except Exception as one:  # noqa: BLE001 - a poison input, or the database went away meanwhile
-                if transient(one):  # not this input's fault: hold the whole batch (what was committed is in the inbox)
-                    return _held(log, one, messages)
-                event_id = str(getattr(event, "event_id", "")) or message.headers.get("Nats-Msg-Id")
-                if message.delivered >= max_deliver:
-                    letters.append(dead_letter_of(handler, message, "handler_error", f"{type(one).__name__}: {one}", event_id))
-                    log.error("handler_failed_dead_lettering", event_id=event_id, error=type(one).__name__, detail=str(one))
-                else:
-                    log.warning("handler_failed_will_retry", event_id=event_id, delivered=message.delivered,
-                                error=type(one).__name__, detail=str(one))
-                    result.failed.append(message)
-        try:
-            _, _, result.dead_lettered = await with_retries(lambda: commit([], letters))
-        except Exception as exc:  # noqa: BLE001 - a dead letter that cannot be written is never dropped
-            # Acked, these messages would be lost; nak'ed, they would spend deliveries until
-            # JetStream gives up on them. Held, they wait (in the service's hands) for the
-            # database to take them, however long that is, and the wait is logged as an error.
-            log.error("dead_letters_not_written", error=type(exc).__name__, detail=str(exc), letters=len(letters))
-            return BatchResult(failed=list(messages), transient=True)
-    for letter in letters:
-        log.warning("dead_lettered", reason=letter.reason, detail=letter.detail, subject=letter.subject,
-                    nats_sequence=letter.nats_sequence, event_id=letter.event_id)
+def commit(store: EventStore, handler: Handler, batch: Sequence[tuple[Incoming, Any]],
+           dead: list[DeadLetter]) -> BatchResult:
+    """Decide ``batch`` ahead of the log's write lock (a decider's), then take the lock and write
+    its effects, the inputs handled and the dead letters in one transaction."""
+    events = [e for _, e in batch]
+    started = perf_counter()
+    # Deciding is most of a batch's work: done before the write lock, other services write
+    # meanwhile. It stands if no commit of this consumer came between (else decided again).
+    ahead = decide_ahead(store, handler, events) if isinstance(handler, DeciderHandler) and events else None
+    decided = perf_counter()
+    with store.transaction() as tx:
+        tx.lock()
+        locked = perf_counter()
+        handled = write_locked(tx, handler, events, ahead)
+        stored = record_dead_letters(tx.connection, dead)
+        written = perf_counter()
+    result = BatchResult(handled=handled, duplicates=len(events) - handled, dead_lettered=stored)
+    if batch:  # (not the commit of dead letters alone, which follows a batch that failed)
+        result.timings = {"decide_ms": _ms(decided - started), "lock_wait_ms": _ms(locked - decided),
+                          "write_ms": _ms(written - locked), "commit_ms": _ms(perf_counter() - written)}
     return result
+
+
+def write_locked(tx: Transaction, handler: Handler, events: list[Any], ahead: _Ahead | None) -> int:
+    """Under the write lock: write what the batch leads to; how many inputs had an effect."""
+    if isinstance(handler, ProjectionHandler):  # it keeps its own checkpoint instead of the inbox's
+        if events:
+            handler.handle(tx, events)
+        return len(events)
+    conn = tx.connection
+    if ahead is not None and consumer_version(conn, handler.consumer) == ahead.version:
+        fresh, fresh_ids, prepared = ahead.fresh, ahead.fresh_ids, ahead.prepared
+    else:  # another instance of this consumer committed meanwhile: decide again on what it wrote
+        fresh, fresh_ids, prepared = _decided(conn, handler, events)
+    if prepared is not None:
+        prepared.write(tx)
+    if fresh:
+        mark_processed(conn, handler.consumer, fresh_ids)
+        bump_consumer_version(conn, handler.consumer)
+    return len(fresh)
+
+
+def _isolate(store: EventStore, handler: Handler, good: list[tuple[Incoming, Any]], letters: list[DeadLetter],
+             max_deliver: int, log: Any) -> BatchResult | None:
+    """The batch failed: commit its inputs one at a time, so that only the one that fails (a
+    poison input) is redelivered, or dead-lettered on its last delivery. None: the database went
+    away meanwhile, or the dead letters cannot be written; the whole batch is held."""
+    result = BatchResult()
+    for message, event in good:
+        try:
+            one = retrying(lambda m=message, e=event: commit(store, handler, [(m, e)], []))
+            result.handled += one.handled
+            result.duplicates += one.duplicates
+        except Exception as exc:  # noqa: BLE001 - a poison input, or the database went away meanwhile
+            if transient(exc):  # not this input's fault: hold the whole batch (what was committed is in the inbox)
+                _held(log, exc, [])
+                return None
+            event_id = str(getattr(event, "event_id", "")) or message.headers.get("Nats-Msg-Id")
+            if message.delivered >= max_deliver:
+                letters.append(dead_letter_of(handler, message, "handler_error", f"{type(exc).__name__}: {exc}", event_id))
+                log.error("handler_failed_dead_lettering", event_id=event_id, error=type(exc).__name__, detail=str(exc))
+            else:
+                log.warning("handler_failed_will_retry", event_id=event_id, delivered=message.delivered,
+                            error=type(exc).__name__, detail=str(exc))
+                result.failed.append(message)
+    try:
+        result.dead_lettered = retrying(lambda: commit(store, handler, [], letters)).dead_lettered
+    except Exception as exc:  # noqa: BLE001 - a dead letter that cannot be written is never dropped
+        # Acked, these messages would be lost; nak'ed, they would spend deliveries until
+        # JetStream gives up on them. Held, they wait (in the service's hands) for the
+        # database to take them, however long that is, and the wait is logged as an error.
+        log.error("dead_letters_not_written", error=type(exc).__name__, detail=str(exc), letters=len(letters))
+        return None
+    return result
+
+
+def _log_handled(log: Any, handler: Handler, good: list[tuple[Incoming, Any]]) -> None:
+    if handler.tracks_inputs and info_enabled(log):
+        for message, event in good:
+            log.info("handled", event_id=str(event.event_id), correlation_id=str(event.correlation_id),
+                     event_type=event.event_type, stream=message.stream, position=message.sequence,
+                     subject=message.subject)
 
 
 def _ms(seconds: float) -> float:

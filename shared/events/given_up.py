@@ -34,7 +34,7 @@ from .base import EventMessage
 from .consumer import Handler, Incoming, admit, dead_letter_of
 from .inbox import DeadLetter, already_processed, record_dead_letters
 from .logs import get_logger
-from .store import EventStore
+from .store import EventStore, Transaction
 
 GIVEN_UP_STREAM = "GUANHUAI_GIVEN_UP"
 MAX_DELIVERIES_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
@@ -131,15 +131,18 @@ async def sweep(store: EventStore, handler: Handler, js: Any, bodies: Sequence[b
         else:
             assert message is not None
             inputs.append((message, outcome, advisory))
-    tracks = getattr(handler, "tracks_inputs", True)
-    async with store.transaction() as tx:
-        ids = [str(event.event_id) for _, event, _ in inputs]
-        handled = await already_processed(tx.connection, handler.consumer, ids) if tracks and ids else set()
-        for message, event, advisory in inputs:
-            if str(event.event_id) not in handled:
-                letters.append(dead_letter_of(handler, message, REASON, _given_up_detail(advisory.deliveries),
-                                              str(event.event_id)))
-        stored = await record_dead_letters(tx.connection, letters)
+    tracks = handler.tracks_inputs
+    ids = [str(event.event_id) for _, event, _ in inputs]
+
+    def record(tx: Transaction) -> tuple[int, list[DeadLetter], set[str]]:
+        handled = already_processed(tx.connection, handler.consumer, ids) if tracks and ids else set()
+        written = letters + [
+            dead_letter_of(handler, message, REASON, _given_up_detail(advisory.deliveries), str(event.event_id))
+            for message, event, advisory in inputs if str(event.event_id) not in handled
+        ]
+        return record_dead_letters(tx.connection, written), written, handled
+
+    stored, letters, handled = await store.write(record)
     for letter in letters:
         log.error("given_up_dead_lettered", reason=letter.reason, nats_stream=letter.nats_stream,
                   nats_sequence=letter.nats_sequence, event_id=letter.event_id, subject=letter.subject)

@@ -32,7 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from .bulk import insert_rows
 from .keyed import CHUNK, select_where_in
@@ -87,44 +87,44 @@ class DeadLetter:
     event_id: str | None = None
 
 
-async def already_processed(conn: AsyncConnection, consumer: str, ids: list[str]) -> set[str]:
+def already_processed(conn: Connection, consumer: str, ids: list[str]) -> set[str]:
     """Which of ``ids`` (input event ids) ``consumer`` has handled."""
     column = processed_messages.c.message_id
     seen: set[str] = set()
     for start in range(0, len(ids), CHUNK):
-        rows = await select_where_in(conn, (column,), processed_messages.c.consumer, consumer, column,
+        rows = select_where_in(conn, (column,), processed_messages.c.consumer, consumer, column,
                                      ids[start : start + CHUNK])
         seen.update(r[0] for r in rows)
     return seen
 
 
-async def mark_processed(conn: AsyncConnection, consumer: str, ids: list[str]) -> None:
+def mark_processed(conn: Connection, consumer: str, ids: list[str]) -> None:
     if ids:
         now = datetime.now(timezone.utc)
-        await insert_rows(conn, processed_messages, ("consumer", "message_id", "processed_at"), [(consumer, i, now) for i in ids])
+        insert_rows(conn, processed_messages, ("consumer", "message_id", "processed_at"), [(consumer, i, now) for i in ids])
 
 
-async def consumer_version(conn: AsyncConnection, consumer: str) -> int:
+def consumer_version(conn: Connection, consumer: str) -> int:
     """How many commits have changed ``consumer``'s state so far (0 before the first)."""
     query = select(consumer_versions.c.version).where(consumer_versions.c.consumer == consumer)
-    return (await conn.execute(query)).scalar_one_or_none() or 0
+    return (conn.execute(query)).scalar_one_or_none() or 0
 
 
-async def bump_consumer_version(conn: AsyncConnection, consumer: str) -> None:
+def bump_consumer_version(conn: Connection, consumer: str) -> None:
     """Count one more change of ``consumer``'s state. Called under the log's write lock, which
     every writer holds, so the update-or-insert cannot race with another instance."""
     c = consumer_versions.c
-    done = await conn.execute(update(consumer_versions).where(c.consumer == consumer).values(version=c.version + 1))
+    done = conn.execute(update(consumer_versions).where(c.consumer == consumer).values(version=c.version + 1))
     if done.rowcount == 0:
-        await conn.execute(insert(consumer_versions), {"consumer": consumer, "version": 1})
+        conn.execute(insert(consumer_versions), {"consumer": consumer, "version": 1})
 
 
-async def record_dead_letters(conn: AsyncConnection, letters: list[DeadLetter]) -> int:
+def record_dead_letters(conn: Connection, letters: list[DeadLetter]) -> int:
     """Insert dead letters not stored yet (a redelivered poison message is stored once)."""
     if not letters:
         return 0
     keys = {(d.nats_stream, d.nats_sequence) for d in letters}
-    seen_rows = await conn.execute(
+    seen_rows = conn.execute(
         select(dead_letters.c.nats_stream, dead_letters.c.nats_sequence).where(
             dead_letters.c.consumer == letters[0].consumer,
             dead_letters.c.nats_sequence.in_([k[1] for k in keys]),
@@ -142,5 +142,5 @@ async def record_dead_letters(conn: AsyncConnection, letters: list[DeadLetter]) 
         if (d.nats_stream, d.nats_sequence) not in seen
     ]
     if rows:
-        await conn.execute(insert(dead_letters), rows)
+        conn.execute(insert(dead_letters), rows)
     return len(rows)

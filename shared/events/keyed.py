@@ -17,13 +17,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Column, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 CHUNK = 500  # keys per query: well under every driver's limit on bound parameters
 
 
-async def rows_by_year(
-    conn: AsyncConnection, year: Column[Any], key: Column[Any], keys: Iterable[tuple[int, str]], *more: Column[Any]
+def rows_by_year(
+    conn: Connection, year: Column[Any], key: Column[Any], keys: Iterable[tuple[int, str]], *more: Column[Any]
 ) -> list[Any]:
     """The rows (``year``, ``key``, ``*more``) whose (year, key) is one of ``keys``."""
     by_year: dict[int, set[str]] = defaultdict(set)
@@ -33,7 +33,7 @@ async def rows_by_year(
     for y, wanted in sorted(by_year.items()):
         ordered = sorted(wanted)
         for start in range(0, len(ordered), CHUNK):
-            found.extend(await select_where_in(conn, (year, key, *more), year, y, key, ordered[start : start + CHUNK]))
+            found.extend(select_where_in(conn, (year, key, *more), year, y, key, ordered[start : start + CHUNK]))
     return found
 
 
@@ -43,7 +43,7 @@ _SIZES = (8, 32, 128, CHUNK)
 _statements: dict[tuple[Any, ...], str | None] = {}
 
 
-async def select_where_in(conn: AsyncConnection, columns: Sequence[Column[Any]], equal: Column[Any], value: Any,
+def select_where_in(conn: Connection, columns: Sequence[Column[Any]], equal: Column[Any], value: Any,
                           member: Column[Any], keys: Sequence[Any]) -> list[Any]:
     """The rows (``columns``) of ``member``'s table where ``equal == value`` and ``member`` is one
     of ``keys``."""
@@ -55,12 +55,12 @@ async def select_where_in(conn: AsyncConnection, columns: Sequence[Column[Any]],
     if conn.dialect.name == "sqlite" and size is not None and value is not None:
         sql = _sqlite_statement(conn, columns, equal, member, size)
     if sql is None:
-        return list(await conn.execute(select(*columns).where(equal == value, member.in_(list(keys)))))
+        return list(conn.execute(select(*columns).where(equal == value, member.in_(list(keys)))))
     padded = [*keys, *[keys[0]] * (size - len(keys))]  # type: ignore[operator]
-    return list(await conn.exec_driver_sql(sql, (value, *padded)))
+    return list(conn.exec_driver_sql(sql, (value, *padded)))
 
 
-def _sqlite_statement(conn: AsyncConnection, columns: tuple[Column[Any], ...], equal: Column[Any],
+def _sqlite_statement(conn: Connection, columns: tuple[Column[Any], ...], equal: Column[Any],
                       member: Column[Any], size: int) -> str | None:
     table = member.table
     key = (table.name, tuple((c.table.name, c.name) for c in columns), equal.table.name, equal.name, member.name, size)

@@ -20,7 +20,7 @@ import structlog
 
 # Loggers of libraries, quiet below ``library_level`` (``GUANHUAI_LOG_LIBRARY_LEVEL``); uvicorn's
 # are not among them: its start line and access log are the API's own.
-LIBRARY_LOGGERS = ("faststream", "nats", "sqlalchemy", "aiosqlite", "asyncio")
+LIBRARY_LOGGERS = ("faststream", "nats", "sqlalchemy", "psycopg", "asyncio")
 MAX_VALUE_CHARS = 500  # a value longer than this is cut (tracebacks are kept whole)
 _KEPT_WHOLE = frozenset({"exception", "stack", "stack_info"})
 # 15 or more digits in a row (\d: any decimal digit, full-width ０-９ too), with the check

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from .base import EventMessage
 from .inbox import already_processed
@@ -54,14 +54,14 @@ def received_from(kind: str, event: EventMessage) -> InboundMessage:
     return InboundMessage.model_construct(_fields_set=set(event.model_fields_set) | {"sent_id"}, **fields)
 
 
-async def without_recorded_before_scoping(conn: AsyncConnection, consumer: str,
+def without_recorded_before_scoping(conn: Connection, consumer: str,
                                           events: Sequence[EventMessage]) -> list[EventMessage]:
     """``events`` without those that ``consumer`` handled under the id as sent, before ids were
     scoped (a producer's re-send of an event recorded then)."""
     sent = [str(e.sent_id) for e in events if isinstance(e, InboundMessage)]
     if not sent:
         return list(events)
-    handled = await already_processed(conn, consumer, sent)
+    handled = already_processed(conn, consumer, sent)
     if not handled:
         return list(events)
     return [e for e in events if not (isinstance(e, InboundMessage) and str(e.sent_id) in handled)]

@@ -30,7 +30,7 @@ from sqlalchemy import BigInteger, Column, MetaData, String, Table, insert, sele
 from .consumer import transient, with_retries
 from .logs import get_logger
 from .metrics import PUBLISHED, RELAY_POSITION
-from .store import EventStore
+from .store import EventStore, Transaction
 from .subjects import event_subject
 from .tables import utc_text
 
@@ -176,17 +176,20 @@ async def publish_acked(nc: Any, messages: Sequence[tuple[str, bytes, str]], *, 
 
 async def load_checkpoint(store: EventStore, name: str) -> int:
     await store.create_schema(metadata)
-    async with store.transaction() as tx:
-        row = (await tx.connection.execute(select(checkpoints.c.position).where(checkpoints.c.name == name))).first()
+
+    def load(tx: Transaction) -> int:
+        row = tx.connection.execute(select(checkpoints.c.position).where(checkpoints.c.name == name)).first()
         if row is None:
-            await tx.connection.execute(insert(checkpoints), {"name": name, "position": 0})
+            tx.connection.execute(insert(checkpoints), {"name": name, "position": 0})
             return 0
         return int(row[0])
 
+    return await store.write(load)
+
 
 async def save_checkpoint(store: EventStore, name: str, position: int) -> None:
-    async with store.transaction() as tx:
-        await tx.connection.execute(update(checkpoints).where(checkpoints.c.name == name).values(position=position))
+    await store.write(lambda tx: tx.connection.execute(
+        update(checkpoints).where(checkpoints.c.name == name).values(position=position)))
 
 
 class Relay:

@@ -9,22 +9,24 @@
   positions become visible in order and without gaps: a reader tailing ``position > checkpoint``
   never skips one, however many writers there are.
 * Each row's ``hash`` chains over the previous row's hash (see :mod:`.hashing`).
+
+The core is synchronous (SQLAlchemy Core on a sync engine): a writer's whole transaction is one
+plain function, :meth:`EventStore.write` runs it in a worker thread, and the async methods
+(``append``, ``read_all``...) are that core run the same way, for the services' event loops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import LargeBinary, MetaData, String, bindparam, cast, func, literal_column, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, Engine, LargeBinary, MetaData, String, bindparam, cast, func, literal_column, select, text
+from sqlalchemy.exc import IntegrityError
 
 from .base import NAME_MAX_LENGTH, NAME_PATTERN, EventMessage, RecordedEvent
 from .catalog import registry as default_registry
@@ -35,6 +37,7 @@ from .tables import events, metadata, utc_text
 
 ADVISORY_LOCK_KEY = 0x6775616E68756169 & 0x7FFFFFFFFFFFFFFF  # "guanhuai"
 ANY = None  # expected_version meaning "wherever the stream is"
+T = TypeVar("T")
 DECODE_SLICE = 100  # events decoded and handed over at a time by ``read_all``
 _NAME = re.compile(NAME_PATTERN)
 
@@ -59,9 +62,6 @@ _NAMES = tuple(c.name for c in _COLUMNS)
 # encode it back to UTF-8 to parse it. (PostgreSQL's driver hands over text; a cast to bytea there
 # would read backslashes as escapes.)
 _SQLITE_READ_COLUMNS = [*_COLUMNS[:-1], cast(events.c.payload, LargeBinary).label("payload")]
-
-
-_LOG_COLUMN_IDS = frozenset(id(c) for c in (*_COLUMNS, *_SQLITE_READ_COLUMNS))
 
 
 def _read_columns(dialect: str) -> list[Any]:
@@ -110,24 +110,12 @@ _Draft = tuple[str, str, str, "str | None", str, bytes]
 
 
 def _drafted(events: Sequence[EventMessage]) -> tuple[_Draft, ...]:
-    # The outcomes of one input share its time, conversation and id (the same objects; an input
-    # recorded with its outcomes is their cause): each is turned into text once, looked up by
-    # identity (every object looked up lives in ``events``).
-    texts: dict[int, str] = {}
-
-    def text_of(value: Any, convert: Any = str) -> str:
-        key = id(value)
-        found = texts.get(key)
-        if found is None:
-            found = texts[key] = convert(value)
-        return found
-
     drafts = []
     for ev in events:
-        payload_utf8 = ev.payload.__pydantic_serializer__.to_json(ev.payload)  # model_dump_json's bytes
+        payload_utf8 = ev.payload.model_dump_json().encode()
         drafts.append((
-            text_of(ev.event_id), text_of(ev.occurred_at, utc_text), text_of(ev.correlation_id),
-            text_of(ev.causation_id) if ev.causation_id else None, payload_utf8.decode(), payload_utf8,
+            str(ev.event_id), utc_text(ev.occurred_at), str(ev.correlation_id),
+            str(ev.causation_id) if ev.causation_id else None, payload_utf8.decode(), payload_utf8,
         ))
     return tuple(drafts)
 
@@ -151,17 +139,17 @@ class Transaction:
     """One write transaction on the log. Service tables written through ``connection`` commit
     (or roll back) together with the events appended here."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self._head: _Head | None = None
         self.appended: list[int] = []
 
-    async def _lock_head(self) -> _Head:
+    def _lock_head(self) -> _Head:
         if self._head is None:
             if self.connection.dialect.name == "postgresql":
-                await self.connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+                self.connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
             row = (
-                await self.connection.execute(
+                self.connection.execute(
                     select(events.c.position, events.c.hash, events.c.recorded_at)
                     .order_by(events.c.position.desc())
                     .limit(1)
@@ -170,23 +158,23 @@ class Transaction:
             self._head = _Head(row[0], row[1], row[2]) if row else _Head(0, GENESIS, None)
         return self._head
 
-    async def lock(self) -> None:
+    def lock(self) -> None:
         """Take the log's write lock now (it is taken at the first append otherwise): a handler
         that reads its own state before appending must read it under the lock, so that two
         instances of a service never decide on the same stale state."""
-        await self._lock_head()
+        self._lock_head()
 
-    async def append(self, stream_id: str, new: Sequence[EventMessage], expected_version: int | None = ANY) -> AppendResult:
-        return (await self.append_streams([StreamAppend(stream_id, new, expected_version)]))[0]
+    def append(self, stream_id: str, new: Sequence[EventMessage], expected_version: int | None = ANY) -> AppendResult:
+        return self.append_streams([StreamAppend(stream_id, new, expected_version)])[0]
 
-    async def append_streams(self, batch: Sequence[StreamAppend]) -> list[AppendResult]:
-        head = await self._lock_head()
+    def append_streams(self, batch: Sequence[StreamAppend]) -> list[AppendResult]:
+        head = self._lock_head()
         conn = self.connection
         ids = [[draft[0] for draft in item.drafts] for item in batch]
         if sum(map(len, ids)) != len({i for item_ids in ids for i in item_ids}):
             raise DuplicateEventError("the same event id appears twice in one append")
         stream_ids = list({item.stream_id for item in batch})
-        versions = dict((await conn.execute(_VERSIONS, {"streams": stream_ids})).all()) if stream_ids else {}
+        versions = {r[0]: r[1] for r in conn.execute(_VERSIONS, {"streams": stream_ids})} if stream_ids else {}
         # Optimistic: assume no event is stored yet, and let the unique index on event_id (or a
         # version that moved) say otherwise. Only then look the ids up and plan again without the
         # events already stored: a retried append is already done, not an error.
@@ -194,15 +182,15 @@ class Transaction:
         try:
             plan = _Plan(head, batch, ids, versions, {}, sqlite)
             if plan.rows:
-                async with conn.begin_nested():
-                    await conn.exec_driver_sql(_insert_sql(conn), plan.rows)
+                with conn.begin_nested():
+                    _insert(conn, plan.rows)
         except (IntegrityError, ConcurrencyError):
-            stored = await _stored_ids(conn, [i for item_ids in ids for i in item_ids])
+            stored = _stored_ids(conn, [i for item_ids in ids for i in item_ids])
             if not stored:
                 raise
             plan = _Plan(head, batch, ids, versions, stored, sqlite)
             if plan.rows:
-                await conn.exec_driver_sql(_insert_sql(conn), plan.rows)
+                _insert(conn, plan.rows)
         if plan.rows:
             self._head = _Head(plan.position, plan.prev, plan.recorded_at)
             self.appended.extend(r[0] for r in plan.rows)
@@ -268,19 +256,22 @@ _INSERT_ORDER = (
     "position", "event_id", "stream_id", "stream_version", "event_type", "schema_version", "occurred_at",
     "recorded_at", "source", "correlation_id", "causation_id", "payload", "prev_hash", "hash",
 )
-_insert_cache: dict[str, str] = {}
+_insert_cache: dict[str, tuple[str, bool]] = {}
 
 
-def _insert_sql(conn: AsyncConnection) -> str:
-    """The INSERT in the driver's own parameter style, rows given as tuples in ``_INSERT_ORDER``:
-    the hot path skips per-row statement processing (values are already in stored form)."""
+def _insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert the planned rows (tuples in ``_INSERT_ORDER``, values already in stored form) with
+    the INSERT compiled once per dialect, in the driver's own parameter style: positional drivers
+    (sqlite3) take the tuples as they are, named ones (psycopg) a mapping per row."""
     name = conn.dialect.name
     if name not in _insert_cache:
         compiled = events.insert().values({c: bindparam(c) for c in _INSERT_ORDER}).compile(dialect=conn.dialect)
-        if list(compiled.positiontup or ()) != list(_INSERT_ORDER):
+        positional = compiled.positional
+        if positional and list(compiled.positiontup or ()) != list(_INSERT_ORDER):
             raise RuntimeError("unexpected parameter order for the events insert")
-        _insert_cache[name] = str(compiled)
-    return _insert_cache[name]
+        _insert_cache[name] = (str(compiled), positional)
+    sql, positional = _insert_cache[name]
+    conn.exec_driver_sql(sql, rows if positional else [dict(zip(_INSERT_ORDER, row, strict=True)) for row in rows])
 
 
 _STORED = select(events.c.event_id, events.c.position, events.c.stream_version).where(
@@ -288,28 +279,24 @@ _STORED = select(events.c.event_id, events.c.position, events.c.stream_version).
 )
 
 
-async def _stored_ids(conn: AsyncConnection, ids: list[str]) -> dict[str, tuple[int, int]]:
+def _stored_ids(conn: Connection, ids: list[str]) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
-        result = await conn.execute(_STORED, {"ids": chunk})
-        found.update({r[0]: (r[1], r[2]) for r in result})
+        found.update({r[0]: (r[1], r[2]) for r in conn.execute(_STORED, {"ids": chunk})})
     return found
 
 
-def _bind_value(compiled: Any, name: str, value: Any) -> Any:
-    processor = (compiled._bind_processors or {}).get(name)
-    return processor(value) if processor else value
-
-
 class EventStore:
-    """The event log on one database. Build it with :meth:`open`; close it with :meth:`close`."""
+    """The event log on one database. Build it with :meth:`open`; close it with :meth:`close`.
 
-    def __init__(self, engine: AsyncEngine, registry: EventRegistry = default_registry) -> None:
+    Synchronous at its core: :meth:`transaction` and :meth:`page_rows` run in the caller's thread.
+    An event loop reaches them through :meth:`write` / :meth:`read` (a function run in a worker
+    thread) and the async methods below, which do just that."""
+
+    def __init__(self, engine: Engine, registry: EventRegistry = default_registry) -> None:
         self.engine = engine
         self.registry = registry
-        self._reader: sqlite3.Connection | None = None
-        self._reads: dict[tuple[Any, ...], tuple[str, list[Any], int]] = {}
 
     @classmethod
     async def open(cls, url: str, *, create: bool = True, registry: EventRegistry = default_registry,
@@ -322,34 +309,7 @@ class EventStore:
         return store
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        await self.engine.dispose()
-
-    def _direct_reader(self) -> sqlite3.Connection | None:
-        """A plain sqlite3 connection to this store's file for the decoding reads of :meth:`read_all`,
-        used in the caller's thread; None for a database that only the engine can reach (in memory).
-
-        Those reads decode every row in the event loop's thread anyway. Rows that aiosqlite reads in
-        its own thread arrive built on the other core, and decoding them there costs about 8% more
-        than reading them where they are decoded; a fetch cannot overlap decoding either way, since
-        both need the interpreter lock. Each page is one SELECT in autocommit mode, its own snapshot
-        of the log, as through the engine."""
-        if self._reader is None:
-            database = self.engine.url.database
-            if self.dialect != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
-                return None
-            self._reader = sqlite3.connect(database, timeout=30, isolation_level=None, check_same_thread=False)
-        return self._reader
-
-    async def create_schema(self, *more: MetaData) -> None:
-        """Create the log's tables (and a service's own, passed as ``more``) if missing."""
-        async with write_connection(self.engine) as conn, conn.begin():
-            if conn.dialect.name == "postgresql":  # services start together: one creates, the others wait
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-            for meta in (metadata, *more):
-                await conn.run_sync(meta.create_all)
+        await asyncio.to_thread(self.engine.dispose)
 
     @property
     def dialect(self) -> str:
@@ -361,37 +321,64 @@ class EventStore:
         SQLite the payload comes as its stored UTF-8 bytes (see ``_SQLITE_READ_COLUMNS``)."""
         return _read_columns(self.dialect)
 
-    # -- writing -----------------------------------------------------------------------------
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        async with write_connection(self.engine) as conn, conn.begin():
+    # -- the synchronous core ------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One write transaction, committed when the block ends (rolled back on an exception)."""
+        with write_connection(self.engine) as conn, conn.begin():
             yield Transaction(conn)
 
+    def create_schema_now(self, *more: MetaData) -> None:
+        with write_connection(self.engine) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":  # services start together: one creates, the others wait
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+            for meta in (metadata, *more):
+                meta.create_all(conn)
+
+    def _scalar(self, query: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    # -- for an event loop: the core in a worker thread -------------------------------------------
+    async def write(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work(tx)`` in a worker thread, in one write transaction on the log, committed when
+        it returns (rolled back if it raises): a batch's events and the service's own rows at once."""
+        def run() -> T:
+            with self.transaction() as tx:
+                return work(tx)
+        return await asyncio.to_thread(run)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(conn)`` in a worker thread on a connection of its own (no write lock)."""
+        def run() -> T:
+            with self.engine.connect() as conn:
+                return work(conn)
+        return await asyncio.to_thread(run)
+
+    async def create_schema(self, *more: MetaData) -> None:
+        """Create the log's tables (and a service's own, passed as ``more``) if missing."""
+        await asyncio.to_thread(self.create_schema_now, *more)
+
     async def append(self, stream_id: str, new: Sequence[EventMessage], expected_version: int | None = ANY) -> AppendResult:
-        async with self.transaction() as tx:
-            return await tx.append(stream_id, new, expected_version)
+        return await self.write(lambda tx: tx.append(stream_id, new, expected_version))
 
     async def append_streams(self, batch: Sequence[StreamAppend]) -> list[AppendResult]:
-        async with self.transaction() as tx:
-            return await tx.append_streams(batch)
+        return await self.write(lambda tx: tx.append_streams(batch))
 
     # -- reading -----------------------------------------------------------------------------
     async def head_position(self) -> int:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
+        return await asyncio.to_thread(self._scalar, select(func.coalesce(func.max(events.c.position), 0)))
 
     async def position_at(self, recorded: datetime) -> int:
         """The last position recorded at or before ``recorded`` (what the log knew then)."""
         if recorded.tzinfo is None:
             raise ValueError("recorded must be timezone-aware")
-        async with self.engine.connect() as conn:
-            query = select(func.coalesce(func.max(events.c.position), 0)).where(events.c.recorded_at <= recorded)
-            return (await conn.execute(query)).scalar_one()
+        query = select(func.coalesce(func.max(events.c.position), 0)).where(events.c.recorded_at <= recorded)
+        return await asyncio.to_thread(self._scalar, query)
 
     async def stream_version(self, stream_id: str) -> int:
-        async with self.engine.connect() as conn:
-            query = select(func.coalesce(func.max(events.c.stream_version), 0)).where(events.c.stream_id == stream_id)
-            return (await conn.execute(query)).scalar_one()
+        query = select(func.coalesce(func.max(events.c.stream_version), 0)).where(events.c.stream_id == stream_id)
+        return await asyncio.to_thread(self._scalar, query)
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         query = (
@@ -399,8 +386,7 @@ class EventStore:
             .where(events.c.stream_id == stream_id, events.c.stream_version > after_version)
             .order_by(events.c.stream_version)
         )
-        async with self.engine.connect() as conn:
-            return self.registry.parse_recorded_rows(await conn.execute(query))
+        return await self.read(lambda conn: self.registry.parse_recorded_rows(conn.execute(query).all()))
 
     async def read_all(
         self,
@@ -414,56 +400,78 @@ class EventStore:
         """Every event after position ``after``, in order, in batches; optionally only up to a
         position or up to a recorded time (what the log knew then).
 
-        Each row becomes one validated model in a single call into pydantic-core. Pages of
-        ``batch_size`` rows are read from the database, but handed over decoded in slices of at
-        most :data:`DECODE_SLICE` events: a slice's models are still in the CPU cache when the
+        Pages of ``batch_size`` rows are read from the database, but handed over decoded in slices
+        of at most :data:`DECODE_SLICE` events: a slice's models are still in the CPU cache when the
         caller works on them (decoding a whole 2,000-row page first costs a third more here)."""
         parse = self.registry.parse_recorded_rows
         step = min(batch_size, DECODE_SLICE)
         async for rows in self.read_rows(
             after, batch_size=batch_size, until_position=until_position, until_recorded=until_recorded,
-            event_types=event_types, columns=self.row_columns, direct=True,
+            event_types=event_types, columns=self.row_columns,
         ):
             for start in range(0, len(rows), step):
                 yield parse(rows[start : start + step])
 
-    def _read_statement(self, after: int, batch_size: int, until_position: int | None,
-                        until_recorded: datetime | None, event_types: Sequence[str] | None,
-                        columns: Sequence[Any]) -> tuple[str, list[Any], int]:
-        """The page query of :meth:`read_rows` in the driver's own form: its SQL, its parameter
-        values, and where among them the page's starting position goes. A tail with no bounds (the
-        relay's, polled many times a second) is compiled once per store and column list."""
-        bounded = until_position is not None or until_recorded is not None or bool(event_types)
-        ids = tuple(id(c) for c in columns)
-        # Only the log's own column objects, which live as long as the module, are keyed by identity.
-        key = None if bounded or not _LOG_COLUMN_IDS.issuperset(ids) else (batch_size, ids)
-        cached = self._reads.get(key) if key is not None else None
-        if cached is None:
-            query = select(*columns).where(events.c.position > bindparam("after", value=after))
-            if until_position is not None:
-                query = query.where(events.c.position <= until_position)
-            if until_recorded is not None:
-                query = query.where(events.c.recorded_at <= until_recorded)
-            sqlite = self.dialect == "sqlite"
-            if event_types:
-                # SQLite would pick the event_type index and then, for every page, collect and sort all
-                # later rows of those types (a temporary B-tree): quadratic in the log's length. The
-                # unary + keeps it on the position (primary key) order, so a page costs its own rows.
-                column = literal_column("+event_type", String) if sqlite else events.c.event_type
-                query = query.where(column.in_(list(event_types)))
-            query = query.order_by(events.c.position).limit(batch_size)
-            # Compiled once, then run through the driver directly: the rows are read as the database
-            # gives them (no per-row result processing), which is most of the cost of a long replay.
-            compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
-            sql, names = str(compiled), list(compiled.positiontup or ())
-            after_index = names.index("after")
-            bound = compiled.construct_params()
-            values = [_bind_value(compiled, name, bound[name]) for name in names]
-            cached = (sql, values, after_index)
-            if key is not None:
-                self._reads[key] = cached
-        sql, values, after_index = cached
-        return sql, list(values), after_index
+    def iter_all(self, after: int = 0, *, batch_size: int = 1000, until_position: int | None = None,
+                 until_recorded: datetime | None = None, event_types: Sequence[str] | None = None,
+                 ) -> Iterator[list[RecordedEvent]]:
+        """:meth:`read_all` in the caller's thread."""
+        parse = self.registry.parse_recorded_rows
+        step = min(batch_size, DECODE_SLICE)
+        page = self.pager(after, batch_size=batch_size, until_position=until_position, until_recorded=until_recorded,
+                          event_types=event_types, columns=self.row_columns)
+        while rows := page():
+            for start in range(0, len(rows), step):
+                yield parse(rows[start : start + step])
+
+    def pager(
+        self,
+        after: int = 0,
+        *,
+        batch_size: int = 1000,
+        until_position: int | None = None,
+        until_recorded: datetime | None = None,
+        event_types: Sequence[str] | None = None,
+        columns: Sequence[Any] = tuple(_COLUMNS),
+    ) -> Callable[[], list[Any]]:
+        """A function that returns the next page of raw rows in position order each time it is
+        called (an empty list when there is nothing after the last row it returned: called again
+        later, it goes on from there, so a tail keeps one), in keyset pages so memory stays flat
+        however long the log. A row is a plain sequence of the ``columns`` asked for, as the driver gives them.
+        Each page is one SELECT on a connection of its own: its own snapshot of the log."""
+        if until_recorded is not None and until_recorded.tzinfo is None:
+            raise ValueError("until_recorded must be timezone-aware")
+        query = select(*columns).where(events.c.position > bindparam("after", value=0))
+        if until_position is not None:
+            query = query.where(events.c.position <= until_position)
+        if until_recorded is not None:
+            query = query.where(events.c.recorded_at <= until_recorded)
+        if event_types:
+            # SQLite would pick the event_type index and then, for every page, collect and sort all
+            # later rows of those types (a temporary B-tree): quadratic in the log's length. The
+            # unary + keeps it on the position (primary key) order, so a page costs its own rows.
+            column = literal_column("+event_type", String) if self.dialect == "sqlite" else events.c.event_type
+            query = query.where(column.in_(list(event_types)))
+        query = query.order_by(events.c.position).limit(batch_size)
+        # Compiled once, then run as driver SQL: rows come as the database gives them (no per-row
+        # result processing, which is most of the cost of a long replay).
+        sql, params, positional, after_index = _driver_statement(self.engine, query)
+        state = {"after": after}
+
+        def next_page() -> list[Any]:
+            if positional:
+                params[after_index] = state["after"]
+                bound: Any = tuple(params)
+            else:
+                params["after"] = state["after"]
+                bound = dict(params)
+            with self.engine.connect() as conn:
+                rows = list(conn.exec_driver_sql(sql, bound).all())
+            if rows:
+                state["after"] = rows[-1][0]
+            return rows
+
+        return next_page
 
     async def read_rows(
         self,
@@ -474,47 +482,35 @@ class EventStore:
         until_recorded: datetime | None = None,
         event_types: Sequence[str] | None = None,
         columns: Sequence[Any] = tuple(_COLUMNS),
-        direct: bool = False,
     ) -> AsyncIterator[list[Any]]:
-        """Raw rows in position order, in keyset pages so memory stays flat however long the log.
-        A row is a plain sequence of the ``columns`` asked for, as the driver gives them.
-
-        The next page is fetched while the caller works on this one (the database driver runs in
-        its own thread). With ``direct``, an SQLite file is read page by page in the caller's
-        thread instead (see :meth:`_direct_reader`), which blocks the event loop for a page's read."""
-        if until_recorded is not None and until_recorded.tzinfo is None:
-            raise ValueError("until_recorded must be timezone-aware")
-        sql, values, after_index = self._read_statement(after, batch_size, until_position, until_recorded, event_types,
-                                                        columns)
-        sqlite = self.dialect == "sqlite"
-        reader = self._direct_reader() if direct and sqlite else None
-
-        async def page(cursor: int) -> list[Any]:
-            values[after_index] = cursor
-            if reader is not None:
-                try:
-                    return reader.execute(sql, tuple(values)).fetchall()
-                except sqlite3.Error as exc:
-                    raise DBAPIError.instance(sql, tuple(values), exc, sqlite3.Error) from exc
-            async with self.engine.connect() as conn:
-                if sqlite:  # aiosqlite hands over plain tuples; no Row object per row
-                    driver = (await conn.get_raw_connection()).driver_connection
-                    try:
-                        return list(await driver.execute_fetchall(sql, tuple(values)))
-                    except sqlite3.Error as exc:  # raised past SQLAlchemy: wrap it as SQLAlchemy would
-                        raise DBAPIError.instance(sql, tuple(values), exc, sqlite3.Error) from exc
-                return list((await conn.exec_driver_sql(sql, tuple(values))).all())
-
-        rows = await page(after)
+        """:meth:`pager`'s pages for an event loop: each read in a worker thread, the next one
+        while the caller works on this one."""
+        page = self.pager(after, batch_size=batch_size, until_position=until_position, until_recorded=until_recorded,
+                          event_types=event_types, columns=columns)
+        rows = await asyncio.to_thread(page)
         while rows:
-            following = asyncio.ensure_future(page(rows[-1][0])) if len(rows) == batch_size and reader is None else None
+            following = asyncio.ensure_future(asyncio.to_thread(page)) if len(rows) == batch_size else None
             try:
                 yield rows
             except BaseException:
-                if following:
+                if following is not None:
                     following.cancel()
                 raise
-            if following:
-                rows = await following
-            else:
-                rows = await page(rows[-1][0]) if len(rows) == batch_size else []
+            rows = await following if following is not None else []
+
+
+def _driver_statement(engine: Engine, query: Any) -> tuple[str, Any, bool, int]:
+    """``query`` as the driver's SQL and its parameters, each value bound as SQLAlchemy would bind
+    it (a time becomes the log's stored text on SQLite), with where the ``after`` parameter goes."""
+    dialect = engine.dialect
+    compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    bound = compiled.construct_params()
+    values = {}
+    for name, value in bound.items():
+        param = compiled.binds.get(name)
+        processor = param.type.bind_processor(dialect) if param is not None else None
+        values[name] = processor(value) if processor is not None else value
+    if compiled.positional:
+        names = list(compiled.positiontup or ())
+        return str(compiled), [values[n] for n in names], True, names.index("after")
+    return str(compiled), values, False, -1

@@ -12,9 +12,9 @@ everywhere:
   reconnection, also to cluster addresses the server tells the client about. Without that,
   nats-py upgrades to TLS only when the server's INFO says ``tls_required`` and would otherwise
   send CONNECT (credentials included) and everything after it in plain text.
-* :func:`pg_ssl_connect_args` reads libpq-style ``sslmode`` / ``sslrootcert`` / ``sslcert`` /
-  ``sslkey`` from a PostgreSQL URL's query, removes them and returns asyncpg's ``ssl`` connect
-  argument (an ``ssl.SSLContext`` for ``require`` and stronger) with libpq's meaning of each mode.
+* :func:`pg_ssl_argument` spells out libpq's ``sslmode`` / ``sslrootcert`` / ``sslcert`` /
+  ``sslkey`` of a PostgreSQL URL as guanhuai documents them, and refuses the combinations that
+  would check nothing; libpq itself (through psycopg) then applies them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NatsClient
-from sqlalchemy.engine import URL
 
 PG_SSL_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
 PG_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -40,7 +39,11 @@ def _client_context(ca_file: StrPath | None, cert_file: StrPath | None, key_file
                     *, what: str) -> ssl.SSLContext:
     if (cert_file is None) != (key_file is None):
         raise ValueError(f"{what}: a client certificate needs both the certificate and its key")
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file) if ca_file else None)
+    context = TrackedTLSContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+    if ca_file:
+        context.load_verify_locations(cafile=str(ca_file))
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert_file is not None and key_file is not None:
         context.load_cert_chain(str(cert_file), str(key_file))
@@ -59,10 +62,31 @@ def nats_tls_context(ca_file: StrPath | None = None, cert_file: StrPath | None =
     return _client_context(ca_file, cert_file, key_file, what="NATS TLS")
 
 
-def nats_connection_uses_tls(nc: Any) -> bool:
-    """Whether a connected nats-py client talks TLS (the transport carries an SSL object)."""
-    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
-    return writer is not None and writer.get_extra_info("ssl_object") is not None
+class TrackedTLSContext(ssl.SSLContext):
+    """A client TLS context that keeps the TLS sessions it makes (asyncio makes each through the
+    standard library's public ``wrap_bio``), so that the client holding it can tell, once it has
+    (re)connected, that a new TLS session completed its handshake: nats-py has no public way to
+    say whether its transport is TLS. (A context shared by several clients counts theirs too.)"""
+
+    sessions: tuple[ssl.SSLObject, ...] = ()
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        made = super().wrap_bio(*args, **kwargs)
+        self.sessions = (*self.sessions[-7:], made)
+        return made
+
+
+def sessions_of(context: ssl.SSLContext | None) -> tuple[ssl.SSLObject, ...]:
+    return context.sessions if isinstance(context, TrackedTLSContext) else ()
+
+
+def tls_since(context: ssl.SSLContext | None, before: tuple[ssl.SSLObject, ...]) -> bool:
+    """Whether the connection made with ``context`` since it held the sessions ``before`` talks TLS:
+    a new session that finished its handshake. A context of another kind cannot tell, and is taken
+    at nats-py's word (its ``tls_handshake_first`` starts TLS before anything else or fails)."""
+    if not isinstance(context, TrackedTLSContext):
+        return True
+    return bool(context.sessions) and context.sessions[-1] not in before and context.sessions[-1].version() is not None
 
 
 NOT_TLS_FIRST = ("NATS TLS is configured but the server at {server} did not start TLS: refusing to talk plain text "
@@ -113,13 +137,14 @@ async def connect_nats(servers: str | Sequence[str], tls: ssl.SSLContext | None 
     options.pop("tls_handshake_first", None)
     nc = NatsClient()
     connected = False
+    seen = sessions_of(tls)
 
     async def on_error(exc: Exception) -> None:
         # On the first connection nats-py would retry a failed handshake by waiting for the
         # closing of a socket that start_tls has taken over, forever: a TLS error ends it here.
         if not connected and isinstance(exc, ssl.SSLError):
             if getattr(exc, "reason", None) == "WRONG_VERSION_NUMBER":  # it answered the handshake in plain text
-                raise ConnectionError(NOT_TLS_FIRST.format(server=_server_name(nc))) from exc
+                raise ConnectionError(NOT_TLS_FIRST.format(server=_server_name(nc, servers))) from exc
             raise exc
         if error_cb is not None:
             await error_cb(exc)
@@ -127,10 +152,12 @@ async def connect_nats(servers: str | Sequence[str], tls: ssl.SSLContext | None 
             logging.getLogger("guanhuai.nats").warning("nats error: %r", exc)
 
     async def on_reconnected() -> None:
-        if not nats_connection_uses_tls(nc):
-            logging.getLogger("guanhuai.nats").error(NOT_TLS_FIRST.format(server=_server_name(nc)))
+        nonlocal seen
+        if not tls_since(tls, seen):
+            logging.getLogger("guanhuai.nats").error(NOT_TLS_FIRST.format(server=_server_name(nc, servers)))
             await nc.close()
             return
+        seen = sessions_of(tls)
         if reconnected_cb is not None:
             await reconnected_cb()
 
@@ -138,34 +165,40 @@ async def connect_nats(servers: str | Sequence[str], tls: ssl.SSLContext | None 
     # its tasks only once connected.
     await nc.connect(servers, tls=tls, tls_handshake_first=True, reconnected_cb=on_reconnected,
                      error_cb=on_error, **options)
-    if not nats_connection_uses_tls(nc):
+    if not tls_since(tls, seen):
         await nc.close()
-        raise ConnectionError(NOT_TLS_FIRST.format(server=_server_name(nc)))
+        raise ConnectionError(NOT_TLS_FIRST.format(server=_server_name(nc, servers)))
+    seen = sessions_of(tls)
     connected = True
     return nc
 
 
-def _server_name(nc: NatsClient) -> str:
-    server = getattr(nc, "_current_server", None)
-    uri = getattr(server, "uri", None)
-    return f"{uri.hostname}:{uri.port}" if uri is not None else "?"
+def _server_name(nc: NatsClient, servers: str | Sequence[str]) -> str:
+    uri = nc.connected_url
+    if uri is not None:
+        return f"{uri.hostname}:{uri.port}"
+    first = servers if isinstance(servers, str) else (list(servers) or ["?"])[0]
+    return first.split(",")[0].rpartition("@")[-1]
 
 
 def pg_ssl_argument(sslmode: str | None = None, sslrootcert: StrPath | None = None, sslcert: StrPath | None = None,
-                    sslkey: StrPath | None = None) -> ssl.SSLContext | str | bool | None:
-    """asyncpg's ``ssl`` argument for libpq's settings, or ``None`` for asyncpg's default.
+                    sslkey: StrPath | None = None) -> dict[str, str]:
+    """libpq's TLS parameters for these settings, spelled out so that they mean what guanhuai
+    documents; empty when none is given (libpq's default, ``prefer``). libpq (psycopg) applies
+    them itself; this refuses, before any connection, the combinations that would check nothing.
 
-    ``disable``: no TLS. ``allow`` / ``prefer``: handed to asyncpg as is (TLS when the server
-    offers it, nothing verified). ``require``: TLS or no connection; like libpq, the server's
-    certificate is checked against ``sslrootcert`` when one is given and not checked otherwise.
-    ``verify-ca``: the certificate must chain to ``sslrootcert`` (default: the system's trust
-    store). ``verify-full``: that, and the host name must match. ``sslrootcert=system``: the
-    system's trust store, and as in libpq 16 only with ``verify-full`` (the default then; a
-    weaker mode is refused, since ``require`` would otherwise check nothing).
-    ``sslcert`` + ``sslkey``: a client certificate (needs ``require`` or stronger)."""
+    No ``sslmode``: ``verify-full`` with ``sslrootcert``, else ``require`` with a client
+    certificate (libpq would take ``prefer``, which falls back to plain text). ``require`` with
+    ``sslrootcert`` checks the chain as ``verify-ca`` does (libpq's own rule). ``verify-full``
+    without ``sslrootcert``: the system's trust store (``sslrootcert=system``; libpq would look
+    for ``~/.postgresql/root.crt``). ``verify-ca`` needs ``sslrootcert`` (a CA file): libpq checks
+    a chain against the system's store only with ``verify-full``. ``sslrootcert=system``: as in
+    libpq 16, only with ``verify-full`` (a weaker mode is refused, since ``require`` would
+    otherwise check nothing). ``sslcert`` + ``sslkey``: a client certificate (both, and
+    ``require`` or stronger)."""
     if sslmode is None:
         if not (sslrootcert or sslcert or sslkey):
-            return None
+            return {}
         sslmode = "verify-full" if sslrootcert else "require"
     sslmode = sslmode.strip().lower()
     if sslmode not in PG_SSLMODES:
@@ -174,27 +207,15 @@ def pg_ssl_argument(sslmode: str | None = None, sslrootcert: StrPath | None = No
     if system and sslmode != "verify-full":
         raise ValueError(f'weak sslmode "{sslmode}" may not be used with sslrootcert=system (use "verify-full")')
     if sslmode == "disable":
-        return False
-    if sslmode in ("allow", "prefer"):
-        if sslcert or sslkey:
-            raise ValueError(f"sslmode={sslmode} with a client certificate: use sslmode=require or stronger")
-        return sslmode
-    ca = None if system or not sslrootcert else sslrootcert
-    context = _client_context(ca, sslcert or None, sslkey or None, what="PostgreSQL TLS")
-    if sslmode == "require" and not ca:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif sslmode in ("require", "verify-ca"):
-        context.check_hostname = False  # the chain is verified, the name is not
-    return context
-
-
-def pg_ssl_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
-    """Take the libpq TLS parameters out of a PostgreSQL URL's query; return the URL without
-    them and the connect arguments for asyncpg (empty when the URL has none)."""
-    given = {k: url.query[k] for k in PG_SSL_PARAMS if k in url.query}
-    if not given:
-        return url, {}
-    values = {k: (v[-1] if isinstance(v, tuple) else v) for k, v in given.items()}
-    argument = pg_ssl_argument(**values)
-    return url.difference_update_query(PG_SSL_PARAMS), ({} if argument is None else {"ssl": argument})
+        return {"sslmode": sslmode}
+    if (sslcert or sslkey) and not (sslcert and sslkey):
+        raise ValueError("PostgreSQL TLS: a client certificate needs both the certificate and its key")
+    if sslcert and sslmode in ("allow", "prefer"):
+        raise ValueError(f"sslmode={sslmode} with a client certificate: use sslmode=require or stronger")
+    if sslmode == "verify-ca" and not sslrootcert:
+        raise ValueError("sslmode=verify-ca needs sslrootcert (the CA file that signed the server's certificate); "
+                         'for the system\'s trust store use "verify-full"')
+    if sslmode == "verify-full" and not sslrootcert:
+        sslrootcert = "system"
+    given = {"sslmode": sslmode, "sslrootcert": sslrootcert, "sslcert": sslcert, "sslkey": sslkey}
+    return {k: str(v) for k, v in given.items() if v}

@@ -51,8 +51,8 @@ async def test_claims_sent_before_or_with_their_households_are_all_decided_when_
 
     log = [e async for batch in store.read_all() for e in batch]
     decided = {e.payload.claim_id: e for e in log if e.event_type in ("ClaimPaid", "ClaimRejected")}
-    async with store.engine.connect() as conn:
-        deferred_left = (await conn.execute(select(func.count()).select_from(deferred))).scalar_one()
+    with store.engine.connect() as conn:
+        deferred_left = (conn.execute(select(func.count()).select_from(deferred))).scalar_one()
     report, _ = await compute_report(store, 2024)
     await store.close()
     paid = sum(1 for e in decided.values() if e.event_type == "ClaimPaid")

@@ -122,13 +122,13 @@ def kill_and_restart(component: str) -> Callable[[Pipeline], Callable[[LoadGener
 async def test_a_component_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
     component: str, tmp_path: Path
 ) -> None:
-    async with running(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}") as pipeline:
+    async with running(tmp_path, f"sqlite:///{tmp_path / 'log.db'}") as pipeline:
         await run_county_year(pipeline, f"kill -9 {component}", kill_and_restart(component)(pipeline),
                               seed=100 + len(component))
 
 
 async def test_nats_server_killed_and_restarted_mid_year_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    async with running(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}") as pipeline:
+    async with running(tmp_path, f"sqlite:///{tmp_path / 'log.db'}") as pipeline:
 
         async def inject(generator: LoadGenerator) -> None:
             await wait_mid_batch(pipeline, "enrollment")
@@ -142,7 +142,7 @@ async def test_nats_server_killed_and_restarted_mid_year_loses_and_duplicates_no
 
 async def test_the_sqlite_log_locked_by_another_writer_for_a_while_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
-    async with running(tmp_path, f"sqlite+aiosqlite:///{path}") as pipeline:
+    async with running(tmp_path, f"sqlite:///{path}") as pipeline:
         locker = SqliteLocker(path, hold_s=6.0)
 
         async def inject(generator: LoadGenerator) -> None:
@@ -187,7 +187,7 @@ async def test_postgresql_stopped_and_started_mid_year_loses_and_duplicates_noth
 
 
 async def test_a_producer_that_resends_everything_changes_nothing(tmp_path: Path) -> None:
-    async with running(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}") as pipeline:
+    async with running(tmp_path, f"sqlite:///{tmp_path / 'log.db'}") as pipeline:
         resent = []
 
         async def inject(generator: LoadGenerator) -> None:
@@ -203,7 +203,7 @@ async def test_a_producer_that_resends_everything_changes_nothing(tmp_path: Path
 
 
 async def test_two_instances_of_each_component_handle_each_input_exactly_once(tmp_path: Path) -> None:
-    async with running(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", instances=2) as pipeline:
+    async with running(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", instances=2) as pipeline:
         assert len(pipeline.processes) == 10
 
         async def inject(generator: LoadGenerator) -> None:

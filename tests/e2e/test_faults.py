@@ -58,7 +58,7 @@ async def test_nats_server_restarted_mid_stream_loses_nothing(pipeline: Pipeline
 async def test_components_stopped_while_nats_is_away_exit_cleanly(tmp_path: Path) -> None:
     # An operator stops the services during a NATS outage: each ends at once, exit code 0, no
     # uncaught exception, and says that it stopped without draining (what it had not acked comes back).
-    running = Pipeline(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    running = Pipeline(tmp_path, f"sqlite:///{tmp_path / 'log.db'}")
     running.nats.start()
     try:
         for name in ("relay", "enrollment", "subsidy"):
@@ -92,7 +92,7 @@ async def test_components_stopped_while_nats_is_away_exit_cleanly(tmp_path: Path
 
 
 async def test_a_relay_stopped_before_nats_was_ever_there_exits(tmp_path: Path) -> None:
-    running = Pipeline(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")  # its nats-server never started
+    running = Pipeline(tmp_path, f"sqlite:///{tmp_path / 'log.db'}")  # its nats-server never started
     key = running.start_component("relay")
     try:
         await asyncio.sleep(4)  # started, trying to connect

@@ -110,8 +110,8 @@ async def test_every_hostile_message_is_rejected_dead_lettered_or_accepted_and_n
     try:
         log = [e async for batch in store.read_all() for e in batch]  # every row still reads back
         assert (await verify_chain(store)).ok
-        async with store.engine.connect() as conn:
-            letters = (await conn.execute(select(dead_letters))).all()
+        with store.engine.connect() as conn:
+            letters = (conn.execute(select(dead_letters))).all()
     finally:
         await store.close()
 

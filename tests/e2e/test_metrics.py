@@ -60,7 +60,7 @@ def moved(component: str, scraped: dict) -> bool:
 async def test_every_component_serves_moving_metrics_health_and_readiness_and_the_relay_stops_without_a_warning(
         tmp_path: Path) -> None:
     ports = {name: free_port() for name in COMPONENTS}
-    pipeline = Pipeline(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    pipeline = Pipeline(tmp_path, f"sqlite:///{tmp_path / 'log.db'}")
     pipeline.extra_env = {f"GUANHUAI_METRICS_PORT_{name.upper()}": str(port) for name, port in ports.items()}
     try:
         await pipeline.start()
@@ -86,7 +86,7 @@ async def test_every_component_serves_moving_metrics_health_and_readiness_and_th
 
 
 def test_the_api_serves_metrics_health_and_readiness_behind_its_token(tmp_path: Path) -> None:
-    api = create_api(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", token="s3cret")
+    api = create_api(f"sqlite:///{tmp_path / 'log.db'}", token="s3cret")
     with TestClient(api) as client:
         assert client.get("/readyz").status_code == 401
         auth = {"Authorization": "Bearer s3cret"}

@@ -21,7 +21,7 @@ from tests.support.programme import households
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = Stack(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'guanhuai.db'}").start(
+    stack = Stack(tmp_path, f"sqlite:///{tmp_path / 'guanhuai.db'}").start(
         ("relay", "enrollment", "subsidy", "claims", "reporting"))
     nc = await connect(stack.nats_url or "")
     await stack.wait_ready(nc.jetstream())

@@ -106,8 +106,8 @@ async def test_a_poison_message_between_good_ones_is_dead_lettered_and_the_rest_
     await pipeline.wait_for(lambda c: c["PolicyIssued"] == 3)
 
     store = await EventStore.open(pipeline.db_url, create=False)
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(select(dead_letters).order_by(dead_letters.c.nats_sequence))).all()
+    with store.engine.connect() as conn:
+        rows = (conn.execute(select(dead_letters).order_by(dead_letters.c.nats_sequence))).all()
     await store.close()
     assert [r.reason for r in rows] == ["not_json", "invalid_payload", "subject_mismatch", "oversized"]
     assert rows[0].body == b"\xff\xfe not json"

@@ -29,7 +29,7 @@ from tests.support.pipeline import Pipeline
 async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
     """One pipeline for the tests that leave it running (each uses its own households)."""
     workdir = tmp_path_factory.mktemp("publish-outcomes")
-    pipeline = Pipeline(workdir, f"sqlite+aiosqlite:///{workdir / 'log.db'}")
+    pipeline = Pipeline(workdir, f"sqlite:///{workdir / 'log.db'}")
     try:
         await pipeline.start()
         await register_township(pipeline)

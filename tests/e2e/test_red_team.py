@@ -39,7 +39,7 @@ ENROLLMENT = consumer_specs()[0]
 async def enrollment_only(tmp_path: Path) -> AsyncIterator[Pipeline]:
     """A nats-server with the production accounts and the enrollment service, nothing else (its
     durable consumer exists)."""
-    pipeline = Pipeline(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", secured=True)
+    pipeline = Pipeline(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", secured=True)
     pipeline.nats.start()
     try:
         pipeline.start_component("enrollment")
@@ -59,8 +59,8 @@ def _stop(pipeline: Pipeline, key: str) -> None:
 async def _letters(db_url: str) -> list[dict]:
     store = await EventStore.open(db_url, create=False)
     try:
-        async with store.engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(select(dead_letters))]
+        with store.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(dead_letters))]
     except OperationalError:  # the service has not created its tables yet
         return []
     finally:
@@ -134,7 +134,7 @@ async def test_inputs_wait_while_the_log_is_read_only_and_are_recorded_once_it_i
     held until the log is writable again, then recorded."""
     pipeline = enrollment_only
     _stop(pipeline, "enrollment")
-    read_only = f"sqlite+aiosqlite:///file:{pipeline.workdir / 'log.db'}?mode=ro&uri=true"
+    read_only = f"sqlite:///file:{pipeline.workdir / 'log.db'}?mode=ro&uri=true"
     writable = pipeline.db_url
     pipeline.db_url = read_only
     pipeline.start_component("enrollment")

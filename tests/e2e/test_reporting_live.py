@@ -20,8 +20,8 @@ from tests.support.programme import claim, households, medical, plan, unknown_po
 async def dump(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
     store = await EventStore.open(db_url, create=False)
     try:
-        async with store.engine.connect() as conn:
-            return {table.name: sorted(tuple(r) for r in await conn.execute(select(table))) for table in t.READ_MODEL_TABLES}
+        return await store.read(lambda conn: {table.name: sorted(tuple(r) for r in conn.execute(select(table)))
+                                              for table in t.READ_MODEL_TABLES})
     finally:
         await store.close()
 

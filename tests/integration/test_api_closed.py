@@ -27,7 +27,7 @@ def serve_api(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[bytes]
     environment = {k: v for k, v in os.environ.items() if k not in ("GUANHUAI_API_TOKEN", "GUANHUAI_API_PUBLIC")}
     environment.update(GUANHUAI_LOG_JSON="true", **env)
     return subprocess.Popen(
-        [sys.executable, "-m", "guanhuai", "serve", "api", "--db-url", f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", *args],
+        [sys.executable, "-m", "guanhuai", "serve", "api", "--db-url", f"sqlite:///{tmp_path / 'log.db'}", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment)
 
 
@@ -93,7 +93,7 @@ def test_the_loopback_rule_knows_loopback_addresses_and_names() -> None:
 
 
 def test_wrong_tokens_count_against_the_rate_limit_so_a_guesser_gets_429(tmp_path: Path) -> None:
-    with TestClient(create_api(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", token=TOKEN, rate_per_s=5)) as client:
+    with TestClient(create_api(f"sqlite:///{tmp_path / 'log.db'}", token=TOKEN, rate_per_s=5)) as client:
         codes = [client.get("/api/years", headers={"Authorization": f"Bearer guess-{i}"}).status_code for i in range(60)]
     probe("api_token_guessing", sent=len(codes), refused_401=codes.count(401), limited_429=codes.count(429),
           accepted=codes.count(200))
@@ -107,7 +107,7 @@ def test_wrong_tokens_count_against_the_rate_limit_so_a_guesser_gets_429(tmp_pat
     {"known_at": "9999-12-31T23:59:59"}, {"known_at": "0001-01-01T00:00:00+14:00"},
 ])
 def test_a_cut_off_at_the_ends_of_the_calendar_is_a_clear_422_not_a_500(tmp_path: Path, params: dict[str, str]) -> None:
-    with TestClient(create_api(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}"), raise_server_exceptions=False) as client:
+    with TestClient(create_api(f"sqlite:///{tmp_path / 'log.db'}"), raise_server_exceptions=False) as client:
         response = client.get("/api/report", params={"year": 2024, **params})
     probe("api_calendar_ends", sent=1, answered_422=int(response.status_code == 422),
           errors_500=int(response.status_code == 500))
@@ -116,7 +116,7 @@ def test_a_cut_off_at_the_ends_of_the_calendar_is_a_clear_422_not_a_500(tmp_path
 
 
 def test_odd_headers_are_refused_without_a_500(tmp_path: Path) -> None:
-    with TestClient(create_api(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", token=TOKEN),
+    with TestClient(create_api(f"sqlite:///{tmp_path / 'log.db'}", token=TOKEN),
                     raise_server_exceptions=False) as client:
         ok = f"Bearer {TOKEN}"
         codes = [
@@ -132,6 +132,6 @@ def test_odd_headers_are_refused_without_a_500(tmp_path: Path) -> None:
 @pytest.mark.parametrize("option", [["--as-of", "9999-12-31"], ["--known-at", "0001-01-01T00:00:00+14:00"], ["--as-of", "soon"]])
 def test_the_report_command_refuses_a_cut_off_it_cannot_hold_in_one_line(tmp_path: Path, option: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "guanhuai", "report", "--year", "2024", *option,
-                             "--db-url", f"sqlite+aiosqlite:///{tmp_path / 'log.db'}"], capture_output=True, text=True, timeout=60)
+                             "--db-url", f"sqlite:///{tmp_path / 'log.db'}"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and option[0] in result.stderr

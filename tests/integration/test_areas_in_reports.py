@@ -102,8 +102,7 @@ async def test_the_read_model_keeps_the_aliases_a_later_target_is_named_by(store
                                aliases=["城关镇"])
     await process_batch(store, EnrollmentHandler(), sent([EventMessage.new(p, source="mingxi-county") for p in (county, chengguan)]))
     built = await rebuild(store)
-    async with store.engine.connect() as conn:
-        state = await load_read_model(conn)  # as the live projection starts from it
+    state = await store.read(load_read_model)  # as the live projection starts from it
     target = TargetView(programme_year=2020, township="城关镇", target_total=10, target_government=10, target_self=0)
     apply(state, Fact(built.position + 1, datetime(2020, 1, 2, tzinfo=CST), target))
     assert [(r.figures.township, r.figures.target_total) for r in build_report(state, 2020).rows] == [("chengguan", 10)]

@@ -72,21 +72,21 @@ async def checkpoint_file(store: EventStore, key: Path, folder: Path, anchor_eve
 
 async def tamper(store: EventStore, *statements: str) -> None:
     """Alter the log as someone with database rights would: drop the guard, then change rows."""
-    async with store.engine.begin() as conn:
+    with store.engine.begin() as conn:
         if store.dialect == "sqlite":
-            await conn.execute(text("DROP TRIGGER IF EXISTS events_no_update"))
-            await conn.execute(text("DROP TRIGGER IF EXISTS events_no_delete"))
+            conn.execute(text("DROP TRIGGER IF EXISTS events_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS events_no_delete"))
         else:
-            await conn.execute(text("DROP TRIGGER IF EXISTS events_append_only ON events"))
+            conn.execute(text("DROP TRIGGER IF EXISTS events_append_only ON events"))
         for sql in statements:
-            await conn.execute(text(sql))
+            conn.execute(text(sql))
 
 
 async def rewrite_and_rehash(store: EventStore, position: int, old: str, new: str) -> None:
     """Change one payload, then recompute every hash from there on, so that the chain holds."""
     await tamper(store, f"UPDATE events SET payload = replace(payload, '{old}', '{new}') WHERE position = {position}")
-    async with store.engine.begin() as conn:
-        rows = (await conn.execute(select(events).where(events.c.position >= position - 1).order_by(events.c.position))).all()
+    with store.engine.begin() as conn:
+        rows = conn.execute(select(events).where(events.c.position >= position - 1).order_by(events.c.position)).all()
         prev = rows[0].hash if rows[0].position < position else GENESIS
         for r in rows:
             if r.position < position:
@@ -94,7 +94,7 @@ async def rewrite_and_rehash(store: EventStore, position: int, old: str, new: st
             digest = chain_hash(prev, r.position, r.event_id, r.stream_id, r.stream_version, r.event_type,
                                 r.schema_version, utc_text(r.occurred_at), utc_text(r.recorded_at), r.source,
                                 r.correlation_id, r.causation_id, r.payload)
-            await conn.execute(events.update().where(events.c.position == r.position).values(prev_hash=prev, hash=digest))
+            conn.execute(events.update().where(events.c.position == r.position).values(prev_hash=prev, hash=digest))
             prev = digest
 
 
@@ -170,7 +170,7 @@ async def test_a_payload_stored_as_a_blob_fails_naming_its_position_and_column(s
 @pytest.mark.parametrize("column, value, kind", [("stream_version", "'two'", "str"), ("schema_version", "1.5", "float"),
                                                  ("hash", "CAST(hash AS BLOB)", "bytes")])
 async def test_a_column_of_another_storage_type_is_named_not_a_traceback(tmp_path: Path, column: str, value: str, kind: str) -> None:
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")  # SQLite lets a column hold any type
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")  # SQLite lets a column hold any type
     await fill(store, 5)
     await tamper(store, f"UPDATE events SET {column} = {value} WHERE position = 3")
     result = await verify_chain(store)
@@ -179,7 +179,7 @@ async def test_a_column_of_another_storage_type_is_named_not_a_traceback(tmp_pat
 
 
 async def test_text_that_is_not_utf8_is_named_by_its_position(tmp_path: Path) -> None:
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'log.db'}"
+    db_url = f"sqlite:///{tmp_path / 'log.db'}"
     store = await EventStore.open(db_url)
     await fill(store, 5)
     await tamper(store, "UPDATE events SET payload = CAST(X'7B22FF' AS TEXT) WHERE position = 4")

@@ -28,8 +28,8 @@ async def test_a_dead_letter_is_stored_whatever_the_length_of_the_senders_id_and
                        stream=inbound_stream("county"), sequence=1)
     result = await process_batch(store, EnrollmentHandler(), [message])
     assert result.dead_lettered == 1 and result.failed == []
-    async with store.engine.connect() as conn:
-        row = (await conn.execute(select(dead_letters))).one()
+    with store.engine.connect() as conn:
+        row = (conn.execute(select(dead_letters))).one()
     assert row.reason == "not_json" and row.body == b"\xff not json"
     assert row.event_id is None  # 300 characters are no event id of ours
     assert row.subject == subject[:300]
@@ -38,10 +38,10 @@ async def test_a_dead_letter_is_stored_whatever_the_length_of_the_senders_id_and
 class FailingEnrollment(EnrollmentHandler):
     """Enrollment with a rule nobody foresaw: it fails whether it decides before the lock or under it."""
 
-    async def prepare(self, conn, events):  # type: ignore[no-untyped-def]
+    def prepare(self, conn, events):  # type: ignore[no-untyped-def]
         raise ValueError("a rule nobody foresaw")
 
-    async def handle(self, tx, events) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, tx, events) -> None:  # type: ignore[no-untyped-def]
         raise ValueError("a rule nobody foresaw")
 
 
@@ -52,8 +52,8 @@ async def test_an_input_whose_handler_fails_on_its_last_delivery_is_counted_as_o
                        headers={}, stream=inbound_stream("county"), sequence=3, delivered=5)
     result = await process_batch(store, FailingEnrollment(), [message], max_deliver=5)
     assert result.dead_lettered == 1 and result.handled == 0 and result.failed == []
-    async with store.engine.connect() as conn:
-        row = (await conn.execute(select(dead_letters))).one()
+    with store.engine.connect() as conn:
+        row = (conn.execute(select(dead_letters))).one()
     assert row.reason == "handler_error" and "a rule nobody foresaw" in row.detail
     assert row.event_id == str(recorded_id("county", registration.event_id))  # the id the log would have given it
 

@@ -25,7 +25,7 @@ def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_ben
     out = tmp_path / "bench"
     done = subprocess.run(
         [sys.executable, "-m", "guanhuai", "bench", "all", "--store-events", "300", "--rebuild-events", "300",
-         "--households", "20", "--out-dir", str(out), "--workdir", str(tmp_path), "--machine", "test box"],
+         "--households", "20", "--pipeline-runs", "2", "--out-dir", str(out), "--workdir", str(tmp_path), "--machine", "test box"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["results"] == str(out / "results.json")
@@ -39,7 +39,8 @@ def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_ben
     sizes = {"store": {"events": 300}, "rebuild": {"events": 300}, "pipeline": {"households": 20}}
     for name, result in summary["benchmarks"].items():
         assert result["size"] == sizes[name]
-        assert len(result["runs"]) == 1 and result["runs"][0]["benchmark"] == name
+        assert len(result["runs"]) == (2 if name == "pipeline" else 1)  # --pipeline-runs 2
+        assert {run["benchmark"] for run in result["runs"]} == {name}
         for measure in MEASURES[name]:
             if measure.reference.startswith("eventsourcing") and not peer_eventsourcing.available():
                 continue  # the bench-only extra is not installed: that peer was skipped
@@ -48,7 +49,8 @@ def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_ben
             assert result["targets"][measure.target]["value"] > 0
             assert isinstance(result["met"][measure.target], bool)
             if measure.ratio:
-                assert result["ratios"][measure.ratio] == result["runs"][0][measure.ratio] > 0
+                assert result["ratios"][measure.ratio] in {run[measure.ratio] for run in result["runs"]}  # the median run's
+                assert result["ratios"][measure.ratio] > 0
     assert len(summary["benchmarks"]["pipeline"]["raw_references"]["raw_runs_per_s"]) == 3
     pipeline_run = summary["benchmarks"]["pipeline"]["runs"][0]
     floor = pipeline_run["plain_sqlite_inserts"]

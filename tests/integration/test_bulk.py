@@ -15,14 +15,14 @@ from shared.events.store import EventStore
 async def test_rows_given_as_tuples_read_back_as_rows_inserted_the_usual_way(store: EventStore) -> None:
     await store.create_schema(inbox_tables)
     at = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=timezone(timedelta(hours=8)))
-    async with store.transaction() as tx:
-        await insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"),
+    with store.transaction() as tx:
+        insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"),
                           [("c", f"bulk-{i}", at) for i in range(3)])
-        await insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"), [])
-        await tx.connection.execute(insert(processed_messages),
+        insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"), [])
+        tx.connection.execute(insert(processed_messages),
                                     [{"consumer": "c", "message_id": f"usual-{i}", "processed_at": at} for i in range(3)])
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(select(processed_messages).order_by(processed_messages.c.message_id))).all()
+    with store.engine.connect() as conn:
+        rows = (conn.execute(select(processed_messages).order_by(processed_messages.c.message_id))).all()
     assert [r.message_id for r in rows] == ["bulk-0", "bulk-1", "bulk-2", "usual-0", "usual-1", "usual-2"]
     assert {r.processed_at for r in rows} == {at}
     assert all(r.processed_at.utcoffset() == timedelta(0) for r in rows)  # kept in UTC, the same instant
@@ -36,11 +36,11 @@ async def test_each_rows_own_value_is_converted_whether_or_not_it_repeats_the_pr
     second = datetime(2024, 3, 1, 9, tzinfo=timezone.utc)
     equal_but_another_object = datetime(2024, 3, 1, 8, tzinfo=timezone(timedelta(hours=8)))
     stamps = [first, first, second, first, equal_but_another_object, second, second]
-    async with store.transaction() as tx:
-        await insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"),
+    with store.transaction() as tx:
+        insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"),
                           [("c", f"m-{i}", at) for i, at in enumerate(stamps)])
         with pytest.raises(ValueError, match="a row of 2 values for 3 columns"):
-            await insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"), [("c", "x")])
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(select(processed_messages.c.message_id, processed_messages.c.processed_at))).all()
+            insert_rows(tx.connection, processed_messages, ("consumer", "message_id", "processed_at"), [("c", "x")])
+    with store.engine.connect() as conn:
+        rows = (conn.execute(select(processed_messages.c.message_id, processed_messages.c.processed_at))).all()
     assert sorted((r[0], r[1]) for r in rows) == sorted((f"m-{i}", at) for i, at in enumerate(stamps))

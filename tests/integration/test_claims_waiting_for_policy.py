@@ -45,8 +45,8 @@ async def decisions(store: EventStore) -> list[tuple[str, str]]:
 
 
 async def waiting(store: EventStore) -> int:
-    async with store.engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(deferred))).scalar_one()
+    with store.engine.connect() as conn:
+        return (conn.execute(select(func.count()).select_from(deferred))).scalar_one()
 
 
 async def test_a_claim_recorded_before_its_policy_is_paid_when_the_policy_arrives(store: EventStore) -> None:

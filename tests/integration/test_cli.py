@@ -43,12 +43,12 @@ async def test_audit_verify_passes_then_names_the_altered_position(db_url: str) 
     assert ok.returncode == 0, ok.stderr
     assert "4 events" in ok.stdout
 
-    async with store.engine.begin() as conn:
+    with store.engine.begin() as conn:
         if store.dialect == "sqlite":
-            await conn.execute(text("DROP TRIGGER events_no_update"))
+            conn.execute(text("DROP TRIGGER events_no_update"))
         else:
-            await conn.execute(text("DROP TRIGGER events_append_only ON events"))
-        await conn.execute(text("UPDATE events SET source = 'forged' WHERE position = 2"))
+            conn.execute(text("DROP TRIGGER events_append_only ON events"))
+        conn.execute(text("UPDATE events SET source = 'forged' WHERE position = 2"))
     await store.close()
     bad = run("audit", "verify", "--db-url", db_url)
     assert bad.returncode == 1

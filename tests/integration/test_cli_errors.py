@@ -38,7 +38,7 @@ def one_line_failure(cwd: Path, code: int, *args: str, **env: str) -> str:
 
 
 def event_log(path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{path}"
+    url = f"sqlite:///{path}"
 
     async def create() -> None:
         await (await EventStore.open(url)).close()
@@ -193,8 +193,8 @@ def test_dlq_retry_with_nats_unreachable_is_one_line_and_records_no_retry(tmp_pa
     async def one_letter() -> None:
         store = await EventStore.open(url)
         await store.create_schema(inbox_metadata, retries_metadata)
-        async with store.transaction() as tx:
-            await tx.connection.execute(insert(dead_letters), {
+        with store.transaction() as tx:
+            tx.connection.execute(insert(dead_letters), {
                 "consumer": "enrollment-county-v1", "nats_stream": "GUANHUAI_IN_COUNTY", "nats_sequence": 1,
                 "subject": "guanhuai.in.county.HouseholdRegistered", "headers": "{}", "body": b"{}",
                 "reason": "invalid_envelope", "detail": "", "received_at": datetime.now(timezone.utc)})
@@ -202,8 +202,8 @@ def test_dlq_retry_with_nats_unreachable_is_one_line_and_records_no_retry(tmp_pa
 
     async def retries() -> int:
         store = await EventStore.open(url, create=False)
-        async with store.engine.connect() as conn:
-            count = (await conn.execute(select(func.count()).select_from(dead_letter_retries))).scalar_one()
+        with store.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(dead_letter_retries)).scalar_one()
         await store.close()
         return count
 
@@ -226,8 +226,8 @@ def test_dlq_list_written_to_a_pipe_keeps_consumer_names_and_subjects_whole(tmp_
     async def letter() -> None:
         store = await EventStore.open(url)
         await store.create_schema(inbox_tables)
-        async with store.transaction() as tx:
-            await record_dead_letters(tx.connection, [DeadLetter(
+        with store.transaction() as tx:
+            record_dead_letters(tx.connection, [DeadLetter(
                 consumer="enrollment-county-v1", nats_stream="GUANHUAI_IN_COUNTY", nats_sequence=7, subject=subject,
                 headers={}, body=b"{}", reason="invalid_payload", detail="HouseholdRegistered: members: too few")])
         await store.close()

@@ -77,8 +77,8 @@ class Programme:
         return [e for e in await self.store.read_stream(stream) if e.source != "county-test" and e.source != "insurer-test"]
 
     async def insured_ids(self, year: int = 2024) -> set[str]:
-        async with self.store.engine.connect() as conn:
-            rows = await conn.execute(select(insured_persons.c.resident_id).where(insured_persons.c.programme_year == year))
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(insured_persons.c.resident_id).where(insured_persons.c.programme_year == year))
             return {r[0] for r in rows}
 
 

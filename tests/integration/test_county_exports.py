@@ -74,7 +74,7 @@ def test_the_raw_csv_keeps_column_names_and_fen_without_a_bom_for_tools() -> Non
 @pytest.fixture(scope="module")
 def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Mingxi's 2020 targets in a log, the read model rebuilt."""
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('exports') / 'log.db'}"
+    url = f"sqlite:///{tmp_path_factory.mktemp('exports') / 'log.db'}"
 
     async def write() -> None:
         store = await EventStore.open(url)

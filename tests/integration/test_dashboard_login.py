@@ -30,7 +30,7 @@ HTML = {"accept": "text/html,application/xhtml+xml"}
 
 
 def client_for(tmp_path: Path, *, rate_per_s: float = 50.0, base_url: str = "http://testserver") -> TestClient:
-    app = create_api(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", token=TOKEN, rate_per_s=rate_per_s)
+    app = create_api(f"sqlite:///{tmp_path / 'log.db'}", token=TOKEN, rate_per_s=rate_per_s)
     return TestClient(app, base_url=base_url, follow_redirects=False)
 
 

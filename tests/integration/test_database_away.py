@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from shared.events.consumer import transient
+from shared.events.consumer import DeciderHandler, transient
 from shared.events.inbox import metadata as inbox_tables
 from shared.events.relay import Relay
 from shared.events.store import EventStore
@@ -58,7 +58,7 @@ class _FakeNats:
 
 
 async def test_the_relay_waits_for_a_database_that_is_away_instead_of_exiting(tmp_path: Path) -> None:
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
     regs = households(3, seed=7)
     for reg in regs:
         await store.append(f"household-{reg.payload.household_id}", [reg])
@@ -95,7 +95,7 @@ async def test_the_relay_publishes_on_while_another_writer_holds_the_lock_it_nee
     """A service deciding a large batch holds the log's write lock: the relay's checkpoint waits
     for it in the background, and publishing goes on meanwhile."""
     db = tmp_path / "log.db"
-    store = await EventStore.open(f"sqlite+aiosqlite:///{db}")
+    store = await EventStore.open(f"sqlite:///{db}")
     regs = households(4, seed=11)
     for reg in regs[:2]:
         await store.append(f"household-{reg.payload.household_id}", [reg])
@@ -138,7 +138,7 @@ async def test_the_relay_publishes_on_while_another_writer_holds_the_lock_it_nee
     await store.close()
 
 
-class _OneHandler:
+class _OneHandler(DeciderHandler):
     consumer = "test-v1"
 
     def parse(self, message: Any) -> Any:
@@ -146,14 +146,14 @@ class _OneHandler:
 
         return registry.parse_message(message.body)
 
-    async def handle(self, tx: Any, events: Any) -> None:
+    def prepare(self, conn: Any, events: Any) -> Any:
         raise OperationalError("INSERT", {}, _PgError("the database system is shutting down", "57P03"))
 
 
 async def test_a_batch_that_fails_because_the_database_is_away_is_marked_transient_to_be_held(tmp_path: Path) -> None:
     from shared.events.consumer import Incoming, process_batch
 
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
     await store.create_schema(inbox_tables)
     try:
         reg = households(1, seed=3)[0]
@@ -192,11 +192,11 @@ def test_a_locked_sqlite_database_is_transient_but_a_missing_table_is_not(tmp_pa
 
 
 async def test_reading_a_sqlite_log_raises_sqlalchemy_errors_that_say_whether_to_retry(tmp_path: Path) -> None:
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
     try:
-        async with store.engine.begin() as conn:  # a log that lost its table: no retry mends that
-            await conn.exec_driver_sql("DROP TRIGGER events_no_delete")
-            await conn.exec_driver_sql("DROP TABLE events")
+        with store.engine.begin() as conn:  # a log that lost its table: no retry mends that
+            conn.exec_driver_sql("DROP TRIGGER events_no_delete")
+            conn.exec_driver_sql("DROP TABLE events")
         try:
             [rows async for rows in store.read_rows()]
         except DBAPIError as exc:
@@ -207,7 +207,7 @@ async def test_reading_a_sqlite_log_raises_sqlalchemy_errors_that_say_whether_to
         await store.close()
 
 
-class _FailsInBatchThenDatabaseGoes:
+class _FailsInBatchThenDatabaseGoes(DeciderHandler):
     """A batch that fails for one input's sake; while it is split up, the database goes away."""
 
     consumer = "test-v1"
@@ -220,7 +220,7 @@ class _FailsInBatchThenDatabaseGoes:
 
         return registry.parse_message(message.body)
 
-    async def handle(self, tx: Any, events: Any) -> None:
+    def prepare(self, conn: Any, events: Any) -> Any:
         self.calls += 1
         if self.calls == 1:
             raise ValueError("one input of this batch is poison")
@@ -231,7 +231,7 @@ async def test_the_database_going_away_while_a_batch_is_split_up_holds_the_batch
         tmp_path: Path) -> None:
     from shared.events.consumer import Incoming, process_batch
 
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
     await store.create_schema(inbox_tables)
     try:
         messages = [

@@ -5,10 +5,18 @@ meanwhile. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
+from services.claims.handlers import ClaimsHandler
+from services.claims.tables import metadata as claims_tables
+from services.claims.tables import policies as claims_policies
+from services.enrollment.decider import EnrollmentState
+from services.enrollment.decider import decide as enrol
 from services.enrollment.handlers import EnrollmentHandler
 from services.enrollment.tables import insured_households
 from services.enrollment.tables import metadata as enrollment_tables
@@ -23,6 +31,7 @@ from shared.events.store import EventStore
 from shared.events.enrollment import HouseholdCategory, Payer
 from shared.events.subjects import EVENTS_STREAM, event_subject, inbound_stream, inbound_subject
 from tests.support.programme import households, plan
+from tests.unit.builders import medical, registration
 
 
 def incoming(event: EventMessage, sequence: int) -> Incoming:
@@ -39,16 +48,16 @@ class HoldsItsFirstDecision:
     """Mixed into a handler: once it has decided its first batch, it waits before the batch is written."""
 
     def __init__(self) -> None:
-        self.decided = asyncio.Event()
-        self.go_on = asyncio.Event()
+        self.decided = threading.Event()  # prepare runs in the consumer's worker thread
+        self.go_on = threading.Event()
         self.prepared = 0
 
-    async def prepare(self, conn, events: Sequence[EventMessage]):  # type: ignore[no-untyped-def]
-        prepared = await super().prepare(conn, events)  # type: ignore[misc]
+    def prepare(self, conn, events: Sequence[EventMessage]):  # type: ignore[no-untyped-def]
+        prepared = super().prepare(conn, events)  # type: ignore[misc]
         self.prepared += 1
         if self.prepared == 1:
             self.decided.set()
-            await self.go_on.wait()
+            assert self.go_on.wait(30)
         return prepared
 
 
@@ -57,6 +66,10 @@ class HeldEnrollment(HoldsItsFirstDecision, EnrollmentHandler):
 
 
 class HeldSubsidy(HoldsItsFirstDecision, SubsidyHandler):
+    pass
+
+
+class HeldClaims(HoldsItsFirstDecision, ClaimsHandler):
     pass
 
 
@@ -70,12 +83,12 @@ async def test_a_batch_decided_before_the_lock_is_written_as_decided_and_counts_
     regs = households(3, seed=5)
     result = await process_batch(store, EnrollmentHandler(), [incoming(r, n) for n, r in enumerate(regs, 1)])
     assert (result.handled, result.duplicates) == (3, 0)
-    async with store.engine.connect() as conn:
-        assert await consumer_version(conn, EnrollmentHandler.consumer) == 1
+    with store.engine.connect() as conn:
+        assert consumer_version(conn, EnrollmentHandler.consumer) == 1
     again = await process_batch(store, EnrollmentHandler(), [incoming(r, n) for n, r in enumerate(regs, 1)])
     assert (again.handled, again.duplicates) == (0, 3)
-    async with store.engine.connect() as conn:
-        assert await consumer_version(conn, EnrollmentHandler.consumer) == 1  # nothing changed
+    with store.engine.connect() as conn:
+        assert consumer_version(conn, EnrollmentHandler.consumer) == 1  # nothing changed
     assert await outcomes_of(store, regs[0].payload.household_id) == ["PolicyIssued"]
 
 
@@ -87,7 +100,7 @@ async def test_a_batch_decided_on_state_that_another_instance_changed_is_decided
     held = HeldEnrollment()
     # The first instance decides a policy for the household, and waits to write it...
     first = asyncio.create_task(process_batch(store, held, [incoming(reg, 1)]))
-    await asyncio.wait_for(held.decided.wait(), 30)
+    assert await asyncio.to_thread(held.decided.wait, 30)
     # ...while another instance insures the same household from the county's second sending.
     other = await process_batch(store, EnrollmentHandler(), [incoming(twice, 2)])
     assert other.handled == 1
@@ -96,10 +109,10 @@ async def test_a_batch_decided_on_state_that_another_instance_changed_is_decided
     assert result.handled == 1 and held.prepared == 2  # decided again, under the lock
     household = reg.payload.household_id
     assert sorted(await outcomes_of(store, household)) == ["HouseholdRejected", "PolicyIssued"]
-    async with store.engine.connect() as conn:
-        assert (await conn.execute(select(func.count()).select_from(insured_households))).scalar_one() == 1
-        assert (await conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 2
-        assert await consumer_version(conn, EnrollmentHandler.consumer) == 2
+    with store.engine.connect() as conn:
+        assert (conn.execute(select(func.count()).select_from(insured_households))).scalar_one() == 1
+        assert (conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 2
+        assert consumer_version(conn, EnrollmentHandler.consumer) == 2
 
 
 def published(event: RecordedEvent) -> Incoming:
@@ -123,7 +136,7 @@ async def test_line_usage_decided_on_state_another_instance_changed_is_counted_a
 
     held = HeldSubsidy()
     first = asyncio.create_task(process_batch(store, held, [published(first_policy)]))
-    await asyncio.wait_for(held.decided.wait(), 30)
+    assert await asyncio.to_thread(held.decided.wait, 30)
     assert (await process_batch(store, SubsidyHandler(), [published(second_policy)])).handled == 1
     held.go_on.set()
     assert (await asyncio.wait_for(first, 30)).handled == 1
@@ -132,9 +145,40 @@ async def test_line_usage_decided_on_state_another_instance_changed_is_counted_a
     approved = [e async for batch in store.read_all(event_types=["SubsidyApproved"]) for e in batch]
     persons = sum(len(p.payload.insured) for p in (earlier, first_policy, second_policy))
     assert len(approved) == persons
-    async with store.engine.connect() as conn:
-        usage = (await conn.execute(select(line_usage.c.persons, line_usage.c.amount_fen))).one()
+    with store.engine.connect() as conn:
+        usage = (conn.execute(select(line_usage.c.persons, line_usage.c.amount_fen))).one()
     assert tuple(usage) == (persons, sum(e.payload.amount_fen for e in approved))
+
+
+def in_the_log(payload, position: int) -> Incoming:  # type: ignore[no-untyped-def]
+    """An event as the log hands it to the services that consume it, recorded at ``position``."""
+    message = EventMessage.new(payload, source="test", occurred_at=datetime(2024, 6, 12, 1, tzinfo=timezone.utc))
+    return published(RecordedEvent(**dict(message), stream_id=f"s-{position}", stream_version=1, position=position,
+                                   recorded_at=message.occurred_at))
+
+
+async def test_a_claim_decided_on_cover_another_instance_used_meanwhile_is_paid_from_what_is_left(
+        store: EventStore) -> None:
+    await store.create_schema(inbox_tables, claims_tables)
+    policy = enrol(registration(), EnrollmentState())  # a household medical limit of 14,000 yuan
+    number = policy.insured[1].resident_id
+    assert (await process_batch(store, ClaimsHandler(), [in_the_log(policy, 1)])).handled == 1
+    held = HeldClaims()
+    # The first instance decides 10,000 yuan for one claim, and waits to write it...
+    claim = medical(number, 10_000_00, claim_id="C1", policy_number=policy.policy_number)
+    first = asyncio.create_task(process_batch(store, held, [in_the_log(claim, 2)]))
+    assert await asyncio.to_thread(held.decided.wait, 30)
+    # ...while another instance pays 8,000 yuan of the same household's limit for another.
+    other = medical(number, 8_000_00, claim_id="C2", policy_number=policy.policy_number)
+    assert (await process_batch(store, ClaimsHandler(), [in_the_log(other, 3)])).handled == 1
+    held.go_on.set()
+    assert (await asyncio.wait_for(first, 30)).handled == 1
+    assert held.prepared == 2  # decided again, under the lock, on the cover the other instance left
+    paid = {e.payload.claim_id: (e.payload.amount_fen, e.payload.limited_by)
+            async for batch in store.read_all(event_types=["ClaimPaid"]) for e in batch}
+    assert paid == {"C2": (8_000_00, None), "C1": (6_000_00, "household_medical_limit")}
+    with store.engine.connect() as conn:
+        assert conn.execute(select(claims_policies.c.medical_remaining_fen)).scalar_one() == 0
 
 
 async def test_a_handler_keeping_its_own_checkpoint_is_given_inputs_that_are_not_events(store: EventStore) -> None:
@@ -154,8 +198,8 @@ async def test_a_handler_keeping_its_own_checkpoint_is_given_inputs_that_are_not
                          stream=EVENTS_STREAM, sequence=row[0]) for row in rows]
     result = await process_batch(store, ReportingHandler(store), messages)
     assert (result.handled, result.dead_lettered, result.failed) == (len(rows), 0, [])
-    async with store.engine.connect() as conn:
-        assert (await conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 0
+    with store.engine.connect() as conn:
+        assert (conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 0
 
 
 async def test_a_batch_says_how_long_it_decided_waited_for_the_lock_wrote_and_committed(store: EventStore) -> None:
@@ -163,18 +207,18 @@ async def test_a_batch_says_how_long_it_decided_waited_for_the_lock_wrote_and_co
     handler = HeldEnrollment()
     regs = households(2, seed=11)
     batch = asyncio.create_task(process_batch(store, handler, [incoming(r, n) for n, r in enumerate(regs, 1)]))
-    await handler.decided.wait()
+    assert await asyncio.to_thread(handler.decided.wait, 30)
     await asyncio.sleep(0.2)  # the decision takes at least this long
-    locked = asyncio.Event()
+    locked = threading.Event()
 
-    async def hold_the_lock() -> None:
-        async with store.transaction() as tx:
-            await tx.lock()
+    def hold_the_lock() -> None:
+        with store.transaction() as tx:
+            tx.lock()
             locked.set()
-            await asyncio.sleep(0.3)
+            time.sleep(0.3)
 
-    holder = asyncio.create_task(hold_the_lock())
-    await locked.wait()
+    holder = asyncio.create_task(asyncio.to_thread(hold_the_lock))
+    assert await asyncio.to_thread(locked.wait, 30)
     handler.go_on.set()  # decided: the batch now waits for the lock the holder keeps a while yet
     result = await batch
     await holder

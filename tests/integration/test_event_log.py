@@ -113,41 +113,47 @@ async def test_reads_back_payload_text_exactly_through_every_read(store: EventSt
     assert (await store.read_stream("household-H-text"))[0].payload == sent.payload
 
 
-async def test_decoding_reads_of_an_sqlite_file_see_what_reads_through_the_engine_see(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
-    await store.append_streams([StreamAppend(f"s{n}", [target(f"t{n}"), household(f"H{n}")]) for n in range(30)])
-    direct = [r async for page in store.read_rows(0, batch_size=7, direct=True) for r in page]
-    pooled = [r async for page in store.read_rows(0, batch_size=7) for r in page]
-    assert direct == pooled and len(direct) == 60
-    assert [e.position for e in await all_events(store, batch_size=7)] == list(range(1, 61))
-    assert [e.position for e in await all_events(store, after=50, event_types=["TownshipTargetSet"])] == [51, 53, 55, 57, 59]
-    reader = store._direct_reader()
-    assert reader is not None
-    await store.close()
-    with pytest.raises(sqlite3.ProgrammingError):  # closed with the store
-        reader.execute("SELECT 1")
+async def test_the_sync_pages_and_the_async_reads_see_the_same_log(db_url: str) -> None:
+    """One read path underneath (``pager``): the async pages, the sync decoding iterator and the
+    async decoding reads agree, page boundaries and filters included."""
+    store = await EventStore.open(db_url)
+    try:
+        await store.append_streams([StreamAppend(f"s{n}", [target(f"t{n}"), household(f"H{n}")]) for n in range(30)])
+        page = store.pager(0, batch_size=7)
+        synced = [r for rows in iter(page, []) for r in rows]
+        pooled = [r async for rows in store.read_rows(0, batch_size=7) for r in rows]
+        assert synced == pooled and [r[0] for r in synced] == list(range(1, 61))
+        assert page() == []  # finished stays finished
+        assert [e.position for e in await all_events(store, batch_size=7)] == list(range(1, 61))
+        assert [e.position for batch in store.iter_all(batch_size=7) for e in batch] == list(range(1, 61))
+        assert [e.position for e in await all_events(store, after=50, event_types=["TownshipTargetSet"])] == [51, 53, 55, 57, 59]
+        at_20 = next(e.recorded_at for e in await all_events(store) if e.position == 20)
+        bounded = [e.position for batch in store.iter_all(until_recorded=at_20, until_position=40) for e in batch]
+        assert bounded == list(range(1, bounded[-1] + 1)) and 20 <= bounded[-1] <= 40
+    finally:
+        await store.close()
 
 
 async def test_refuses_update_and_delete_of_log_rows(store: EventStore) -> None:
     await store.append("s", [target()])
     for sql in ("UPDATE events SET source = 'forged'", "DELETE FROM events"):
         with pytest.raises(Exception, match="append-only"):
-            async with store.engine.begin() as conn:
-                await conn.execute(text(sql))
+            with store.engine.begin() as conn:
+                conn.execute(text(sql))
     assert (await store.read_stream("s"))[0].source == "county-test"
 
 
 async def test_rolls_back_service_rows_and_events_together(store: EventStore) -> None:
-    async with store.engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE handled (input_id VARCHAR(36) PRIMARY KEY)"))
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE handled (input_id VARCHAR(36) PRIMARY KEY)"))
     with pytest.raises(RuntimeError):
-        async with store.transaction() as tx:
-            await tx.append("s", [target()])
-            await tx.connection.execute(text("INSERT INTO handled VALUES ('x')"))
+        with store.transaction() as tx:
+            tx.append("s", [target()])
+            tx.connection.execute(text("INSERT INTO handled VALUES ('x')"))
             raise RuntimeError("crash before commit")
     assert await store.head_position() == 0
-    async with store.engine.connect() as conn:
-        assert (await conn.execute(text("SELECT count(*) FROM handled"))).scalar_one() == 0
+    with store.engine.connect() as conn:
+        assert (conn.execute(text("SELECT count(*) FROM handled"))).scalar_one() == 0
 
 
 class HouseholdRegisteredV1(DomainEvent):
@@ -189,13 +195,13 @@ async def test_hash_chain_verifies_and_names_the_first_altered_row(store: EventS
 
 async def tamper(store: EventStore, sql: str) -> None:
     """Alter the log as someone with database rights would: drop the guard, then change a row."""
-    async with store.engine.begin() as conn:
+    with store.engine.begin() as conn:
         if store.dialect == "sqlite":
-            await conn.execute(text("DROP TRIGGER events_no_update"))
-            await conn.execute(text("DROP TRIGGER events_no_delete"))
+            conn.execute(text("DROP TRIGGER events_no_update"))
+            conn.execute(text("DROP TRIGGER events_no_delete"))
         else:
-            await conn.execute(text("DROP TRIGGER events_append_only ON events"))
-        await conn.execute(text(sql))
+            conn.execute(text("DROP TRIGGER events_append_only ON events"))
+        conn.execute(text(sql))
 
 
 async def test_hash_chain_detects_a_deleted_row(store: EventStore) -> None:
@@ -207,9 +213,9 @@ async def test_hash_chain_detects_a_deleted_row(store: EventStore) -> None:
 
 async def test_sqlite_log_is_in_wal_mode_and_durable_on_power_loss(tmp_path) -> None:  # type: ignore[no-untyped-def]
     store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
-    async with store.engine.connect() as conn:
-        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one() == "wal"
-        assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one() == 2  # FULL
+    with store.engine.connect() as conn:
+        assert (conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert (conn.exec_driver_sql("PRAGMA synchronous")).scalar_one() == 2  # FULL
     await store.close()
 
 
@@ -245,52 +251,52 @@ async def test_tailing_reader_sees_every_event_exactly_once_under_concurrent_wri
     await store.close()
 
 
-async def test_a_tail_read_compiled_once_reads_each_new_page_from_where_it_is_asked(store) -> None:  # type: ignore[no-untyped-def]
-    # The relay's unbounded tail is compiled once per store; every call still starts where asked.
+async def test_a_pager_kept_as_a_tail_goes_on_from_its_last_row(store) -> None:  # type: ignore[no-untyped-def]
+    # The relay keeps one pager: every call starts after the last row it returned, also once it
+    # has run dry and the log has grown since.
     await store.append("s-1", [target() for _ in range(5)])
-    first = [r async for rows in store.read_rows(0, batch_size=2) for r in rows]
-    assert [r[0] for r in first] == [1, 2, 3, 4, 5]
-    assert len(store._reads) == 1
+    tail = store.pager(0, batch_size=2)
+    assert [[r[0] for r in tail()] for _ in range(4)] == [[1, 2], [3, 4], [5], []]
+    await store.append("s-1", [target(), target()])
+    assert [r[0] for r in tail()] == [6, 7] and tail() == []
     again = [r async for rows in store.read_rows(3, batch_size=2) for r in rows]
-    assert [r[0] for r in again] == [4, 5] and len(store._reads) == 1
+    assert [r[0] for r in again] == [4, 5, 6, 7]
     bounded = [r async for rows in store.read_rows(1, batch_size=2, until_position=4) for r in rows]
-    assert [r[0] for r in bounded] == [2, 3, 4] and len(store._reads) == 1  # bounded reads are not kept
-    await store.append("s-1", [target()])
-    assert [r[0] async for rows in store.read_rows(5, batch_size=2) for r in rows] == [6]
+    assert [r[0] for r in bounded] == [2, 3, 4]
 
 
 async def test_a_service_store_sets_its_sqlite_page_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from shared.events.database import SERVICE_SQLITE_CACHE_KIB
 
     for cache in (SERVICE_SQLITE_CACHE_KIB, None):
-        store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / f'{cache}.db'}", sqlite_cache_kib=cache)
-        async with store.engine.connect() as conn:
-            size = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
+        store = await EventStore.open(f"sqlite:///{tmp_path / f'{cache}.db'}", sqlite_cache_kib=cache)
+        with store.engine.connect() as conn:
+            size = (conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
         assert (size == -SERVICE_SQLITE_CACHE_KIB) == (cache is not None)  # else SQLite's own default
         await store.append("s-1", [target()])  # and it works as a log
         assert await store.head_position() == 1
         await store.close()
     for wrong in (0, -5, 1.5, True):
         with pytest.raises(ValueError, match="sqlite_cache_kib"):
-            await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'wrong.db'}", sqlite_cache_kib=wrong)  # type: ignore[arg-type]
+            await EventStore.open(f"sqlite:///{tmp_path / 'wrong.db'}", sqlite_cache_kib=wrong)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="sqlite_checkpoint_bytes"):
-            await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'wrong.db'}", sqlite_checkpoint_bytes=wrong)  # type: ignore[arg-type]
+            await EventStore.open(f"sqlite:///{tmp_path / 'wrong.db'}", sqlite_checkpoint_bytes=wrong)  # type: ignore[arg-type]
 
 
 async def test_a_service_store_checkpoints_its_wal_past_the_bytes_it_is_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from shared.events.database import SERVICE_SQLITE_CHECKPOINT_BYTES, SQLITE_PAGE_BYTES
 
     for limit, pages in ((SERVICE_SQLITE_CHECKPOINT_BYTES, 2560), (None, 1000), (1, 1)):
-        store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / f'{limit}.db'}", sqlite_checkpoint_bytes=limit)
-        async with store.engine.connect() as conn:
-            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == pages
+        store = await EventStore.open(f"sqlite:///{tmp_path / f'{limit}.db'}", sqlite_checkpoint_bytes=limit)
+        with store.engine.connect() as conn:
+            assert (conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == pages
         await store.close()
     # A small threshold, to see it work: 60 commits of a few pages each leave a WAL of about the
     # threshold plus one commit (the file is reused from its start after each checkpoint).
     path = tmp_path / "small.db"
-    store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_bytes=20 * SQLITE_PAGE_BYTES)
-    async with store.engine.connect() as conn:
-        page = (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
+    store = await EventStore.open(f"sqlite:///{path}", sqlite_checkpoint_bytes=20 * SQLITE_PAGE_BYTES)
+    with store.engine.connect() as conn:
+        page = (conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
     assert page == SQLITE_PAGE_BYTES  # a new log gets the log's page size
     for n in range(60):
         await store.append_streams([StreamAppend(f"s-{n}-{i}", [target()]) for i in range(20)])
@@ -309,10 +315,10 @@ async def test_a_log_made_with_another_page_size_keeps_it(tmp_path) -> None:  # 
     old.execute("PRAGMA journal_mode=WAL")
     old.execute("CREATE TABLE earlier (x INTEGER)")
     old.close()
-    store = await EventStore.open(f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_bytes=40 * 1024 * 1024)
+    store = await EventStore.open(f"sqlite:///{path}", sqlite_checkpoint_bytes=40 * 1024 * 1024)
     await store.append("s-1", [target()])
-    async with store.engine.connect() as conn:
-        assert (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one() == 4096
-        assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == 10240  # 40 MiB of its pages
+    with store.engine.connect() as conn:
+        assert (conn.exec_driver_sql("PRAGMA page_size")).scalar_one() == 4096
+        assert (conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == 10240  # 40 MiB of its pages
     assert await store.head_position() == 1
     await store.close()

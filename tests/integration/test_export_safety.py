@@ -32,7 +32,7 @@ HOSTILE = FORMULAS + TERMINAL
 @pytest.fixture(scope="module")
 def hostile_log(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A log whose county registered one township under each hostile name, read model rebuilt."""
-    db_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('hostile') / 'log.db'}"
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('hostile') / 'log.db'}"
     table = TargetTable(source="test", programme_year=2024, county=CountyRef(code="c1", name="某县"), townships=[
         TownshipRow(code=f"t{i}", name=name, target_total=10, target_government=6, target_self=4)
         for i, name in enumerate(HOSTILE)])

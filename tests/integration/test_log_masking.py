@@ -51,7 +51,7 @@ async def enrollment_output(tmp_path_factory: pytest.TempPathFactory) -> str:
     inputs are not permitted`) names a key ending in the ID, at offsets around the 300th character,
     where the call sites used to cut it."""
     workdir = tmp_path_factory.mktemp("log-masking")
-    pipeline = VerbosePipeline(workdir, f"sqlite+aiosqlite:///{workdir / 'log.db'}")
+    pipeline = VerbosePipeline(workdir, f"sqlite:///{workdir / 'log.db'}")
     pipeline.nats.start()
     try:
         pipeline.start_component("enrollment")
@@ -97,7 +97,7 @@ def _free_port() -> int:
 
 def test_the_apis_access_line_for_a_url_carrying_an_id_is_masked(tmp_path: Path) -> None:
     port = _free_port()
-    env = dict(os.environ, GUANHUAI_DB_URL=f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", GUANHUAI_API_PORT=str(port),
+    env = dict(os.environ, GUANHUAI_DB_URL=f"sqlite:///{tmp_path / 'log.db'}", GUANHUAI_API_PORT=str(port),
                GUANHUAI_LOG_JSON="true", GUANHUAI_LOG_LEVEL="INFO")
     env.pop("GUANHUAI_API_TOKEN", None)
     out = tmp_path / "api.log"

@@ -25,8 +25,7 @@ async def test_alembic_upgrade_head_creates_every_table_and_the_log_works(db_url
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     store = await EventStore.open(db_url, create=False)
-    async with store.engine.connect() as conn:
-        tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    tables = set(await store.read(lambda conn: inspect(conn).get_table_names()))
     expected = {t.name for m in all_metadata() for t in m.tables.values()} | {"alembic_version"}
     assert expected <= tables
     await store.append("s", [target()])
@@ -48,7 +47,6 @@ async def test_the_areas_migration_gives_enrollment_the_areas_already_in_the_log
     await store.append("area-chengguan", [EventMessage.new(township, source="county"),
                                           EventMessage.new(township.model_copy(update={"name": "城关街道"}), source="county")])
     _alembic(db_url, "head")
-    async with store.engine.connect() as conn:
-        areas = await load_areas(conn)
+    areas = await store.read(load_areas)
     await store.close()
     assert areas.township("城关街道") == "chengguan"

@@ -78,8 +78,8 @@ async def test_a_household_whose_new_number_was_issued_before_in_the_old_form_is
 ) -> None:
     await store.create_schema(inbox_tables, enrollment_tables, claims_tables)
     # A log from before the change: household "C" of township "A-B" holds P2024-A-B-C.
-    async with store.transaction() as tx:
-        await tx.connection.execute(insert(insured_households), {"programme_year": 2024, "household_id": "C",
+    with store.transaction() as tx:
+        tx.connection.execute(insert(insured_households), {"programme_year": 2024, "household_id": "C",
                                                                  "policy_number": "P2024-A-B-C"})
     reg = household(2, "A", "B-C")  # whose number is P2024-A-B-C now
 

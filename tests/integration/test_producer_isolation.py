@@ -95,12 +95,12 @@ async def test_a_resend_of_an_event_recorded_before_ids_were_scoped_is_still_a_d
     (registration,) = households(1, seed=19)
     claim = medical(registration, "CL-OLD")
     # As the earlier version recorded them: under the ids as sent, each in its consumer's inbox.
-    async with store.transaction() as tx:
+    with store.transaction() as tx:
         from shared.events.store import StreamAppend
 
-        await tx.append_streams([StreamAppend(f"household-2024-{registration.payload.household_id}", [registration]),  # type: ignore[attr-defined]
+        tx.append_streams([StreamAppend(f"household-2024-{registration.payload.household_id}", [registration]),  # type: ignore[attr-defined]
                                  StreamAppend("claim-CL-OLD", [claim])])
-        await tx.connection.execute(insert(processed_messages), [
+        tx.connection.execute(insert(processed_messages), [
             {"consumer": "enrollment-county-v1", "message_id": str(registration.event_id), "processed_at": registration.occurred_at},
             {"consumer": "claims-insurer-v1", "message_id": str(claim.event_id), "processed_at": claim.occurred_at}])
     await process_batch(store, EnrollmentHandler(), [incoming("county", registration)])
@@ -113,8 +113,8 @@ async def test_a_resend_of_an_event_recorded_before_ids_were_scoped_is_still_a_d
     await process_batch(store, ClaimsIntakeHandler(), [incoming("insurer", other)])
     log = [e async for batch in store.read_all() for e in batch]
     assert [e.event_type for e in log] == ["HouseholdRegistered", "ClaimReported", "ClaimReported"]
-    async with store.engine.connect() as conn:
-        assert (await conn.execute(select(dead_letters))).all() == []
+    with store.engine.connect() as conn:
+        assert (conn.execute(select(dead_letters))).all() == []
 
 
 async def test_services_refuse_to_start_while_the_single_inbound_stream_of_an_earlier_version_exists(

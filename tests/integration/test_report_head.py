@@ -35,7 +35,7 @@ class Log:
 @pytest.fixture(scope="module")
 def log(tmp_path_factory: pytest.TempPathFactory) -> Log:
     """Mingxi's 2020 targets, the read model rebuilt; then the 2021 targets recorded after it."""
-    db_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('head') / 'log.db'}"
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('head') / 'log.db'}"
 
     async def write() -> Log:
         store = await EventStore.open(db_url)

@@ -26,7 +26,7 @@ MINGXI_ANNEX = {  # 乡镇: (指导任务数, 政府投保, 自主投保)
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[EventStore]:
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
     yield store
     await store.close()
 

@@ -85,7 +85,7 @@ def test_with_a_token_requests_without_it_are_refused_and_limits_apply(tmp_path:
 
     from services.reporting.api import create_api
 
-    app = create_api(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", token="s3cret", rate_per_s=5)
+    app = create_api(f"sqlite:///{tmp_path / 'log.db'}", token="s3cret", rate_per_s=5)
     with TestClient(app) as client:
         assert client.get("/api/years").status_code == 401
         ok = {"Authorization": "Bearer s3cret"}

@@ -6,6 +6,7 @@ of them counts as handled."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,21 +28,21 @@ from tests.support.programme import households
 
 
 class HeldEnrollment(EnrollmentHandler):
-    """Enrollment whose first batch waits until it is let go."""
+    """Enrollment whose first batch waits until it is let go (in the worker thread that decides it)."""
 
     def __init__(self) -> None:
-        self.first_batch = asyncio.Event()
-        self.let_go = asyncio.Event()
+        self.first_batch = threading.Event()
+        self.let_go = threading.Event()
 
-    async def prepare(self, conn: Any, events: Sequence[Any]) -> Any:
+    def prepare(self, conn: Any, events: Sequence[Any]) -> Any:
         if not self.first_batch.is_set():
             self.first_batch.set()
-            await self.let_go.wait()
-        return await super().prepare(conn, events)
+            self.let_go.wait(60)
+        return super().prepare(conn, events)
 
 
 async def test_a_stopping_service_naks_what_it_fetched_ahead(tmp_path: Path) -> None:
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
     await store.create_schema(inbox_tables, enrollment_tables)
     handler = HeldEnrollment()
     spec = ConsumerSpec(handler, inbound_stream("county"), (inbound_subjects("county"),), batch_size=10, ack_wait_s=60)
@@ -55,7 +56,7 @@ async def test_a_stopping_service_naks_what_it_fetched_ahead(tmp_path: Path) -> 
                                  headers={"Nats-Msg-Id": str(event.event_id)})
             app, broker = build_app(server.url, store, [spec], name="stop-test")
             await app.start()
-            await asyncio.wait_for(handler.first_batch.wait(), 20)
+            assert await asyncio.to_thread(handler.first_batch.wait, 20)
             for _ in range(200):  # the next ten are fetched ahead while the first batch is in hand
                 if (await js.consumer_info(inbound_stream("county"), spec.durable)).num_ack_pending == 20:
                     break
@@ -77,8 +78,8 @@ async def test_a_stopping_service_naks_what_it_fetched_ahead(tmp_path: Path) -> 
             assert time.monotonic() - started < 10
             assert sorted(m.metadata.num_delivered for m in taken) == [1] * 5 + [2] * 10
             assert sorted(m.metadata.sequence.stream for m in taken) == list(range(11, 26))
-            async with store.engine.connect() as conn:
-                assert (await conn.execute(select(func.count()).select_from(processed_messages))).scalar_one() == 10
+            with store.engine.connect() as conn:
+                assert conn.execute(select(func.count()).select_from(processed_messages)).scalar_one() == 10
         finally:
             await nc.close()
             await store.close()

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
+import psycopg
 import nats
 import nats.js.errors
 import pytest
@@ -26,7 +26,7 @@ from shared.events.broker import build_app, ensure_streams
 from shared.events.database import create_engine
 from shared.events.store import EventStore
 from shared.events.subjects import inbound_stream, inbound_subject
-from shared.events.tls import connect_nats, nats_connection_uses_tls, pg_ssl_argument
+from shared.events.tls import connect_nats, pg_ssl_argument, tls_since
 from tests.support.postgres import PostgresCluster, unavailable
 from tests.support.tls import Certificates, make_certificates, nats_tls_block
 
@@ -80,33 +80,36 @@ def test_config_shows_the_tls_settings_and_still_masks_passwords(certs: Certific
     assert "hunter2" not in str(shown) and "s3cret" not in str(shown)
 
 
-def test_sslmodes_mean_what_they_mean_in_libpq(certs: Certificates) -> None:
-    assert pg_ssl_argument("disable") is False
-    assert pg_ssl_argument("prefer") == "prefer"
-    assert pg_ssl_argument(None) is None
-    unverified = pg_ssl_argument("require")
-    assert isinstance(unverified, ssl.SSLContext)
-    assert unverified.verify_mode == ssl.CERT_NONE and not unverified.check_hostname
-    for mode in ("require", "verify-ca"):  # with a root certificate, require checks the chain like verify-ca
-        chain_only = pg_ssl_argument(mode, sslrootcert=certs.ca)
-        assert isinstance(chain_only, ssl.SSLContext)
-        assert chain_only.verify_mode == ssl.CERT_REQUIRED and not chain_only.check_hostname
-    full = pg_ssl_argument("verify-full", sslrootcert=certs.ca)
-    assert isinstance(full, ssl.SSLContext) and full.verify_mode == ssl.CERT_REQUIRED and full.check_hostname
+def test_the_tls_settings_are_spelled_out_for_libpq_as_documented() -> None:
+    """libpq applies them (psycopg); what it would take by default is made explicit where that
+    default would check less than the documentation says."""
+    assert pg_ssl_argument(None) == {}
+    assert pg_ssl_argument("disable") == {"sslmode": "disable"}
+    assert pg_ssl_argument("prefer") == {"sslmode": "prefer"}
+    assert pg_ssl_argument("require") == {"sslmode": "require"}
+    # A CA file alone means verify-full (libpq would take prefer, which checks nothing and may fall
+    # back to plain text); a client certificate alone means require.
+    assert pg_ssl_argument(None, sslrootcert="/ca.pem") == {"sslmode": "verify-full", "sslrootcert": "/ca.pem"}
+    assert pg_ssl_argument(None, sslcert="/c.pem", sslkey="/k.pem") == {"sslmode": "require", "sslcert": "/c.pem",
+                                                                         "sslkey": "/k.pem"}
+    # verify-full without a CA file: the system's trust store (libpq would want ~/.postgresql/root.crt).
+    assert pg_ssl_argument("verify-full") == {"sslmode": "verify-full", "sslrootcert": "system"}
+    assert pg_ssl_argument(" Verify-CA ", sslrootcert="/ca.pem") == {"sslmode": "verify-ca", "sslrootcert": "/ca.pem"}
+    with pytest.raises(ValueError, match="verify-ca needs sslrootcert"):
+        pg_ssl_argument("verify-ca")
+    with pytest.raises(ValueError, match="one of"):
+        pg_ssl_argument("always")
     with pytest.raises(ValueError, match="both"):
-        pg_ssl_argument("require", sslcert=certs.client_cert)
+        pg_ssl_argument("require", sslcert="/c.pem")
     with pytest.raises(ValueError, match="require or stronger"):
-        pg_ssl_argument("prefer", sslcert=certs.client_cert, sslkey=certs.client_key)
+        pg_ssl_argument("prefer", sslcert="/c.pem", sslkey="/k.pem")
 
 
-def test_sslrootcert_system_verifies_against_the_system_trust_store_and_only_with_verify_full() -> None:
+def test_sslrootcert_system_is_refused_with_a_weak_sslmode() -> None:
     """As in libpq 16: ``sslrootcert=system`` means verify-full (its default mode then) and a
     weaker mode is an error, never "require" that checks nothing."""
     for mode in ("verify-full", None):
-        system = pg_ssl_argument(mode, sslrootcert="system")
-        assert isinstance(system, ssl.SSLContext)
-        assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
-        assert system.cert_store_stats()["x509_ca"] == ssl.create_default_context().cert_store_stats()["x509_ca"]
+        assert pg_ssl_argument(mode, sslrootcert="system") == {"sslmode": "verify-full", "sslrootcert": "system"}
     for mode in ("require", "verify-ca", "prefer", "disable"):
         with pytest.raises(ValueError, match=f'weak sslmode "{mode}" may not be used with sslrootcert=system'):
             pg_ssl_argument(mode, sslrootcert="system")
@@ -172,9 +175,11 @@ async def connect_once(url: str, tls: ssl.SSLContext | None):  # type: ignore[no
 
 async def test_a_client_with_the_ca_and_its_certificate_publishes_and_consumes_through_jetstream(
         certs: Certificates, tls_nats: str) -> None:
-    nc = await connect(tls_nats, tls_settings(certs).nats_tls_context())
+    context = tls_settings(certs).nats_tls_context()
+    nc = await connect(tls_nats, context)
     try:
-        assert nats_connection_uses_tls(nc)
+        assert tls_since(context, ()) and context.sessions[-1].version() in ("TLSv1.2", "TLSv1.3")
+        assert not tls_since(context, context.sessions)  # no new session since: a plain reconnection would be refused
         js = nc.jetstream(timeout=10)
         await ensure_streams(js)
         body = f"household {uuid.uuid4()}".encode()
@@ -253,7 +258,8 @@ async def test_a_client_whose_tls_server_is_replaced_by_a_plain_text_one_sends_i
     server is back."""
     tls_server = NatsServer(tmp_path / "tls", config=nats_tls_block(certs)).start()
     plain_server: NatsServer | None = None
-    nc = await connect(tls_server.url, tls_settings(certs).nats_tls_context())
+    context = tls_settings(certs).nats_tls_context()
+    nc = await connect(tls_server.url, context)
     try:
         received: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -280,7 +286,7 @@ async def test_a_client_whose_tls_server_is_replaced_by_a_plain_text_one_sends_i
         plain_server = None
         tls_server = NatsServer(tmp_path / "tls", port=tls_server.port, config=nats_tls_block(certs)).start()
         assert await asyncio.wait_for(received.get(), 20) == b"published while the server was plain text"
-        assert nc.is_connected and nats_connection_uses_tls(nc)
+        assert nc.is_connected and tls_since(context, ()) and context.sessions[-1].version() is not None
     finally:
         await nc.close()
         if plain_server is not None:
@@ -291,11 +297,11 @@ async def test_a_client_whose_tls_server_is_replaced_by_a_plain_text_one_sends_i
 async def test_a_service_app_declares_its_streams_over_tls(certs: Certificates, tls_nats: str,
                                                          tmp_path: Path) -> None:
     tls = tls_settings(certs).nats_tls_context()
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
     app, broker = build_app(tls_nats, store, [], name="tls-test", tls=tls)
     await app.start()
     try:
-        assert nats_connection_uses_tls(broker.connection)
+        assert broker.connection.is_connected and tls_since(tls, ())
         info = await broker.connection.jetstream().stream_info(inbound_stream("county"))
         assert info.config.name == inbound_stream("county")
     finally:
@@ -311,18 +317,18 @@ async def test_each_service_built_from_settings_connects_to_nats_over_tls(
     from guanhuai.serve import SERVICES
 
     settings = Settings(nats_url=tls_nats, nats_tls_ca=certs.ca, nats_tls_cert=certs.client_cert,
-                        nats_tls_key=certs.client_key, db_url=f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+                        nats_tls_key=certs.client_key, db_url=f"sqlite:///{tmp_path / 'log.db'}")
     app = import_module(SERVICES[service]).create_app(settings)
     try:
         await asyncio.wait_for(app.start(), 20)
-        assert nats_connection_uses_tls(app.broker.connection)
+        assert app.broker.connection.is_connected  # to a server that speaks nothing but TLS (tls_nats)
     finally:
         await asyncio.wait_for(app.stop(), 20)
 
 
 async def test_a_service_app_with_tls_configured_refuses_a_plain_text_server(certs: Certificates, plain_nats: str,
                                                                            tmp_path: Path) -> None:
-    store = await EventStore.open(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'log.db'}")
     app, broker = build_app(plain_nats, store, [], name="tls-test", tls=tls_settings(certs).nats_tls_context())
     try:
         with pytest.raises(ConnectionError, match="did not start TLS"):
@@ -361,25 +367,28 @@ def tls_postgres(certs: Certificates) -> Iterator[PostgresCluster]:
         yield cluster
 
 
-async def _session_ssl(url: str) -> tuple[bool, str]:
+def _session_ssl(url: str) -> tuple[bool, str]:
     engine = create_engine(url)
     try:
-        async with engine.connect() as conn:
-            row = (await conn.execute(text(
-                "SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))).one()
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).one()
             return bool(row[0]), str(row[1])
     finally:
-        await engine.dispose()
+        engine.dispose()
+
+
+# libpq's words (through psycopg) for a server certificate it does not trust.
+UNTRUSTED = "certificate verify failed"
 
 
 @pytest.mark.parametrize("given_by", ["url query", "settings"])
-async def test_an_engine_verifying_the_servers_certificate_talks_tls_to_postgresql(
+def test_an_engine_verifying_the_servers_certificate_talks_tls_to_postgresql(
         certs: Certificates, tls_postgres: PostgresCluster, given_by: str) -> None:
     if given_by == "url query":
         url = Settings(db_url=tls_postgres.url(host="localhost", query=f"sslmode=verify-full&sslrootcert={certs.ca}"))
     else:
         url = Settings(db_url=tls_postgres.url(host="localhost"), db_sslmode="verify-full", db_sslrootcert=certs.ca)
-    assert await _session_ssl(url.database_url) == (True, "postgres")
+    assert _session_ssl(url.database_url) == (True, "postgres")
 
 
 async def test_the_event_log_opens_over_tls_with_sslmode_require(tls_postgres: PostgresCluster) -> None:
@@ -390,57 +399,78 @@ async def test_the_event_log_opens_over_tls_with_sslmode_require(tls_postgres: P
         await store.close()
 
 
-async def test_a_postgresql_server_whose_certificate_another_ca_signed_is_refused(
+def test_a_postgresql_server_whose_certificate_another_ca_signed_is_refused(
         certs: Certificates, tls_postgres: PostgresCluster) -> None:
-    with pytest.raises(ssl.SSLCertVerificationError):
-        await _session_ssl(tls_postgres.url(query=f"sslmode=verify-ca&sslrootcert={certs.other_ca}"))
+    for mode in ("verify-ca", "require"):  # with a CA file, require checks the chain as verify-ca does
+        with pytest.raises(DBAPIError, match=UNTRUSTED):
+            _session_ssl(tls_postgres.url(query=f"sslmode={mode}&sslrootcert={certs.other_ca}"))
 
 
-async def test_sslrootcert_system_checks_the_servers_certificate_against_the_system_trust_store(
+def test_sslrootcert_system_checks_the_servers_certificate_against_the_system_trust_store(
         tls_postgres: PostgresCluster) -> None:
     """Our test CA is not in the system's trust store: the server is refused, where
     ``require`` used to connect without checking anything."""
-    with pytest.raises(ssl.SSLCertVerificationError):
-        await _session_ssl(tls_postgres.url(host="localhost", query="sslrootcert=system"))
-    with pytest.raises(ssl.SSLCertVerificationError):
-        await _session_ssl(Settings(db_url=tls_postgres.url(host="localhost"), db_sslmode="verify-full",
-                                    db_sslrootcert=Path("system")).database_url)
+    with pytest.raises(DBAPIError, match=UNTRUSTED):
+        _session_ssl(tls_postgres.url(host="localhost", query="sslrootcert=system"))
+    with pytest.raises(DBAPIError, match=UNTRUSTED):
+        _session_ssl(Settings(db_url=tls_postgres.url(host="localhost"), db_sslmode="verify-full",
+                              db_sslrootcert=Path("system")).database_url)
 
 
-async def test_verify_full_refuses_a_host_name_the_certificate_does_not_carry(
+def test_verify_full_refuses_a_host_name_the_certificate_does_not_carry(
         certs: Certificates, tls_postgres: PostgresCluster) -> None:
-    with pytest.raises(ssl.SSLCertVerificationError, match="[Hh]ostname|IP address mismatch"):
-        await _session_ssl(tls_postgres.url(host="127.0.0.2", query=f"sslmode=verify-full&sslrootcert={certs.ca}"))
+    with pytest.raises(DBAPIError, match='does not match host name "127.0.0.2"'):
+        _session_ssl(tls_postgres.url(host="127.0.0.2", query=f"sslmode=verify-full&sslrootcert={certs.ca}"))
+    # verify-ca checks the chain, not the name
+    assert _session_ssl(tls_postgres.url(host="127.0.0.2", query=f"sslmode=verify-ca&sslrootcert={certs.ca}"))[0]
 
 
-async def test_the_private_server_really_rejects_plain_text(tls_postgres: PostgresCluster) -> None:
+def test_the_private_server_really_rejects_plain_text(tls_postgres: PostgresCluster) -> None:
     with pytest.raises(DBAPIError, match="pg_hba.conf rejects connection .* no encryption"):
-        await _session_ssl(tls_postgres.url(query="sslmode=disable"))
+        _session_ssl(tls_postgres.url(query="sslmode=disable"))
 
 
-async def test_a_client_certificate_logs_in_where_the_server_requires_one(
+def test_a_client_certificate_logs_in_where_the_server_requires_one(
         certs: Certificates, tls_postgres: PostgresCluster) -> None:
     url = Settings(db_url=tls_postgres.url(user="guanhuai", host="localhost"), db_sslmode="verify-full",
                    db_sslrootcert=certs.ca, db_sslcert=certs.client_cert, db_sslkey=certs.client_key).database_url
-    assert await _session_ssl(url) == (True, "guanhuai")
+    assert _session_ssl(url) == (True, "guanhuai")
     with pytest.raises(DBAPIError, match="requires a valid client certificate"):
-        await _session_ssl(tls_postgres.url(user="guanhuai", query=f"sslmode=verify-ca&sslrootcert={certs.ca}"))
+        _session_ssl(tls_postgres.url(user="guanhuai", query=f"sslmode=verify-ca&sslrootcert={certs.ca}"))
 
 
-async def test_an_engine_with_sslmode_require_talks_tls_to_the_machines_postgresql() -> None:
+def test_an_engine_with_sslmode_require_talks_tls_to_the_machines_postgresql() -> None:
     from tests.conftest import PG_SERVER
 
     try:
-        conn = await asyncpg.connect(f"{PG_SERVER}/postgres", timeout=5)
+        with psycopg.connect(f"{PG_SERVER}/postgres", connect_timeout=5) as conn:
+            setting = conn.execute("SHOW ssl").fetchone()[0]  # type: ignore[index]
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
         pytest.skip(f"PostgreSQL at {PG_SERVER} is not available ({type(exc).__name__}: {exc})")
-    try:
-        setting = await conn.fetchval("SHOW ssl")
-    finally:
-        await conn.close()
     if setting != "on":
         pytest.skip(f"the PostgreSQL server at {PG_SERVER} has ssl = {setting} (no certificate configured), so "
                     "sslmode=require cannot connect to it; TLS to PostgreSQL is tested against this module's "
                     "private server instead")
-    encrypted, _user = await _session_ssl(f"{PG_SERVER}/postgres?sslmode=require")
+    encrypted, _user = _session_ssl(f"{PG_SERVER}/postgres?sslmode=require")
     assert encrypted
+
+
+def test_settings_that_name_only_a_ca_file_or_verify_full_still_verify_the_server(
+        certs: Certificates, tls_postgres: PostgresCluster) -> None:
+    """``sslrootcert`` without ``sslmode`` means verify-full, as documented: libpq by itself would
+    take ``prefer``, and talk plain text to a server that offers no TLS (the machine's server, here,
+    when its ``ssl`` is off). And verify-full without a CA file checks against the system's trust
+    store (which does not hold our test CA), as documented, not against ``~/.postgresql/root.crt``."""
+    from tests.conftest import PG_SERVER
+
+    try:
+        with psycopg.connect(f"{PG_SERVER}/postgres", connect_timeout=5) as conn:
+            plain_server = conn.execute("SHOW ssl").fetchone()[0] == "off"  # type: ignore[index]
+    except Exception:  # noqa: BLE001 - no such server: that half is not tested
+        plain_server = False
+    if plain_server:
+        with pytest.raises(DBAPIError, match="server does not support SSL"):
+            _session_ssl(f"{PG_SERVER}/postgres?sslrootcert={certs.ca}")
+    with pytest.raises(DBAPIError, match=UNTRUSTED):
+        _session_ssl(Settings(db_url=tls_postgres.url(host="localhost"), db_sslmode="verify-full").database_url)
+    assert _session_ssl(tls_postgres.url(host="localhost", query=f"sslrootcert={certs.ca}")) == (True, "postgres")

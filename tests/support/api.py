@@ -22,7 +22,7 @@ from shared.events.store import EventStore
 @contextmanager
 def served_api(workdir: Path, ready_path: str, **env: str) -> Iterator[str]:
     """The API's base URL once ``ready_path`` answers 200; ``env``: more settings (a token)."""
-    db_url = f"sqlite+aiosqlite:///{workdir / 'log.db'}"
+    db_url = f"sqlite:///{workdir / 'log.db'}"
 
     async def prepare() -> None:
         store = await EventStore.open(db_url)

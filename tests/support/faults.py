@@ -237,12 +237,12 @@ async def account(pipeline: Pipeline, sends: list[tuple[str, EventMessage]]) -> 
     store = await EventStore.open(pipeline.db_url, create=False)
     try:
         log = [e async for batch in store.read_all() for e in batch]
-        async with store.engine.connect() as conn:
-            processed = Counter((r[0], r[1]) for r in await conn.execute(
+        with store.engine.connect() as conn:
+            processed = Counter((r[0], r[1]) for r in conn.execute(
                 select(processed_messages.c.consumer, processed_messages.c.message_id)))
-            letters = (await conn.execute(select(func.count()).select_from(dead_letters))).scalar_one()
-            township_rows = (await conn.execute(select(report.township_year))).mappings().all()
-            checkpoint = (await conn.execute(select(report.checkpoint.c.position))).scalars().all()
+            letters = (conn.execute(select(func.count()).select_from(dead_letters))).scalar_one()
+            township_rows = (conn.execute(select(report.township_year))).mappings().all()
+            checkpoint = (conn.execute(select(report.checkpoint.c.position))).scalars().all()
     finally:
         await store.close()
 

@@ -122,13 +122,13 @@ def test_dlq_list_shows_the_chinese_text_beside_the_code(tmp_path: Path, monkeyp
     from shared.events.inbox import metadata as inbox_metadata
     from shared.events.store import EventStore
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'log.db'}"
+    url = f"sqlite:///{tmp_path / 'log.db'}"
 
     async def one_dead_letter() -> None:
         store = await EventStore.open(url)
         await store.create_schema(inbox_metadata)
-        async with store.transaction() as tx:
-            await record_dead_letters(tx.connection, [DeadLetter(
+        with store.transaction() as tx:
+            record_dead_letters(tx.connection, [DeadLetter(
                 consumer="enrollment", nats_stream="GUANHUAI_IN_COUNTY", nats_sequence=1,
                 subject="guanhuai.in.county.HouseholdRegistered", headers={}, body=b"{", reason="not_json",
                 detail="message is not JSON")])
