@@ -445,14 +445,22 @@ def bench_rebuild(
 def bench_pipeline(
     households: Annotated[int, typer.Option(help="How many households to publish.")] = 20_000,
     workdir: Annotated[Path | None, typer.Option(help="Where to put the temporary store and logs.")] = None,
+    db_url: Annotated[str | None, typer.Option("--db-url", help="A PostgreSQL server (postgresql://USER@HOST/DB; DB is only connected to): also run the households on a database the bench creates there and drops, beside SQLite.")] = None,
+    instances: Annotated[int, typer.Option(min=1, help="With --db-url: instances of each service (enrollment, subsidy) on PostgreSQL.")] = 2,
+    relays: Annotated[int | None, typer.Option(min=1, help="With --db-url: relays on PostgreSQL (default: as many as --instances; each publishes the whole log, JetStream drops the repeats).")] = None,
 ) -> None:
     """Publish HOUSEHOLDS through enrollment and subsidy (durable JetStream, SQLite, each service its
     own process) and, on the same server, the raw nats-py round trip of as many messages. Prints
     households/s, the raw rate and the ratio; the CPU each component spent per household against
     what the target allows; and what plain sqlite3 inserts of the same rows cost (the database's
-    share alone). The last line is JSON."""
-    from guanhuai.bench.pipeline import peer_line, run
+    share alone). With --db-url, the same households again on SQLite and on PostgreSQL with
+    INSTANCES of each service, with where the time went (deciding, waiting for the log's write
+    lock, writing, committing). The last line is JSON."""
+    from guanhuai.bench.pipeline import compare_postgresql, peer_line, postgresql_lines, postgresql_unreachable, run
 
+    if db_url is not None and (reason := postgresql_unreachable(db_url)) is not None:
+        err.print(f"bench pipeline --db-url: {reason}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     figures = _with_progress(lambda progress: run(households, workdir, progress))
     out.print(f"end to end: {figures['households_per_s']:,} households/s   raw nats-py round trip: "
               f"{figures['raw_nats_round_trip_per_s']:,} msg/s   ratio {figures['ratio']:.2f} (target ≥ 0.30)")
@@ -468,6 +476,11 @@ def bench_pipeline(
               f"{moved['cpu_ms_per_household']['nats_py']:.3f} with plain nats-py, "
               f"{moved['cpu_ms_per_household']['ours']:.3f} with the relay's publisher and the services' fetch loop")
     out.print(peer_line(figures), markup=False)
+    if db_url is not None:
+        figures["postgresql"] = _with_progress(lambda progress: compare_postgresql(
+            households, db_url, workdir, progress, instances=instances, relays=relays))
+        for line in postgresql_lines(figures["postgresql"]):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
     print(json.dumps(figures), flush=True)
 
 
@@ -483,10 +496,13 @@ def bench_all(
     out_dir: Annotated[Path, typer.Option(help="Where to write results.json and results.md.")] = Path("bench"),
     machine: Annotated[str | None, typer.Option(help="A name for this machine in the summary (default: its host name).")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where to put the temporary databases.")] = None,
+    pg_url: Annotated[str | None, typer.Option("--pg-url", help="A PostgreSQL server for pipeline_postgresql (a database of its own is created there and dropped); skipped without it.")] = None,
+    pg_instances: Annotated[int, typer.Option(min=1, help="Instances of each service (and relays) in pipeline_postgresql.")] = 2,
 ) -> None:
     """Run the store, rebuild and pipeline benchmarks (each measuring its raw reference in the same
-    run) and write one summary: OUT_DIR/results.json (machine, figures, raw references, ratios,
-    targets, met or not) and OUT_DIR/results.md (a table). Exit 1 when a benchmark failed."""
+    run), and pipeline_postgresql when --pg-url is given and answers, and write one summary:
+    OUT_DIR/results.json (machine, figures, raw references, ratios, targets, met or not) and
+    OUT_DIR/results.md (a table). Exit 1 when a benchmark failed."""
     from guanhuai.bench.summary import ORDER, run_all
 
     unknown = set(only or ()) - set(ORDER)
@@ -494,7 +510,7 @@ def bench_all(
         raise typer.BadParameter(f"unknown benchmark(s): {', '.join(sorted(unknown))}", param_hint="--only")
     summary = run_all(_with_progress, store_events=store_events, batch=batch,
                       rebuild_events=rebuild_events, households=households, runs=runs, workdir=workdir,
-                      pipeline_runs=pipeline_runs,
+                      pipeline_runs=pipeline_runs, pg_url=pg_url, pg_instances=pg_instances,
                       out_dir=out_dir, label=machine, only=tuple(only or ORDER),
                       say=lambda text: print(text, file=sys.stderr, flush=True))
     print((out_dir / "results.md").read_text(encoding="utf-8"))

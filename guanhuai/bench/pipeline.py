@@ -9,25 +9,37 @@ Raw side, same server: N messages of the same size published to a JetStream stre
 many in flight as our publisher), pulled by a durable consumer in batches of 1000 and acked each.
 Peer, same server and households: the plain FastStream service a team would write first
 (:mod:`guanhuai.bench.peer_faststream`), households/s from the first published to the last outcome.
+
+On PostgreSQL (:func:`compare_postgresql`, ``bench pipeline --db-url postgresql://…``): the same
+households through the same components, each run on a fresh nats-server, once on SQLite (one
+instance of each component, the county-on-one-machine deployment) and once on a database the bench
+creates on the given server and drops afterwards, with ``instances`` of each service and ``relays``
+relays. Both runs log at INFO, so that every batch's ``batch_done`` line (decide, write-lock wait,
+write and commit times: :func:`shared.events.consumer.commit`) can be summed into where the time
+goes, and how long the log's write lock was held (:func:`lock_figures`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import uuid
 import random
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import nats
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 from sqlalchemy import Engine, String, create_engine, func, literal_column, select
+from sqlalchemy.engine import make_url
 
 from guanhuai.bench import peer_faststream
 from guanhuai.bench.floor import sqlite_insert_floor
@@ -36,6 +48,7 @@ from guanhuai.perf import cpu_seconds
 from guanhuai.simulate import Area, registration_messages
 from shared.events import EventMessage
 from shared.events.broker import fetch_up_to
+from shared.events.database import normalise_url
 from shared.events.relay import PubAcks, publish_acked
 from shared.events.store import EventStore
 from shared.events.subjects import CONSUMER_READY, EVENTS_STREAM, INBOUND_STREAMS, inbound_subject
@@ -45,6 +58,9 @@ from shared.events.tables import events
 TOWNSHIPS = [Area(f"town{i:02d}", f"3504{i:02d}") for i in range(1, 11)]
 IN_FLIGHT = 1000
 COMPONENTS = ("relay", "enrollment", "subsidy")
+# A service's batch_done line: what its batch spent deciding (before the log's write lock), waiting
+# for the lock, writing under it and committing (the lock is released by the commit).
+TIMINGS = ("decide_ms", "lock_wait_ms", "write_ms", "commit_ms")
 
 
 async def _publish_all(js: Any, items: list[tuple[str, bytes, str]], progress: Callable[[int], None] | None = None) -> None:
@@ -149,9 +165,10 @@ def nats_floor(costs: dict[str, Any], publishes: int, deliveries: int, household
     }
 
 
-def _start(name: str, env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
+def _start(name: str, env: dict[str, str], logdir: Path, label: str | None = None) -> subprocess.Popen[bytes]:
+    """Component ``name`` as its own process, its output in ``<label>.log`` (``label``: the name)."""
     return subprocess.Popen([sys.executable, "-m", "guanhuai", "serve", name], env=env,
-                            stdout=(logdir / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+                            stdout=(logdir / f"{label or name}.log").open("wb"), stderr=subprocess.STDOUT)
 
 
 class _Progress:
@@ -170,9 +187,13 @@ class _Progress:
         with self.engine.connect() as conn:
             head = conn.execute(select(func.coalesce(func.max(events.c.position), 0))).scalar_one()
             if head > self.head:
+                # SQLite: ``+event_type`` keeps it on the primary key's range (not the type's index);
+                # PostgreSQL has no unary plus for text and plans the range by itself.
+                event_type = (literal_column("+event_type", String) if self.engine.dialect.name == "sqlite"
+                              else events.c.event_type)
                 self.outcomes += conn.execute(select(func.count()).select_from(events).where(
                     events.c.position > self.head, events.c.position <= head,
-                    literal_column("+event_type", String).in_(self.OUTCOMES))).scalar_one()
+                    event_type.in_(self.OUTCOMES))).scalar_one()
                 self.head = head
         return self.outcomes, self.head
 
@@ -213,7 +234,75 @@ async def _decisions(engine: Engine) -> tuple[int, datetime]:
     return await asyncio.to_thread(count)
 
 
-async def run(households: int, workdir: Path | None, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
+def _environment(db_url: str, nats_url: str, log_level: str) -> dict[str, str]:
+    """The components' environment: this one's, without metrics ports (two instances of a
+    component on one host would ask for the same), and the bench's log, server and log level."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUANHUAI_METRICS_PORT")}
+    env.update(GUANHUAI_DB_URL=db_url, GUANHUAI_NATS_URL=nats_url, GUANHUAI_LOG_LEVEL=log_level, GUANHUAI_LOG_JSON="true")
+    return env
+
+
+async def _through_services(server: NatsServer, db_url: str, reader: Engine, logdir: Path,
+                            items: list[tuple[str, bytes, str]], plan: EventMessage,
+                            progress: Callable[[str, int, int], None], *, instances: int = 1, relays: int = 1,
+                            log_level: str = "WARNING", what: str = "households enrolled") -> dict[str, Any]:
+    """The plan, then the households, through the relay(s), enrollment and subsidy (``instances``
+    of each service, ``relays`` relays) on ``db_url``; the clock runs from the first household
+    published to the last subsidy decision recorded. ``reader``: the bench's own engine on the log
+    (disposed here). The processes' logs are left in ``logdir`` (``<component>.log``, or
+    ``<component>-<n>.log`` when there are several of a kind)."""
+    households = len(items)
+    counts = {"relay": relays, "enrollment": instances, "subsidy": instances}
+    labels = [(name, name if counts[name] == 1 else f"{name}-{n}") for name in COMPONENTS
+              for n in range(1, counts[name] + 1)]
+    env = _environment(db_url, server.url, log_level)
+    store = await EventStore.open(db_url)  # the log's schema, before the services start
+    procs = [_start(name, env, logdir, label) for name, label in labels]
+    try:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream(publish_async_max_pending=IN_FLIGHT * 2)
+        await _wait_ready(js, procs)
+        await js.publish(inbound_subject("county", "SubsidyPlanPublished"), plan.model_dump_json().encode(),
+                         headers={"Nats-Msg-Id": str(plan.event_id)})
+        progress_of = _Progress(reader)
+        names = [label for _, label in labels]
+        cpu_at_start = _cpu_now(names, procs, server)  # where the time goes, from here on
+        busy_at_start = _machine_busy_s()
+        start = datetime.now(timezone.utc)
+        publisher = asyncio.create_task(publish_acked(nc, items, batch_size=IN_FLIGHT))
+        while True:
+            for p in procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"a service exited ({p.args}); see its log in {logdir}")
+            await asyncio.sleep(0.25)
+            outcomes, head = await progress_of.poll()
+            progress(what, outcomes, households)
+            if outcomes == households and await _caught_up(js, head):
+                break
+        stored, already = await publisher
+        if (stored, already) != (households, 0):
+            raise RuntimeError(f"the county's households: {stored} stored, {already} duplicates of {households}")
+        decisions, last_decision = await _decisions(reader)
+        cpu = _cpu_used(cpu_at_start, _cpu_now(names, procs, server))
+        busy_at_end = _machine_busy_s()
+        publishes, deliveries = await _messages_moved(js)
+        elapsed = (last_decision - start).total_seconds()
+        await nc.close()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+        reader.dispose()
+        await store.close()
+    return {"subsidy_decisions": decisions, "seconds": elapsed, "cpu_s": cpu, "publishes": publishes,
+            "deliveries": deliveries, "logs": {label: logdir / f"{label}.log" for _, label in labels},
+            # The whole machine's busy CPU over the same span as ``cpu_s``.
+            "machine_busy_s": None if busy_at_start is None or busy_at_end is None else busy_at_end - busy_at_start}
+
+
+def _households(households: int) -> tuple[list[tuple[str, bytes, str]], EventMessage]:
+    """The county's households as published (subject, body, message id), and its subsidy plan."""
     rng = random.Random(2023)
     regs = list(registration_messages(rng, households, year=2023, townships=TOWNSHIPS, source="bench-county"))
     plan = EventMessage.new(SubsidyPlanPublished(
@@ -222,7 +311,11 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
                            rate_fen=4000, head_cap=10**6, budget_fen=4000 * 10**6)],
     ), source="bench-county")
     items = [(inbound_subject("county", r.event_type), r.model_dump_json().encode(), str(r.event_id)) for r in regs]
+    return items, plan
 
+
+async def run(households: int, workdir: Path | None, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
+    items, plan = _households(households)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         base = Path(tmp)
         with NatsServer(base / "nats") as server:
@@ -237,45 +330,9 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
             progress("raw nats-py costs per message", 1, 1)
 
             db_url = f"sqlite+aiosqlite:///{base / 'log.db'}"
-            env = dict(os.environ, GUANHUAI_DB_URL=db_url, GUANHUAI_NATS_URL=server.url, GUANHUAI_LOG_LEVEL="WARNING",
-                       GUANHUAI_LOG_JSON="true")
-            store = await EventStore.open(db_url)  # the log's schema, before the services start
-            reader = log_reader(base / "log.db")
-            procs = [_start(name, env, base) for name in COMPONENTS]
-            try:
-                nc = await nats.connect(server.url)
-                js = nc.jetstream(publish_async_max_pending=IN_FLIGHT * 2)
-                await _wait_ready(js, procs)
-                await js.publish(inbound_subject("county", "SubsidyPlanPublished"), plan.model_dump_json().encode(),
-                                 headers={"Nats-Msg-Id": str(plan.event_id)})
-                progress_of = _Progress(reader)
-                cpu_at_start = _cpu_now(procs, server)  # where the time goes, from here on
-                start = datetime.now(timezone.utc)
-                publisher = asyncio.create_task(publish_acked(nc, items, batch_size=IN_FLIGHT))
-                while True:
-                    for p in procs:
-                        if p.poll() is not None:
-                            raise RuntimeError(f"a service exited ({p.args}); see its log in {base}")
-                    await asyncio.sleep(0.25)
-                    outcomes, head = await progress_of.poll()
-                    progress("households enrolled", outcomes, households)
-                    if outcomes == households and await _caught_up(js, head):
-                        break
-                stored, already = await publisher
-                if (stored, already) != (households, 0):
-                    raise RuntimeError(f"the county's households: {stored} stored, {already} duplicates of {households}")
-                decisions, last_decision = await _decisions(reader)
-                cpu = _cpu_used(cpu_at_start, _cpu_now(procs, server))
-                publishes, deliveries = await _messages_moved(js)
-                elapsed = (last_decision - start).total_seconds()
-                await nc.close()
-            finally:
-                for p in procs:
-                    p.terminate()
-                for p in procs:
-                    p.wait(30)
-                reader.dispose()
-                await store.close()
+            through = await _through_services(server, db_url, log_reader(base / "log.db"), base, items, plan, progress)
+            decisions, elapsed, cpu = through["subsidy_decisions"], through["seconds"], through["cpu_s"]
+            publishes, deliveries = through["publishes"], through["deliveries"]
             progress("plain sqlite3 inserts of the same rows", 0, 1)
             floor = sqlite_insert_floor(base / "log.db", base, households)
             progress("plain sqlite3 inserts of the same rows", 1, 1)
@@ -310,8 +367,8 @@ async def run(households: int, workdir: Path | None, progress: Callable[[str, in
     }
 
 
-def _cpu_now(procs: list[subprocess.Popen[bytes]], server: NatsServer) -> dict[str, float | None]:
-    readings = {name: cpu_seconds(p.pid) for name, p in zip(COMPONENTS, procs, strict=True)}
+def _cpu_now(names: list[str], procs: list[subprocess.Popen[bytes]], server: NatsServer) -> dict[str, float | None]:
+    readings = {name: cpu_seconds(p.pid) for name, p in zip(names, procs, strict=True)}
     readings["nats-server"] = cpu_seconds(server.process.pid) if server.process else None
     # This process: the county's publisher (as `guanhuai publish` sends) and the progress polls.
     # Not part of the pipeline, but it shares the cores with it.
@@ -345,3 +402,209 @@ def peer_line(figures: dict[str, Any]) -> str:
             f"{figures['households_per_s']:,} households/s   plain {peer['households_per_s']:,} households/s   "
             f"ratio {figures['faststream_ratio']:.2f} (target ≥ {figures['targets']['faststream_ratio']:.2f}); "
             f"its CPU ms per household: {peer.get('cpu_ms_per_household')}")
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL beside SQLite: ``bench pipeline --db-url postgresql://… --instances 2``.
+
+
+def postgresql_unreachable(url: str) -> str | None:
+    """Why the PostgreSQL server of ``url`` cannot be used by the bench (None: it answers)."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except Exception as exc:  # noqa: BLE001 - a URL SQLAlchemy cannot read
+        return f"not a database URL ({type(exc).__name__}: {exc})"
+    if parsed.get_backend_name() != "postgresql":
+        return f"not a PostgreSQL URL ({parsed.get_backend_name()})"
+    engine = create_engine(parsed, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"PostgreSQL at {parsed.render_as_string(hide_password=True)} is not reachable ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+    finally:
+        engine.dispose()
+    return None
+
+
+@contextmanager
+def bench_database(url: str) -> Iterator[str]:
+    """A database of the bench's own on the server of ``url`` (``guanhuai_bench_<random>``), dropped
+    when the block ends; yields its URL. The database ``url`` names is only connected to, to
+    create and drop ours: nothing else on the server is touched."""
+    admin_url = make_url(normalise_url(url))
+    name = f"guanhuai_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin_url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def batch_timings(logs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Per component instance (its log's label): the batches its ``batch_done`` lines report, the
+    inputs handled, and the seconds they spent in each step (:data:`TIMINGS`), summed."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, path in logs.items():
+        sums = {key: 0.0 for key in TIMINGS}
+        batches = handled = 0
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            if '"batch_done"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") != "batch_done" or "commit_ms" not in record:
+                continue  # (a batch of dead letters alone carries no timings)
+            batches += 1
+            handled += int(record.get("handled") or 0)
+            for key in TIMINGS:
+                sums[key] += float(record.get(key) or 0.0)
+        if batches:
+            out[label] = {"batches": batches, "inputs_handled": handled,
+                          **{key.replace("_ms", "_s"): round(value / 1000, 3) for key, value in sums.items()}}
+    return out
+
+
+def lock_figures(timings: dict[str, dict[str, Any]], households: int, seconds: float) -> dict[str, Any]:
+    """The log's write lock (PostgreSQL's advisory lock, SQLite's write transaction) over a run:
+    held from a batch's lock to its commit (its write and commit steps), one holder at a time.
+    ``held_share``: of the run's wall clock; ``ceiling_households_per_s``: the rate if the lock
+    were held for nothing else and back to back (one log's limit at this cost per household)."""
+    held = sum(t["write_s"] + t["commit_s"] for t in timings.values())
+    waited = sum(t["lock_wait_s"] for t in timings.values())
+    return {
+        "held_s": round(held, 3),
+        "waited_s": round(waited, 3),
+        "held_share": round(held / seconds, 3) if seconds else None,
+        "held_ms_per_household": round(held * 1000 / households, 4) if households else None,
+        "ceiling_households_per_s": round(households / held, 1) if held else None,
+    }
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy so far (all cores; Linux ``/proc/stat``)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+async def _database_run(base: Path, db_url: str, reader: Engine, items: list[tuple[str, bytes, str]],
+                        plan: EventMessage, progress: Callable[[str, int, int], None], *, what: str,
+                        instances: int, relays: int) -> dict[str, Any]:
+    """One run through the services on a fresh nats-server, logging at INFO (for the batch_done
+    lines), with the figures of where the time went."""
+    households = len(items)
+    base.mkdir(parents=True, exist_ok=True)
+    with NatsServer(base / "nats") as server:
+        through = await _through_services(server, db_url, reader, base, items, plan, progress, instances=instances,
+                                          relays=relays, log_level="INFO", what=what)
+    seconds = through["seconds"]
+    timings = batch_timings(through["logs"])
+    cpu = through["cpu_s"]
+    machine_busy = through["machine_busy_s"]
+    ours = sum(cpu.values())
+    return {
+        "instances": instances,
+        "relays": relays,
+        "subsidy_decisions": through["subsidy_decisions"],
+        "seconds": round(seconds, 2),
+        "households_per_s": round(households / seconds, 1),
+        "cpu_ms_per_household": {name: round(s * 1000 / households, 3) for name, s in cpu.items()},
+        # The whole machine's busy CPU over the run, less the processes above: the database server
+        # on PostgreSQL (its backends are not ours to find), and whatever else the machine ran.
+        "cpu_ms_per_household_elsewhere": (None if machine_busy is None
+                                           else round(max(machine_busy - ours, 0.0) * 1000 / households, 3)),
+        "batches": timings,
+        "lock": lock_figures(timings, households, seconds),
+    }
+
+
+async def compare_postgresql(households: int, pg_url: str, workdir: Path | None,
+                             progress: Callable[[str, int, int], None], *, instances: int = 2,
+                             relays: int | None = None) -> dict[str, Any]:
+    """The same households through the relay, enrollment and subsidy twice: on SQLite with one
+    instance of each (the county-on-one-machine deployment), then on a PostgreSQL database of the
+    bench's own on ``pg_url``'s server (created here, dropped afterwards) with ``instances`` of
+    each service and ``relays`` relays (default: as many). Each run has a fresh nats-server and
+    logs at INFO (both alike), so the figures are comparable with each other, not with
+    :func:`run`'s run at WARNING."""
+    reason = postgresql_unreachable(pg_url)
+    if reason is not None:
+        raise RuntimeError(reason)
+    relays = instances if relays is None else relays
+    items, plan = _households(households)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        base = Path(tmp)
+        sqlite_dir = base / "sqlite"
+        sqlite_dir.mkdir()
+        sqlite = await _database_run(sqlite_dir, f"sqlite:///{sqlite_dir / 'log.db'}", log_reader(sqlite_dir / "log.db"),
+                                     items, plan, progress, what="SQLite, 1 instance each: households enrolled",
+                                     instances=1, relays=1)
+        with bench_database(pg_url) as url:
+            postgresql = await _database_run(
+                base / "postgresql", url, create_engine(make_url(normalise_url(url))), items, plan, progress,
+                what=f"PostgreSQL, {instances} instances: households enrolled", instances=instances, relays=relays)
+            server_version = _server_version(url)
+    return {
+        "benchmark": "pipeline_postgresql",
+        "households": households,
+        "instances": instances,
+        "relays": relays,
+        "database": {"server": server_version, "url": make_url(normalise_url(pg_url)).render_as_string(hide_password=True)},
+        "postgresql_households_per_s": postgresql["households_per_s"],
+        "sqlite_households_per_s": sqlite["households_per_s"],
+        "postgresql_vs_sqlite": round(postgresql["households_per_s"] / sqlite["households_per_s"], 3),
+        "targets": {},
+        "postgresql": postgresql,
+        "sqlite": sqlite,
+        "cores": os.cpu_count() or 1,
+    }
+
+
+def _server_version(url: str) -> str | None:
+    engine = create_engine(make_url(normalise_url(url)))
+    try:
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("SHOW server_version").scalar_one())
+    except Exception:  # noqa: BLE001 - only a label
+        return None
+    finally:
+        engine.dispose()
+
+
+def postgresql_lines(figures: dict[str, Any]) -> list[str]:
+    """What ``bench pipeline --db-url`` prints of :func:`compare_postgresql`'s figures."""
+    lines = [f"PostgreSQL {figures['database']['server'] or ''}, {figures['instances']} instances of each service, "
+             f"{figures['relays']} relay(s): {figures['postgresql_households_per_s']:,} households/s   "
+             f"SQLite, one instance of each, same households: {figures['sqlite_households_per_s']:,} households/s   "
+             f"ratio {figures['postgresql_vs_sqlite']:.2f}   (both logging at INFO for the batch timings)"]
+    for name in ("postgresql", "sqlite"):
+        run_ = figures[name]
+        lock = run_["lock"]
+        steps = {key: sum(t[key] for t in run_["batches"].values()) for key in ("decide_s", "lock_wait_s", "write_s", "commit_s")}
+        lines.append(
+            f"  {name}: {run_['seconds']} s; the services' batches spent "
+            + ", ".join(f"{key[:-2].replace('_', ' ')} {value:.2f} s" for key, value in steps.items())
+            + f"; the log's write lock held {lock['held_s']:.2f} s ({lock['held_share']:.0%} of the run, "
+              f"{lock['held_ms_per_household']:.3f} ms per household: at most {lock['ceiling_households_per_s']:,} "
+              f"households/s if it were held back to back)")
+        lines.append("    CPU ms per household: " + "   ".join(f"{k} {v:.3f}" for k, v in run_["cpu_ms_per_household"].items())
+                     + (f"   elsewhere on the machine (the database server, anything else running) "
+                        f"{run_['cpu_ms_per_household_elsewhere']:.3f}"
+                        if run_["cpu_ms_per_household_elsewhere"] is not None else ""))
+    return lines

@@ -1,4 +1,5 @@
-"""``guanhuai bench all``: the store, rebuild and pipeline benchmarks in one run, summarised in
+"""``guanhuai bench all``: the store, rebuild and pipeline benchmarks (and the pipeline on PostgreSQL
+beside SQLite, given a server) in one run, summarised in
 ``results.json`` (the machine, and per benchmark its figures, the raw references measured in the
 same run, the ratios, the targets and whether each was met) and ``results.md`` (a table).
 
@@ -71,10 +72,18 @@ MEASURES: dict[str, tuple[Measure, ...]] = {
                 "plain_faststream_households_per_s", "plain FastStream service, a session per message",
                 "faststream_ratio", "faststream_ratio", "≥"),
     ),
+    # The same households on PostgreSQL (several instances of each service) beside SQLite (one
+    # each), same run (guanhuai.bench.pipeline.compare_postgresql). No target: what one log takes.
+    "pipeline_postgresql": (
+        Measure("end to end on PostgreSQL", "postgresql_households_per_s", "households/s", "sqlite_households_per_s",
+                "SQLite, one instance each, same households", "postgresql_vs_sqlite", "postgresql_vs_sqlite", "≥"),
+    ),
 }
 PEERS = {"store": ("eventsourcing",), "pipeline": ("plain_faststream",)}
-SIZE_KEYS = {"store": "events", "rebuild": "events", "pipeline": "households"}
-ORDER = ("store", "rebuild", "pipeline")
+# Figures of a run kept in the summary as they are (where the time went, for the PostgreSQL run).
+DETAILS = {"pipeline_postgresql": ("instances", "relays", "database", "postgresql", "sqlite")}
+SIZE_KEYS = {"store": "events", "rebuild": "events", "pipeline": "households", "pipeline_postgresql": "households"}
+ORDER = ("store", "rebuild", "pipeline", "pipeline_postgresql")
 
 
 def _target(output: dict[str, Any], key: str) -> float | None:
@@ -114,6 +123,7 @@ def summarise_benchmark(name: str, runs: Sequence[dict[str, Any]]) -> dict[str, 
         references["raw_runs_per_s"] = chosen["raw_runs_per_s"]
     # The peers' own details (versions, settings, counts; or why one was skipped), as that run had them.
     peers = {name: chosen[name] for name in PEERS.get(name, ()) if name in chosen}
+    details = {key: chosen[key] for key in DETAILS.get(name, ()) if key in chosen}
     return {
         "size": {SIZE_KEYS[name]: chosen.get(SIZE_KEYS[name])},
         "figures": figures,
@@ -121,8 +131,10 @@ def summarise_benchmark(name: str, runs: Sequence[dict[str, Any]]) -> dict[str, 
         "ratios": ratios,
         "targets": targets,
         "met": met,
-        "all_met": all(v is True for v in met.values()),
+        # A measure without a target (the PostgreSQL figure) is reported, not judged.
+        "all_met": all(met[m.target] is True for m in measures if targets[m.target]["value"] is not None),
         **({"peers": peers} if peers else {}),
+        **({"details": details} if details else {}),
         "runs": list(runs),
     }
 
@@ -198,8 +210,14 @@ def table(summary: dict[str, Any]) -> str:
         if "error" in result:
             lines.append(f"| `bench {name}` | failed: {result['error']} | | | | no |")
             continue
+        if "skipped" in result:
+            lines.append(f"| `bench {name}` | skipped: {result['skipped']} | | | | – |")
+            continue
         size_key, size = next(iter((result.get("size") or {}).items()), ("size", None))
         size_text = f"{size:,} {size_key}" if isinstance(size, int | float) else f"{size_key} not recorded"
+        instances = (result.get("details") or {}).get("instances")
+        if instances is not None:
+            size_text += f", {instances} instances of each service"
         for m_ in MEASURES[name]:
             ratio = result["ratios"].get(m_.ratio) if m_.ratio else None
             target = result["targets"][m_.target]
@@ -220,10 +238,12 @@ def table(summary: dict[str, Any]) -> str:
 def run_all(execute: Execute, *, store_events: int, batch: int, rebuild_events: int, households: int, runs: int,
             workdir: Path | None, out_dir: Path, label: str | None = None,
             only: Sequence[str] = ORDER, say: Callable[[str], None] = lambda _: None,
-            pipeline_runs: int | None = None) -> dict[str, Any]:
+            pipeline_runs: int | None = None, pg_url: str | None = None, pg_instances: int = 2) -> dict[str, Any]:
     """Run the benchmarks (each ``runs`` times, the pipeline ``pipeline_runs`` times if given, through ``execute``), write ``results.json`` and
     ``results.md`` into ``out_dir`` and return the summary. A benchmark that fails is recorded
-    with its error and the others still run."""
+    with its error and the others still run. ``pipeline_postgresql`` runs on ``pg_url``'s server
+    with ``pg_instances`` of each service; without ``pg_url``, or when the server does not answer,
+    it is recorded as skipped, with the reason, and said."""
     from guanhuai.bench import pipeline, rebuild, store
 
     async def run_store(progress: Progress) -> dict[str, Any]:
@@ -233,11 +253,19 @@ def run_all(execute: Execute, *, store_events: int, batch: int, rebuild_events: 
         "store": run_store,
         "rebuild": lambda progress: rebuild.run(rebuild_events, workdir, progress),
         "pipeline": lambda progress: pipeline.run(households, workdir, progress),
+        "pipeline_postgresql": lambda progress: pipeline.compare_postgresql(
+            households, pg_url or "", workdir, progress, instances=pg_instances),
     }
     summary: dict[str, Any] = {"machine": machine(label), "benchmarks": {}}
     for name in ORDER:
         if name not in only:
             continue
+        if name == "pipeline_postgresql":
+            reason = "no --pg-url given" if not pg_url else pipeline.postgresql_unreachable(pg_url)
+            if reason is not None:
+                say(f"bench pipeline on PostgreSQL: skipped ({reason})")
+                summary["benchmarks"][name] = {"skipped": reason}
+                continue
         outputs = []
         count = pipeline_runs if name == "pipeline" and pipeline_runs else runs
         try:
@@ -248,7 +276,7 @@ def run_all(execute: Execute, *, store_events: int, batch: int, rebuild_events: 
             summary["benchmarks"][name] = summarise_benchmark(name, outputs)
         except Exception as exc:  # noqa: BLE001 - record it, run the others
             summary["benchmarks"][name] = {"error": f"{type(exc).__name__}: {exc}", "runs": outputs}
-    summary["all_met"] = all(b.get("all_met") is True for b in summary["benchmarks"].values())
+    summary["all_met"] = all(b.get("all_met") is True for b in summary["benchmarks"].values() if "skipped" not in b)
     summary["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -35,7 +35,9 @@ def test_bench_all_writes_the_figures_raw_references_and_ratios_of_all_three_ben
     assert machine["label"] == "test box" and machine["cores"] >= 1 and machine["memory_gb"] > 0
     assert machine["python"].endswith(sys.version.split()[0]) and machine["platform"]
     assert machine["date"].endswith("+08:00")  # China Standard Time
-    assert set(summary["benchmarks"]) == {"store", "rebuild", "pipeline"}
+    assert set(summary["benchmarks"]) == {"store", "rebuild", "pipeline", "pipeline_postgresql"}
+    # Without --pg-url the PostgreSQL pipeline is skipped, and says so (tests/integration/test_bench_postgresql.py runs it).
+    assert summary["benchmarks"].pop("pipeline_postgresql") == {"skipped": "no --pg-url given"}
     sizes = {"store": {"events": 300}, "rebuild": {"events": 300}, "pipeline": {"households": 20}}
     for name, result in summary["benchmarks"].items():
         assert result["size"] == sizes[name]
