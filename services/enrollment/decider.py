@@ -7,6 +7,11 @@ enrollment knows of the programme year: which households and which persons are i
 Rules (DOMAIN.md, Mingxi 2020 plan section 三):
 - the township (and village) may be named by area code, registered name or alias; the policy
   records the code; one that names no registered area is rejected ``unknown_area``;
+- a county's scoped credential (``county`` = its area code, from the subject it was sent on) names
+  townships of its own county only: they are resolved among the areas registered under that code
+  (the tree of ``parent_code``), and one that lies elsewhere, or that the county has not
+  registered, is rejected ``area_not_permitted`` with the sender in ``detail``; so is a correction
+  or cancellation of a policy whose township is not the county's;
 - the unit of cover is the household; a household is insured once per programme year;
 - each member needs a valid resident ID number whose birth date matches the stated one;
 - ages 28 days to 65 years (周岁) on the first day of cover, renewals to 70;
@@ -82,6 +87,13 @@ class EnrollmentState:
     policy_numbers: set[str] = field(default_factory=set)  # numbers already issued (of those a batch needs)
     terms: dict[int, Terms] = field(default_factory=dict)  # year -> the latest published terms
     areas: Areas = field(default_factory=Areas)  # the registered townships and villages (all years)
+    within: dict[str, Areas] = field(default_factory=dict)  # county code -> its registered areas (a cache)
+
+    def areas_of(self, county: str) -> Areas:
+        """The areas registered under ``county`` (at any depth), ``county`` itself included."""
+        if county not in self.within:
+            self.within[county] = Areas.of(a for a in self.areas.by_code.values() if under(self.areas, a.code, county))
+        return self.within[county]
 
 
 # "subsidy-" + a policy number must stay a stream id (200 characters at most).
@@ -121,8 +133,64 @@ def resolved(reg: HouseholdRegistered, areas: Areas) -> HouseholdRegistered | Un
     return reg.model_copy(update={"township": township, "village": village})
 
 
-def decide(reg: HouseholdRegistered, state: EnrollmentState) -> PolicyIssued | HouseholdRejected:
-    where = resolved(reg, state.areas)
+def under(areas: Areas, code: str, ancestor: str) -> bool:
+    """Whether the registered area ``code`` is ``ancestor`` or lies under it (by ``parent_code``)."""
+    seen: set[str] = set()
+    while code not in seen:
+        if code == ancestor:
+            return True
+        seen.add(code)
+        area = areas.by_code.get(code)
+        if area is None or area.parent_code is None:
+            return False
+        code = area.parent_code
+    return False  # a cycle in what was registered: under nothing
+
+
+@dataclass(frozen=True)
+class NotPermitted:
+    """A registration that names an area outside the sender's county."""
+
+    detail: str
+
+
+def resolved_for(reg: HouseholdRegistered, state: EnrollmentState,
+                 county: str | None) -> HouseholdRegistered | Unresolved | NotPermitted:
+    """``resolved`` for its sender: unscoped (``county`` None) among all areas; a county's scoped
+    credential among the areas registered under its county, and a township it has not registered
+    is not its own (an unregistered township cannot be placed in any county)."""
+    if county is None:
+        return resolved(reg, state.areas)
+    own = state.areas_of(county)
+    where = resolved(reg, own)
+    if isinstance(where, HouseholdRegistered) and where.township in own.by_code:
+        return where
+    elsewhere = resolved(reg, state.areas)
+    if isinstance(elsewhere, Unresolved):
+        return elsewhere  # names no registered area of any county: unknown_area, as for anyone
+    if isinstance(where, Unresolved) and elsewhere.township not in state.areas.by_code:
+        return where
+    return NotPermitted(f"发送方 county-{county} 无权登记乡镇“{reg.township}”的家庭（{_placed(state.areas, elsewhere)}）/ "
+                        f"producer county-{county} may not register households of township {reg.township!r} "
+                        f"({_placed(state.areas, elsewhere, en=True)})")
+
+
+def _placed(areas: Areas, where: HouseholdRegistered | Unresolved, en: bool = False) -> str:
+    if not isinstance(where, HouseholdRegistered) or where.township not in areas.by_code:
+        return "not registered under its county" if en else "未在本县登记"
+    chain, code, seen = [], where.township, set()
+    while code is not None and code in areas.by_code and code not in seen:
+        seen.add(code)
+        chain.append(code)
+        code = areas.by_code[code].parent_code
+    return ("under " if en else "属于 ") + " < ".join(chain[1:] or chain)
+
+
+def decide(reg: HouseholdRegistered, state: EnrollmentState, county: str | None = None) -> PolicyIssued | HouseholdRejected:
+    """``county``: the area code of the scoped credential that sent it (None: the unscoped one)."""
+    where = resolved_for(reg, state, county)
+    if isinstance(where, NotPermitted):
+        return _rejected(reg, ["area_not_permitted"], [], detail=where.detail[:DETAIL_MAX])
     if isinstance(where, Unresolved):
         return _rejected(reg, ["unknown_area"], [], detail=where.detail[:DETAIL_MAX])
     reg = where  # from here on, the township and village are area codes
@@ -231,6 +299,7 @@ def evolve(state: EnrollmentState,
         state.terms[event.programme_year] = Terms.published(event)
     if isinstance(event, AreaRegistered):
         state.areas.register(area_of(event))
+        state.within.clear()
     if isinstance(event, PolicyAmended | PolicyCancelled):  # its persons so far are free again
         _release(state, event.programme_year, event.policy_number)
     if isinstance(event, PolicyIssued):
@@ -283,9 +352,11 @@ class HouseholdFile:
 
 
 def decide_correction(correction: HouseholdCorrected, named: uuid.UUID | None, file: HouseholdFile,
-                      state: EnrollmentState, at: datetime) -> PolicyAmended | CorrectionRefused:
+                      state: EnrollmentState, at: datetime, county: str | None = None) -> PolicyAmended | CorrectionRefused:
     """``named``: the recorded id of the event the correction names (None: it names nothing
-    recorded); ``at``: when the correction happened."""
+    recorded); ``at``: when the correction happened; ``county``: the sender's scope (``decide``)."""
+    if county is not None and file.policy is not None and not under(state.areas, file.policy.township, county):
+        return _refused(correction, reasons=["area_not_permitted"])  # another county's policy
     if named is None or named not in file.registrations:
         return _refused(correction, reasons=["correction_target_unknown"])
     old = file.policy
@@ -296,7 +367,7 @@ def decide_correction(correction: HouseholdCorrected, named: uuid.UUID | None, f
     # Judged as a registration, with this policy's household, number and persons free.
     others = {key: number for key, number in state.insured_persons.items() if number != old.policy_number}
     judged = decide(correction, dataclass_replace(state, insured_households=set(), policy_numbers=set(),
-                                                  insured_persons=others))
+                                                  insured_persons=others), county)
     if isinstance(judged, HouseholdRejected):
         return _refused(correction, reasons=judged.reasons, excluded=judged.excluded)
     fields = {name: getattr(judged, name) for name in PolicyIssued.model_fields}
@@ -313,9 +384,12 @@ def decide_correction(correction: HouseholdCorrected, named: uuid.UUID | None, f
     return PolicyAmended(**fields, previous=_figures(file), renamed=renamed)
 
 
-def decide_cancellation(request: PolicyCancellationRequested, file: HouseholdFile,
-                        at: datetime) -> PolicyCancelled | CorrectionRefused:
+def decide_cancellation(request: PolicyCancellationRequested, file: HouseholdFile, at: datetime,
+                        county: str | None = None, areas: Areas | None = None) -> PolicyCancelled | CorrectionRefused:
+    """``county``: the sender's scope, checked against the policy's township in ``areas``."""
     old = file.policy
+    if county is not None and old is not None and not under(areas or Areas(), old.township, county):
+        return _refused(request, reasons=["area_not_permitted"])  # another county's policy
     if old is None:
         return _refused(request, reasons=["no_policy_in_force"])
     if at >= old.cover_start:

@@ -17,14 +17,14 @@ from sqlalchemy import Connection
 
 from services.enrollment.areas import load_areas, record_areas
 from services.enrollment.decider import HouseholdFile, decide_cancellation, decide_correction
-from services.enrollment.decider import EnrollmentState, Terms, area_of, decide, evolve, policy_number, resolved
+from services.enrollment.decider import EnrollmentState, Terms, area_of, decide, evolve, policy_number, resolved_for
 from services.enrollment.tables import insured_households, insured_persons, product_terms
 from shared.domain.areas import Areas
 from shared.events import EventMessage, registry
 from shared.events.bulk import insert_rows
 from shared.events.consumer import DeciderHandler, Incoming, Rejected, outcomes
 from shared.events.keyed import rows_by_year
-from shared.events.producers import received_from, recorded_id, without_recorded_before_scoping
+from shared.events.producers import InboundMessage, received_from, recorded_id, without_recorded_before_scoping
 from shared.events.base import DomainEvent
 from shared.events.enrollment import (
     HouseholdCorrected,
@@ -37,7 +37,7 @@ from shared.events.enrollment import (
 from shared.events.programme import AreaRegistered, ProductTermsPublished, TownshipTargetSet
 from shared.events.store import StreamAppend, Transaction
 from shared.events.tables import events as log_events
-from shared.events.subjects import PRODUCER_EVENTS, split_inbound
+from shared.events.subjects import inbound_producer, producer_area, producer_sends, split_inbound
 from shared.events.subsidy import SubsidyPlanCloseRequested, SubsidyPlanPublished
 
 SERVICE = "enrollment"
@@ -66,16 +66,22 @@ class EnrollmentHandler(DeciderHandler):
     def parse(self, message: Incoming) -> EventMessage:
         where = split_inbound(message.subject)
         event = registry.parse_message(message.body, expected_type=where[1] if where else None)
-        if where is None or where[1] != event.event_type or event.event_type not in PRODUCER_EVENTS.get(where[0], ()):
+        # Who sent it: the subject says (``county``, or ``county.<code>`` for a county's scoped
+        # credential), and the NATS server lets that credential alone publish on it.
+        producer = inbound_producer(message.subject) or ""
+        if where is None or where[1] != event.event_type or not producer_sends(producer, event.event_type):
             raise Rejected("subject_mismatch", f"{event.event_type} may not be sent on {message.subject}", str(event.event_id))
-        return received_from(where[0], event)  # recorded under a producer-scoped id (shared/events/producers.py)
+        return received_from(producer, event)  # recorded under a producer-scoped id (shared/events/producers.py)
 
     def prepare(self, conn: Connection, events: Sequence[EventMessage]) -> Enrolled:
         """Decide a batch on the state in enrollment's own tables; nothing is written here."""
         events = without_recorded_before_scoping(conn, self.consumer, events)
         registrations = [e.payload for e in events if isinstance(e.payload, HouseholdRegistered)]
         registered = [e.payload for e in events if isinstance(e.payload, AreaRegistered)]
-        state = load_state(conn, registrations, registered)
+        state = load_state(conn, registrations, registered, [county_of(e) for e in events
+                                                             if isinstance(e.payload, HouseholdRegistered)])
+        if not state.areas.by_code and any(county_of(e) for e in events):  # a scoped cancellation's check
+            state.areas = load_areas(conn)
         files = load_files(conn, events)
         enrolled = Enrolled()
         for event in events:
@@ -83,7 +89,7 @@ class EnrollmentHandler(DeciderHandler):
             if isinstance(event.payload, HouseholdCorrected | PolicyCancellationRequested):
                 recorded += outcomes(event, [correct(event, files, state, enrolled)], SERVICE)
             elif isinstance(event.payload, HouseholdRegistered):
-                outcome = decide(event.payload, state)
+                outcome = decide(event.payload, state, county_of(event))
                 evolve(state, outcome)
                 recorded += outcomes(event, [outcome], SERVICE)
                 if isinstance(outcome, PolicyIssued):
@@ -98,6 +104,11 @@ class EnrollmentHandler(DeciderHandler):
             keep_file(files, recorded)
             enrolled.appends.append(StreamAppend(stream_of(event), recorded))
         return enrolled
+
+
+def county_of(event: EventMessage) -> str | None:
+    """The county a scoped credential sent ``event`` for (None: the unscoped credential)."""
+    return producer_area(event.producer) if isinstance(event, InboundMessage) and event.producer else None
 
 
 @dataclass
@@ -134,15 +145,18 @@ class Enrolled:
 
 
 def load_state(conn, registrations: Sequence[HouseholdRegistered],  # type: ignore[no-untyped-def]
-                     registered: Sequence[AreaRegistered] = ()) -> EnrollmentState:
+                     registered: Sequence[AreaRegistered] = (), counties: Sequence[str | None] = ()) -> EnrollmentState:
     """What a batch's registrations are decided on; ``registered``: the batch's own areas, which
-    name the policy numbers looked up here (``decide`` learns them in the batch's order)."""
+    name the policy numbers looked up here (``decide`` learns them in the batch's order);
+    ``counties``: each registration's sender scope (``decide``; none given: unscoped)."""
     state = EnrollmentState()
     if not registrations:
         return state
     state.areas = load_areas(conn)
-    ahead = Areas.of([*state.areas.by_code.values(), *map(area_of, registered)])
-    registrations = [r for r in (resolved(r, ahead) for r in registrations) if isinstance(r, HouseholdRegistered)]
+    ahead = EnrollmentState(areas=Areas.of([*state.areas.by_code.values(), *map(area_of, registered)]))
+    scopes = list(counties) or [None] * len(registrations)
+    registrations = [r for r in (resolved_for(r, ahead, c) for r, c in zip(registrations, scopes, strict=True))
+                     if isinstance(r, HouseholdRegistered)]
     years = {r.programme_year for r in registrations}
     for row in conn.execute(select(product_terms).where(product_terms.c.programme_year.in_(years))):
         state.terms[row.programme_year] = Terms(row.premium_per_unit_fen, row.death_disability_per_unit_fen,
@@ -207,10 +221,12 @@ def correct(event: EventMessage, files: dict[tuple[int, str], HouseholdFile], st
     request = event.payload
     file = files[(request.programme_year, request.household_id)]  # type: ignore[attr-defined]
     if isinstance(request, HouseholdCorrected):
-        named = next((i for i in (recorded_id("county", request.corrects), request.corrects) if i in file.registrations), None)
-        outcome = decide_correction(request, named, file, state, event.occurred_at)
+        sender = event.producer if isinstance(event, InboundMessage) and event.producer else "county"
+        named = next((i for i in dict.fromkeys((recorded_id(sender, request.corrects), recorded_id("county", request.corrects),
+                                                request.corrects)) if i in file.registrations), None)
+        outcome = decide_correction(request, named, file, state, event.occurred_at, county_of(event))
     else:
-        outcome = decide_cancellation(request, file, event.occurred_at)  # type: ignore[arg-type]
+        outcome = decide_cancellation(request, file, event.occurred_at, county_of(event), state.areas)  # type: ignore[arg-type]
     if isinstance(outcome, PolicyAmended | PolicyCancelled):
         assert file.policy is not None
         enrolled.release(outcome.programme_year, [p.resident_id for p in file.policy.insured])

@@ -42,6 +42,7 @@ HOUSEHOLD: dict[str, Text] = {
     "policy_number_taken": Text("保单号已被其他户占用", "the policy number is taken by another household"),
     "paid_on_out_of_range": Text("缴费日期超出可计算保险期间的范围", "the payment date is outside the range cover can be computed for"),
     "unknown_area": Text("乡镇或村未登记（或名称对应多个地区），请填写已登记的代码或名称", "the township or village is not registered (or its name names several areas): send a registered code or name"),
+    "area_not_permitted": Text("发送方无权登记该地区的家庭（乡镇不属于本县）", "the sender may not register households of this area (the township is not one of its county's)"),
 }
 
 # Why a county's correction or cancellation changes nothing (``CorrectionRefused.reasons``, beside
