@@ -559,13 +559,14 @@ async def compare_postgresql(households: int, pg_url: str, workdir: Path | None,
             postgresql = await _database_run(
                 base / "postgresql", url, create_engine(make_url(normalise_url(url))), items, plan, progress,
                 what=f"PostgreSQL, {instances} instances: households enrolled", instances=instances, relays=relays)
-            server_version = _server_version(url)
+            settings = _server_settings(url)
     return {
         "benchmark": "pipeline_postgresql",
         "households": households,
         "instances": instances,
         "relays": relays,
-        "database": {"server": server_version, "url": make_url(normalise_url(pg_url)).render_as_string(hide_password=True)},
+        "database": {"server": settings.get("server_version"), "settings": settings,
+                     "url": make_url(normalise_url(pg_url)).render_as_string(hide_password=True)},
         "postgresql_households_per_s": postgresql["households_per_s"],
         "sqlite_households_per_s": sqlite["households_per_s"],
         "postgresql_vs_sqlite": round(postgresql["households_per_s"] / sqlite["households_per_s"], 3),
@@ -576,15 +577,19 @@ async def compare_postgresql(households: int, pg_url: str, workdir: Path | None,
     }
 
 
-def _server_version(url: str) -> str | None:
+def _server_settings(url: str) -> dict[str, str | None]:
+    """The server's version and the settings a commit's cost depends on (labels only)."""
     engine = create_engine(make_url(normalise_url(url)))
+    found: dict[str, str | None] = {}
     try:
         with engine.connect() as conn:
-            return str(conn.exec_driver_sql("SHOW server_version").scalar_one())
-    except Exception:  # noqa: BLE001 - only a label
-        return None
+            for name in ("server_version", "synchronous_commit", "fsync", "shared_buffers"):
+                found[name] = str(conn.exec_driver_sql(f"SHOW {name}").scalar_one())
+    except Exception:  # noqa: BLE001 - only labels
+        pass
     finally:
         engine.dispose()
+    return found
 
 
 def postgresql_lines(figures: dict[str, Any]) -> list[str]:
