@@ -15,7 +15,7 @@ from sqlalchemy import select
 from services.reporting import storage
 from services.reporting import tables as t
 from services.reporting.projection import ReportState, apply
-from services.reporting.views import EVENT_TYPES, Fact, decode_published, decode_row
+from services.reporting.views import Fact, decode_published
 from shared.events import registry
 from shared.events.consumer import Incoming, ProjectionHandler
 from shared.events.registry import EventContractError
@@ -37,6 +37,7 @@ class ReportingHandler(ProjectionHandler):
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self.state: ReportState | None = None
+        self.version = 0  # of the read models the state was loaded from (storage.serving_version)
 
     def parse(self, message: Incoming) -> Fact | Skipped:
         event_type = message.subject.rsplit(".", 1)[-1]
@@ -53,8 +54,12 @@ class ReportingHandler(ProjectionHandler):
         conn = tx.connection
         row = conn.execute(select(t.checkpoint.c.position).where(t.checkpoint.c.name == storage.PROJECTION)).first()
         saved = int(row[0]) if row else 0
-        if self.state is None or self.state.position != saved:  # first batch, or another instance moved on
+        version = storage.serving_version(conn)
+        # First batch, or another instance moved on, or a rebuild switched in a new version (whose
+        # rows were made by the log alone: what this state holds may differ at the same position).
+        if self.state is None or self.state.position != saved or self.version != version:
             self.state = storage.load(conn)
+            self.version = version
         state = self.state
         try:
             for item in sorted(events, key=lambda e: e.position):
@@ -75,11 +80,4 @@ class ReportingHandler(ProjectionHandler):
         """Events between the checkpoint and what NATS handed over: read them from the log, in
         keyset pages. (The projection does not read every type, so most gaps are events it has no
         view of.)"""
-        page = self.store.pager(state.position, until_position=until, event_types=EVENT_TYPES,
-                                columns=storage.READ_COLUMNS)
-        while rows := page():
-            for row in rows:
-                fact = decode_row(*row)
-                if fact is not None:
-                    apply(state, fact)
-        state.position = max(state.position, until)
+        storage.catch_up(self.store, state, until, batch_size=1000)

@@ -1,5 +1,14 @@
 """Saving the projection's changed rows (with its checkpoint, in the caller's transaction) and
-loading it back; rebuilding it from the log alone."""
+loading it back; rebuilding it from the log alone, beside the serving read model (blue/green).
+
+A rebuild never touches the tables that serve: it builds a new version of every read-model table
+under a building name (``report_township_year_next``...), from the log up to its head, catches up
+while the log moves on, and then, in one transaction that holds the log's write lock (so no event
+is appended and no live batch is projected meanwhile), applies the last events, drops the serving
+tables and renames the new ones into their place. Readers and SQL tools keep the documented names
+and see either the old version or the new one, never an empty or half-built one; the live
+projection writes into the new version from its next batch on (``report_serving`` names the
+version: a live handler that sees it change reloads its state from the new tables)."""
 
 from __future__ import annotations
 
@@ -7,19 +16,31 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import DropTable
 
 from services.reporting import tables as t
 from services.reporting.projection import ReportState, TownshipYear, apply
 from services.reporting.views import EVENT_TYPES, decode_row
 from shared.events.store import EventStore
-from shared.events.tables import events
+from shared.events.tables import UtcDateTime, events
 
 PROJECTION = "township-year-v1"
+BUILDING = "_next"  # the suffix of a read-model table while a rebuild builds it
+
+# Which version of the read models serves: one row per projection, its version counted up by
+# every switch. (Kept with the reporting tables, so that whatever creates them creates this too.)
+serving = Table(
+    "report_serving", t.metadata,
+    Column("name", String(100), primary_key=True),
+    Column("version", Integer, nullable=False, comment="1 for the first rebuild's tables, then one more each switch"),
+    Column("position", BigInteger, nullable=False, comment="the log position the version was switched in at"),
+    Column("switched_at", UtcDateTime, nullable=False),
+)
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -60,12 +81,21 @@ def _changed_rows(state: ReportState) -> dict[Table, list[dict[str, Any]]]:
     return out
 
 
-def save(conn: Connection, state: ReportState) -> None:
-    """Write what changed and the checkpoint (the caller commits both together)."""
+def save(conn: Connection, state: ReportState, into: dict[Table, Table] | None = None) -> None:
+    """Write what changed and the checkpoint (the caller commits both together); into the serving
+    tables, or into the tables ``into`` maps them to (a version being built)."""
+    into = into or {}
     for table, rows in _changed_rows(state).items():
-        upsert(conn, table, sorted(rows, key=lambda r: tuple(str(r[c.name]) for c in table.primary_key.columns)))
-    upsert(conn, t.checkpoint, [{"name": PROJECTION, "position": state.position}])
+        upsert(conn, into.get(table, table),
+               sorted(rows, key=lambda r: tuple(str(r[c.name]) for c in table.primary_key.columns)))
+    upsert(conn, into.get(t.checkpoint, t.checkpoint), [{"name": PROJECTION, "position": state.position}])
     state.touched.clear()
+
+
+def serving_version(conn: Connection) -> int:
+    """The version of the read models that serves (0: never switched, the tables made at start)."""
+    row = conn.execute(select(serving.c.version).where(serving.c.name == PROJECTION)).first()
+    return int(row[0]) if row else 0
 
 
 def load(conn: Connection) -> ReportState:
@@ -153,17 +183,89 @@ async def project(
                             occurred_before=occurred_before, on_progress=on_progress, batch_size=batch_size))
 
 
-def rebuild_now(store: EventStore, on_progress: Callable[[int], None] | None = None) -> ReportState:
-    """Throw the read models away and build them again from the log alone, in one transaction."""
+def catch_up(store: EventStore, state: ReportState, until: int, *, batch_size: int = 5000,
+             on_progress: Callable[[int], None] | None = None) -> None:
+    """Fold the log's events after the state's position, up to ``until``, into the state (in keyset
+    pages of the types the projection reads); the state's position is then ``until``."""
+    page = store.pager(state.position, batch_size=batch_size, until_position=until, event_types=EVENT_TYPES,
+                       columns=READ_COLUMNS)
+    while rows := page():
+        for row in rows:
+            fact = decode_row(*row)
+            if fact is not None:
+                apply(state, fact)
+        if on_progress:
+            on_progress(rows[-1][0])
+    state.position = max(state.position, until)
+
+
+def building_tables() -> dict[Table, Table]:
+    """Each read-model table and its copy under the building name (the same columns and keys)."""
+    meta = MetaData()
+    return {table: table.to_metadata(meta, name=table.name + BUILDING) for table in t.READ_MODEL_TABLES}
+
+
+VIEW = "report_county_year"  # tables.county_year_view, on report_township_year
+# The switch replaces the tables in the order ``load`` reads them: on PostgreSQL a reader holds each
+# table it has read until its transaction ends, and the switch waits for it table by table, in the
+# same order (the other order could deadlock the two).
+_SWITCH_ORDER = [t.checkpoint, *(table for table in t.READ_MODEL_TABLES if table is not t.checkpoint)]
+CATCH_UP_ROUNDS = 20  # rounds without the lock before the last one under it, however fast the log grows
+
+
+def rebuild_now(store: EventStore, on_progress: Callable[[int], None] | None = None, *,
+                batch_size: int = 5000) -> ReportState:
+    """Build a new version of the read models from the log alone, beside the serving one, and switch
+    to it (see the module's docstring); the state returned is the new version's. Memory stays flat
+    however long the log: it is read in keyset pages and only the projection's rows are held.
+    One rebuild at a time on a database (a second one would throw the first one's tables away)."""
     store.create_schema_now(t.metadata)
-    state = project_now(store, on_progress=on_progress)
+    building = building_tables()
+    with store.transaction() as tx:  # what an interrupted rebuild left is thrown away
+        for table in building.values():
+            tx.connection.execute(DropTable(table, if_exists=True))
+            table.create(tx.connection)
+    state = project_now(store, on_progress=on_progress, batch_size=batch_size)
     with store.transaction() as tx:
-        for table in t.READ_MODEL_TABLES:
-            tx.connection.execute(delete(table))
-        save(tx.connection, state)
+        save(tx.connection, state, building)
+    # Catch up while the log moves on (the serving version is projected live meanwhile)...
+    for _ in range(CATCH_UP_ROUNDS):
+        with store.engine.connect() as conn:
+            head = covered_position(conn)
+        if head - state.position <= batch_size:
+            break
+        catch_up(store, state, head, batch_size=batch_size, on_progress=on_progress)
+        with store.transaction() as tx:
+            save(tx.connection, state, building)
+    # ... then the last events and the switch, under the log's write lock: nothing is appended or
+    # projected live between the head read here and the commit, so nothing falls between the two.
+    with store.transaction() as tx:
+        tx.lock()
+        catch_up(store, state, covered_position(tx.connection), batch_size=batch_size, on_progress=on_progress)
+        save(tx.connection, state, building)
+        _switch(tx.connection, building, state.position)
     return state
 
 
-async def rebuild(store: EventStore, on_progress: Callable[[int], None] | None = None) -> ReportState:
+def _switch(conn: Connection, building: dict[Table, Table], position: int) -> None:
+    """Drop the serving tables and rename the built ones into their place, in the caller's
+    transaction; count the version up."""
+    version = serving_version(conn) + 1
+    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {VIEW}")  # SQLite checks a view on a rename
+    for table in _SWITCH_ORDER:
+        built = building[table]
+        conn.execute(DropTable(table, if_exists=True))
+        conn.exec_driver_sql(f"ALTER TABLE {built.name} RENAME TO {table.name}")
+        if conn.dialect.name == "postgresql":  # the primary key's index keeps its name: give it the table's
+            key = inspect(conn).get_pk_constraint(table.name)["name"]
+            if key and key != f"{table.name}_pkey":
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME CONSTRAINT {key} TO {table.name}_pkey")
+    conn.execute(t.county_year_view)
+    upsert(conn, serving, [{"name": PROJECTION, "version": version, "position": position,
+                            "switched_at": datetime.now(timezone.utc)}])
+
+
+async def rebuild(store: EventStore, on_progress: Callable[[int], None] | None = None, *,
+                  batch_size: int = 5000) -> ReportState:
     """:func:`rebuild_now` in a worker thread (``on_progress`` is called there)."""
-    return await asyncio.to_thread(rebuild_now, store, on_progress)
+    return await asyncio.to_thread(lambda: rebuild_now(store, on_progress, batch_size=batch_size))
