@@ -886,6 +886,8 @@ def _instant_or_exit(option: str, text: str):  # type: ignore[no-untyped-def]
 def report_command(
     year: Annotated[int, typer.Option(help="Programme year (投保年度).")],
     township: Annotated[str | None, typer.Option(help="One township, by name (城关) or code.")] = None,
+    area: Annotated[str | None, typer.Option(help="Only this area (a province, city, county or township, by name or code), e.g. 明溪县.")] = None,
+    level: Annotated[str | None, typer.Option(help="Rows of this level: province, city, county or township (default: the level below --area; townships without it).")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Only what had happened by the end of this date (CST), e.g. 2023-09-30.")] = None,
     known_at: Annotated[str | None, typer.Option("--known-at", help="What the log knew at this time (recorded_at), e.g. 2024-04-30T18:00.")] = None,
     position: Annotated[int | None, typer.Option(help="What the log knew up to this position.")] = None,
@@ -897,8 +899,10 @@ def report_command(
 ) -> None:
     """Township and county figures of a programme year: targets, policies by payer, completion,
     premium, subsidies, claims and the loss ratio (stated with its numerator and denominator).
-    With --as-of / --known-at / --position the report is computed from the log as of then."""
-    from services.reporting.service import compute_report
+    With --as-of / --known-at / --position the report is computed from the log as of then.
+    With --area / --level the rows are areas of that level, each the exact sum of its townships."""
+    from services.reporting.report import AreaProblem
+    from services.reporting.rollup import area_report
     from shared.events.store import EventStore
 
     fmt = "json" if as_json else ReportFormat(fmt).value  # type: ignore[assignment]
@@ -915,14 +919,18 @@ def report_command(
     async def main():  # type: ignore[no-untyped-def]
         store = await _open_log(db_url)
         try:
-            return await compute_report(
-                store, year, township=township, occurred_before=occurred_before, until_recorded=until_recorded,
-                until_position=position, from_log=from_log,
+            return await area_report(
+                store, year, area=area, level=level, township=township, occurred_before=occurred_before,
+                until_recorded=until_recorded, until_position=position, from_log=from_log,
             )
         finally:
             await store.close()
 
-    report, warning = asyncio.run(main())
+    try:
+        report, warning = asyncio.run(main())
+    except AreaProblem as exc:
+        err.print(terminal_text(str(exc)), highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     if warning:
         err.print(f"[yellow]{warning}[/]")
     if fmt == "xlsx":

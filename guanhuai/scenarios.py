@@ -3,7 +3,9 @@ the services' own deciders (no broker): for acceptance tests, the demo and bench
 
 * :func:`mingxi_2020` - the Mingxi 2020 targets, product terms (:func:`mingxi_terms`) and
   households that meet the targets (or a share of them);
-* :func:`hongta_2023` - a district year matching the published Hongta 2023 figures.
+* :func:`hongta_2023` - a district year matching the published Hongta 2023 figures;
+* :func:`two_counties` - both in one log, each county placed in its city and province (issue #21:
+  one deployment, reports at any level).
 
 Every event is what the live services would record for the same inputs (same deciders, same
 derived ids); only the transport is skipped.
@@ -21,7 +23,7 @@ from decimal import Decimal
 from guanhuai.simulate import Area, household
 from guanhuai.targets import NAMESPACE
 from guanhuai.targets import load as load_targets
-from guanhuai.targets import areas_of, read_table, table_events
+from guanhuai.targets import AreaAbove, CountyRef, TargetTable, areas_of, derived_id, read_table, table_events
 from services.claims.decider import ClaimsState
 from services.claims.decider import decide as decide_claim
 from services.claims.decider import evolve as evolve_claims
@@ -36,7 +38,7 @@ from shared.events import EventMessage
 from shared.events.claims import ClaimKind, ClaimReported
 from shared.events.consumer import outcomes
 from shared.events.enrollment import HouseholdCategory, Payer, PolicyIssued
-from shared.events.programme import ProductTermsPublished
+from shared.events.programme import AreaLevel, AreaRegistered, ProductTermsPublished
 from shared.events.store import EventStore, StreamAppend
 from shared.events.subsidy import SubsidyLine, SubsidyPlanPublished
 
@@ -188,6 +190,25 @@ HONGTA_2023 = {
     "cut_off": date(2023, 9, 30),
 }
 HONGTA_TOWNS = [Area(f"ht{i:02d}", f"5304{i:02d}") for i in range(1, 12)]  # 11 townships/streets
+# Where each seed county lies (the seeds name the counties; their cities and provinces are public
+# fact: 明溪县 in 三明市, 福建省; 红塔区 in 玉溪市, 云南省).
+ABOVE_MINGXI = [AreaAbove(code="fujian", name="福建省", level=AreaLevel.province),
+                AreaAbove(code="sanming", name="三明市", level=AreaLevel.city)]
+ABOVE_HONGTA = [AreaAbove(code="yunnan", name="云南省", level=AreaLevel.province),
+                AreaAbove(code="yuxi", name="玉溪市", level=AreaLevel.city)]
+
+
+def hongta_areas() -> list[EventMessage]:
+    """红塔区 in 玉溪市, 云南省, and its 11 townships/streets. The seeds do not name them: they are
+    registered under stand-in names 红塔01 ... 红塔11 (codes ht01 ... ht11, as the scenario's
+    households name them)."""
+    when = datetime(2023, 1, 1, tzinfo=CST)
+    placed = table_events(TargetTable(source="hongta-district", programme_year=2023, townships=[], above=ABOVE_HONGTA,
+                                      county=CountyRef(code="hongta", name="红塔区")), "hongta-district")
+    towns = [EventMessage.new(AreaRegistered(code=t.code, name=f"红塔{t.code[2:]}", level=AreaLevel.township, parent_code="hongta"),
+                              source="hongta-district", occurred_at=when, event_id=derived_id("area", t.code))
+             for t in HONGTA_TOWNS]
+    return [e for item in placed for e in item.events] + towns
 
 
 def hongta_plan() -> EventMessage:
@@ -203,12 +224,17 @@ def hongta_plan() -> EventMessage:
     return EventMessage.new(payload, source="hongta-district", occurred_at=datetime(2023, 1, 3, 9, tzinfo=CST))
 
 
-async def hongta_2023(store: EventStore, *, seed: int = 2023, late_claims: int = 12) -> None:
+async def hongta_2023(store: EventStore, *, seed: int = 2023, late_claims: int = 12, areas: bool = False) -> None:
     """31,890 one-unit policies covering 59,039 persons (27,149 of two, 4,741 of one); 3,195
     special-family persons subsidised at 40 yuan and 300 lost-only-child persons at 50; 525 medical
-    claims paid by 30 September totalling 1,877,900 yuan, and ``late_claims`` more paid after."""
+    claims paid by 30 September totalling 1,877,900 yuan, and ``late_claims`` more paid after.
+    With ``areas``, the district and its townships are registered first (:func:`hongta_areas`), and
+    enrollment checks the townships households name against them."""
     rng = random.Random(seed)
     writer = Writer.on(store)
+    for area in hongta_areas() if areas else []:
+        evolve_enrollment(writer.enrollment, area.payload)  # type: ignore[arg-type]
+        await writer.add(stream_of(area), [area])
     await writer.publish_plan(hongta_plan())
     sizes = [2] * 27_149 + [1] * 4_741
     rng.shuffle(sizes)
@@ -250,3 +276,14 @@ async def hongta_2023(store: EventStore, *, seed: int = 2023, late_claims: int =
         await writer.claim(EventMessage.new(payload, source="insurer-sim", occurred_at=_at(report_day, rng),
                                             event_id=_uuid(rng)))
     await writer.flush()
+
+
+async def two_counties(store: EventStore, *, mingxi_share: float = 1.0, late_claims: int = 12) -> None:
+    """One log for two counties, as one deployment would keep it: Mingxi 2020 (its targets and
+    ``mingxi_share`` of them enrolled) placed in 三明市, 福建省, then Hongta 2023 with its areas,
+    in 玉溪市, 云南省. Each county's figures are those of its own scenario."""
+    await mingxi_2020(store, share=mingxi_share)
+    placed = TargetTable(source="mingxi-county", programme_year=2020, townships=[], above=ABOVE_MINGXI,
+                         county=CountyRef(code="mingxi", name="明溪县"))
+    await load_targets(store, placed, "mingxi-county")  # after the table: this registration of 明溪县 is the latest
+    await hongta_2023(store, late_claims=late_claims, areas=True)

@@ -4,6 +4,12 @@ A target table file names the county, its townships (the hierarchy is data: each
 an ``AreaRegistered`` event) and each township's target for the year (``TownshipTargetSet``).
 Event ids are derived from the county, year and township, so loading the same table twice
 records nothing new.
+
+Above the county (issue #21): a table may name the areas the county lies in (``above``: its
+province, then its city), registered with it, the county naming the last as its parent; and the
+county's own target for the year as its city set it (``county.target``), recorded as a
+``TownshipTargetSet`` naming the county. Reports show such a target beside the sum of the
+townships' targets, never added into it (services/reporting/rollup.py).
 """
 
 from __future__ import annotations
@@ -39,9 +45,25 @@ class TownshipRow(BaseModel):
     target_self: int = Field(ge=0)
 
 
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target_total: int = Field(ge=0)
+    target_government: int = Field(ge=0)
+    target_self: int = Field(ge=0)
+
+
 class CountyRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     code: str
     name: str
+    target: Target | None = None  # the county's own target, as its city set it
+
+
+class AreaAbove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    name: str
+    level: AreaLevel
 
 
 class TargetTable(BaseModel):
@@ -50,6 +72,15 @@ class TargetTable(BaseModel):
     programme_year: int
     county: CountyRef
     townships: list[TownshipRow]
+    above: list[AreaAbove] = Field(default=[], description="the county's province, then its city")
+
+
+def area_target(year: int, code: str, target: Target, source: str, *parts: object) -> EventMessage:
+    """The own target of an area above the townships (a county, city or province) for a year."""
+    return EventMessage.new(
+        TownshipTargetSet(programme_year=year, township=code, target_total=target.target_total,
+                          target_government=target.target_government, target_self=target.target_self),
+        source=source, occurred_at=datetime(year, 1, 1, tzinfo=CST), event_id=derived_id("target", code, year, *parts))
 
 
 def read_table(name_or_path: str) -> TargetTable:
@@ -67,9 +98,16 @@ def derived_id(*parts: object) -> uuid.UUID:
 def table_events(table: TargetTable, source: str) -> list[StreamAppend]:
     year, county = table.programme_year, table.county
     when = datetime(year, 1, 1, tzinfo=CST)
-    areas = [EventMessage.new(AreaRegistered(code=county.code, name=county.name, level=AreaLevel.county),
-                              source=source, occurred_at=when, event_id=derived_id("area", county.code))]
-    targets = []
+    areas = []
+    for parent, area in zip([None, *(a.code for a in table.above)], table.above, strict=False):
+        areas.append(EventMessage.new(AreaRegistered(code=area.code, name=area.name, level=area.level, parent_code=parent),
+                                      source=source, occurred_at=when, event_id=derived_id("area", area.code)))
+    city = table.above[-1].code if table.above else None
+    # A county placed under a city is another registration of it (another id): the one without a parent stays as recorded.
+    areas.append(EventMessage.new(AreaRegistered(code=county.code, name=county.name, level=AreaLevel.county, parent_code=city),
+                                  source=source, occurred_at=when,
+                                  event_id=derived_id("area", county.code, *(("in", city) if city else ()))))
+    targets = [area_target(year, county.code, county.target, source, "own")] if county.target else []
     for row in table.townships:
         areas.append(EventMessage.new(
             AreaRegistered(code=row.code, name=row.name, level=AreaLevel.township, parent_code=county.code),
@@ -80,9 +118,8 @@ def table_events(table: TargetTable, source: str) -> list[StreamAppend]:
                               target_government=row.target_government, target_self=row.target_self),
             source=source, occurred_at=when, event_id=derived_id("target", county.code, year, row.code),
         ))
-    return [StreamAppend(f"area-{e.payload.code}", [e]) for e in areas] + [
-        StreamAppend(f"targets-{county.code}-{year}", targets)
-    ]
+    return [StreamAppend(f"area-{e.payload.code}", [e]) for e in areas] + (
+        [StreamAppend(f"targets-{county.code}-{year}", targets)] if targets else [])
 
 
 @dataclass(frozen=True)

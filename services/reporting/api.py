@@ -28,7 +28,8 @@ from services.reporting import tables as t
 from services.reporting.dashboard import login_page, render
 from services.reporting.exports import csv_for_people, write_xlsx
 from services.reporting.safe import cutoff_problem
-from services.reporting.service import compute_report
+from services.reporting.report import AreaProblem
+from services.reporting.rollup import area_report
 from shared.domain.calendar import CST, end_of_day
 from shared.events.store import EventStore
 
@@ -138,17 +139,21 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
                                 headers={"WWW-Authenticate": "Bearer"})
         return await call_next(request)
 
-    async def report_for(year: int, township: str | None, as_of: date | None, known_at: datetime | None):  # type: ignore[no-untyped-def]
+    async def report_for(year: int, township: str | None, as_of: date | None, known_at: datetime | None,  # type: ignore[no-untyped-def]
+                         area: str | None = None, level: str | None = None):
         for name, value in (("as_of", as_of), ("known_at", known_at)):
             problem = cutoff_problem(name, value) if value is not None else None
             if problem:
                 raise HTTPException(422, problem)
         if known_at is not None and known_at.tzinfo is None:
             known_at = known_at.replace(tzinfo=CST)
-        report, _warning = await compute_report(
-            state["store"], year, township=township, occurred_before=end_of_day(as_of) if as_of else None,
-            until_recorded=known_at,
-        )
+        try:
+            report, _warning = await area_report(
+                state["store"], year, area=area, level=level, township=township,
+                occurred_before=end_of_day(as_of) if as_of else None, until_recorded=known_at,
+            )
+        except AreaProblem as exc:
+            raise HTTPException(422, str(exc)) from None
         if township is not None and not report.rows:
             raise HTTPException(404, f"no township {township!r} in {year}")
         return report
@@ -165,13 +170,16 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
     async def report(
         year: Annotated[int, Query(ge=2000, le=2200, description="programme year (投保年度)")],
         township: Annotated[str | None, Query(max_length=100, description="one township, by name or code")] = None,
+        area: Annotated[str | None, Query(max_length=100, description="only this area (province, city, county or township), by name or code")] = None,
+        level: Annotated[Literal["province", "city", "county", "township"] | None, Query(
+            description="rows of this level, each the exact sum of its townships (default: the level below `area`; townships without it)")] = None,
         as_of: Annotated[date | None, Query(description="only what had happened by the end of this date (CST)")] = None,
         known_at: Annotated[datetime | None, Query(description="what the log knew at this time (recorded_at)")] = None,
         format: Literal["json", "csv", "xlsx"] = "json",
         raw: Annotated[bool, Query(description="with format=csv: the machine form (column names, money in fen, no BOM) "
                                                "instead of the one for Excel (BOM, Chinese headings, yuan)")] = False,
     ) -> Any:
-        result = await report_for(year, township, as_of, known_at)
+        result = await report_for(year, township, as_of, known_at, area, level)
         headers = {HEAD_HEADER: result.log_head or ""}
         if format == "csv" and raw:
             return PlainTextResponse(result.csv(), media_type="text/csv; charset=utf-8", headers=headers)
@@ -186,10 +194,12 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         return JSONResponse(result.as_json(), headers=headers)
 
     @app.get("/dashboard", response_class=HTMLResponse, summary="The dashboard page (Chinese)")
-    async def dashboard(request: Request, year: Annotated[int | None, Query(ge=2000, le=2200)] = None) -> str:
+    async def dashboard(request: Request, year: Annotated[int | None, Query(ge=2000, le=2200)] = None,
+                        area: Annotated[str | None, Query(max_length=100)] = None,
+                        level: Annotated[str | None, Query(max_length=20)] = None) -> str:
         known = await years()
         chosen = year or (known[-1] if known else datetime.now(CST).year)
-        result = await report_for(chosen, None, None, None)
+        result = await report_for(chosen, None, None, None, area or None, level or None)  # "": the form's 全部 / 默认
         page = render(result, known, signed_in=SESSION_COOKIE in request.cookies)
         return HTMLResponse(page, headers={HEAD_HEADER: result.log_head or ""})
 

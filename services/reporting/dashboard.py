@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
+from urllib.parse import quote
 
-from services.reporting.report import LOSS_RATIO_RULE_ZH, Report, percent
+from services.reporting.report import LEVEL_ZH, LOSS_RATIO_RULE_ZH, Report, percent
+from shared.domain.areas import LEVELS, level_rank
 from shared.domain.calendar import CST
 from shared.domain.money import yuan_grouped
 
@@ -120,6 +122,38 @@ def _month_label(month: int) -> str:
     return f"{month}月" if month <= 12 else f"次年{month - 12}月"
 
 
+def _area_picker(report: Report) -> str:
+    """A GET form: the area (every registered province, city and county, indented under its
+    parent, and all areas) and the level of the rows; the page is rendered again for the choice."""
+    areas = report.state.areas if report.state is not None else {}
+    children: dict[str | None, list[str]] = {}
+    for code, (_name, level, parent, _position) in areas.items():  # registration order
+        if level_rank(level) < level_rank("township"):
+            children.setdefault(parent if parent in areas else None, []).append(code)
+    chosen = report.area["code"] if report.area else ""
+    options = [f'<option value=""{" selected" if not chosen else ""}>全部地区</option>']
+    seen: set[str] = set()
+
+    def add(code: str, depth: int) -> None:
+        if code in seen:  # a loop of parents: each area once
+            return
+        seen.add(code)
+        name, level = areas[code][0], areas[code][1]
+        selected = " selected" if code == chosen else ""
+        options.append(f'<option value="{escape(code)}"{selected}>{"　" * depth}{escape(name)}（{LEVEL_ZH[level]}）</option>')
+        for child in children.get(code, []):
+            add(child, depth + 1)
+
+    for top in children.get(None, []):
+        add(top, 0)
+    levels = "".join(f'<option value="{level}"{" selected" if level == report.level else ""}>{LEVEL_ZH[level]}</option>'
+                     for level in LEVELS[: level_rank("township") + 1])
+    return (f'<form id="area-picker" method="get" action="/dashboard"><input type="hidden" name="year" value="{report.programme_year}">'
+            f'<label for="area">地区</label> <select id="area" name="area">{"".join(options)}</select> '
+            f'<label for="level">按</label> <select id="level" name="level">{levels}</select> '
+            f'<button type="submit">查看</button></form>')
+
+
 def render(report: Report, years: list[int], *, as_of: datetime | None = None, signed_in: bool = False) -> str:
     """The page; ``as_of`` is when the figures were read (now by default), shown with the log head
     they come from; ``signed_in`` adds the logout button (a cookie session, see api.py)."""
@@ -136,7 +170,12 @@ def render(report: Report, years: list[int], *, as_of: datetime | None = None, s
         f'<td>{yuan_grouped(r.figures.claims_paid_fen)}</td><td>{percent(r.derived()["loss_ratio"])}</td></tr>'
         for r in report.rows
     )
-    year_links = " ".join(f'<a href="?year={y}">{y}</a>' for y in years)
+    where = f"&amp;area={quote(report.area['code'])}" if report.area else ""
+    year_links = " ".join(f'<a href="?year={y}{where}">{y}</a>' for y in years)
+    unit = LEVEL_ZH.get(report.level, "地区")
+    place = escape(report.area["name"]) if report.area else ""
+    own_target = ("" if total.area_target is None else  # set on the area itself: beside the sum of its townships', not in it
+                  f'<div class="kpi">本级下达任务数<b id="kpi-area-target">{total.area_target[0]}</b></div>')
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{report.programme_year}年计生家庭意外伤害保险 · 关怀</title>
 <style>
@@ -148,11 +187,12 @@ td:first-child, th:first-child {{ text-align: left; }} .total td {{ font-weight:
 .legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }}
 .note {{ color: #666; font-size: 12px; }}
 </style></head><body>{logout}
-<h1>{report.programme_year}年计生家庭意外伤害保险工作完成情况</h1>
+<h1>{place}{report.programme_year}年计生家庭意外伤害保险工作完成情况</h1>
+{_area_picker(report)}
 <p class="note">年度：{year_links} · 数据口径：{escape(report.basis)}</p>
 <p class="note" id="data-as-of">数据截至 / data as of：{as_of_text}（北京时间）· 日志头 / log head <code>{escape(report.log_head or "—")}</code></p>
 <div>
-<div class="kpi">指导任务数<b id="kpi-target">{total.figures.target_total}</b></div>
+<div class="kpi">指导任务数<b id="kpi-target">{total.figures.target_total}</b></div>{own_target}
 <div class="kpi">已投保户数<b id="kpi-policies">{total.figures.policies}</b></div>
 <div class="kpi">完成率<b id="kpi-completion">{percent(total.derived()["completion_rate"])}</b></div>
 <div class="kpi">参保人数<b>{total.figures.insured_persons}</b></div>
@@ -160,18 +200,18 @@ td:first-child, th:first-child {{ text-align: left; }} .total td {{ font-weight:
 <div class="kpi">赔付率<b id="kpi-loss-ratio">{percent(loss)}</b></div>
 </div>
 <p class="note" id="loss-ratio-rule">{LOSS_RATIO_RULE_ZH}：{yuan_grouped(total.figures.claims_paid_fen)} ÷ {yuan_grouped(total.figures.premium_fen)}</p>
-<h2>各乡镇完成率（对照指导任务数）</h2>{_completion_chart(report)}
+<h2>各{unit}完成率（对照指导任务数）</h2>{_completion_chart(report)}
 <h2>投保方式</h2><p class="legend"><span style="background:{GOV}"></span>政府投保<span style="background:{SELF}"></span>自主投保</p>{_payer_chart(report)}
 <h2>按月保费与赔付（元）</h2><p class="legend"><span style="background:{BAR}"></span>保费<span style="background:{CLAIMS}"></span>赔付</p>{_monthly_chart(report)}
 <h2>明细</h2>
-<table id="township-table"><thead><tr><th>乡镇</th><th>指导任务数</th><th>已投保户数</th><th>政府投保</th><th>自主投保</th><th>完成率</th>
+<table id="township-table"><thead><tr><th>{unit}</th><th>指导任务数</th><th>已投保户数</th><th>政府投保</th><th>自主投保</th><th>完成率</th>
 <th>参保人数</th><th>保费(元)</th><th>赔付件数</th><th>赔付金额(元)</th><th>赔付率</th></tr></thead>
-<tbody>{rows_html}<tr class="total"><td>合计</td><td>{total.figures.target_total}</td><td>{total.figures.policies}</td>
+<tbody>{rows_html}<tr class="total"><td>{escape(total.township_name)}</td><td>{total.figures.target_total}</td><td>{total.figures.policies}</td>
 <td>{total.policies_government_all}</td><td>{total.figures.policies_self}</td><td>{percent(total.derived()["completion_rate"])}</td>
 <td>{total.figures.insured_persons}</td><td>{yuan_grouped(total.figures.premium_fen)}</td><td>{total.figures.claims_paid}</td>
 <td>{yuan_grouped(total.figures.claims_paid_fen)}</td><td>{percent(loss)}</td></tr></tbody></table>
 <p class="note" id="log-head">日志头 / log head：<code>{escape(report.log_head or "—")}</code></p>
-<p class="note">接口：<a href="/api/report?year={report.programme_year}">JSON</a> · <a href="/api/report?year={report.programme_year}&amp;format=csv">CSV</a> · <a href="/openapi.json">OpenAPI</a></p>
+<p class="note">接口：<a href="/api/report?year={report.programme_year}{where}&amp;level={report.level}">JSON</a> · <a href="/api/report?year={report.programme_year}{where}&amp;level={report.level}&amp;format=csv">CSV</a> · <a href="/openapi.json">OpenAPI</a></p>
 </body></html>"""
 
 

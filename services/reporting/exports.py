@@ -14,12 +14,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from services.reporting.report import DERIVED, HEADINGS_ZH, LOSS_RATIO_RULE_ZH, Report
+from services.reporting.report import AREA_TARGET_ZH, DERIVED, LOSS_RATIO_RULE_ZH, Report, headings_zh
 from services.reporting.safe import spreadsheet_cell, terminal_text
 
 
 def title(report: Report) -> str:
-    return f"{report.programme_year}年计生家庭意外伤害保险工作完成情况"
+    where = report.area["name"] if report.area else ""
+    return f"{where}{report.programme_year}年计生家庭意外伤害保险工作完成情况"
 
 
 COMPACT = {"township_name", "target_total", "target_government", "target_self", "policies", "policies_government_all",
@@ -36,8 +37,8 @@ def rich_table(report: Report, *, compact: bool = False) -> Group:
     """The report as a terminal table, with the log head on a line under it; ``compact`` keeps the
     columns of the county's annex plus premium, subsidies and claims (it fits a 160-column
     terminal). Cells are terminal-safe: area names come from producers."""
-    headings = [(k, h) for k, h in HEADINGS_ZH if not compact or k in COMPACT]
-    table = Table(title=title(report), caption=f"{LOSS_RATIO_RULE_ZH}；数据口径：{terminal_text(report.basis)}")
+    headings = [(k, h) for k, h in headings_zh(report) if not compact or k in COMPACT | {AREA_TARGET_ZH[0]}]
+    table = Table(title=terminal_text(title(report)), caption=f"{LOSS_RATIO_RULE_ZH}；数据口径：{terminal_text(report.basis)}")
     for key, heading in headings:
         table.add_column(heading, justify="left" if key == "township_name" else "right", no_wrap=True)
     for row in report.rows:
@@ -67,10 +68,11 @@ def csv_for_people(report: Report) -> bytes:
     out = io.StringIO()
     # CRLF (RFC 4180): a cell holding a bare CR is then quoted, not read as a new row.
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([heading for _key, heading in HEADINGS_ZH] + [LOG_HEAD_ZH])
+    headings = headings_zh(report)
+    writer.writerow([heading for _key, heading in headings] + [LOG_HEAD_ZH])
     for row in [*report.rows, report.total]:
         derived = row.derived()
-        cells = [("" if derived[k] is None else row.cell(k)) if k in DERIVED else row.cell(k) for k, _ in HEADINGS_ZH]
+        cells = [("" if derived[k] is None else row.cell(k)) if k in DERIVED else row.cell(k) for k, _ in headings]
         writer.writerow([spreadsheet_cell(c) for c in cells] + [report.log_head or ""])
     return out.getvalue().encode("utf-8-sig")
 
@@ -87,6 +89,8 @@ def write_xlsx(report: Report, path: Path | BinaryIO) -> None:
     buttons, a frozen header repeated on every printed page, a bold totals row computed by
     formulas, thousands separators, and a footnote naming the log head. Text goes in with
     write_string only, spreadsheet-safe, so nothing a producer sent can become a formula."""
+    # An area's own target is not summed (it is no part of a total): the table's columns all are.
+    HEADINGS_ZH = [h for h in headings_zh(report) if h[0] != AREA_TARGET_ZH[0]]  # noqa: N806
     workbook = xlsxwriter.Workbook(path if not isinstance(path, Path) else str(path), {"in_memory": True})
     sheet = workbook.add_worksheet(f"{report.programme_year}年")
     fmt = {name: workbook.add_format({"border": 1, **extra}) for name, extra in {
@@ -103,7 +107,8 @@ def write_xlsx(report: Report, path: Path | BinaryIO) -> None:
     header, first = 1, 2  # row 0 is the title; rows are 0-based here, 1-based in formulas
     rows = report.rows or [None]  # an Excel table needs one data row; a year without townships has an empty one
     total_row = first + len(rows)
-    sheet.merge_range(0, 0, 0, len(HEADINGS_ZH) - 1, title(report), fmt["title"])
+    sheet.merge_range(0, 0, 0, len(HEADINGS_ZH) - 1, "", fmt["title"])
+    sheet.write_string(0, 0, spreadsheet_cell(title(report)), fmt["title"])  # it may begin with an area's name
     sheet.set_row(header, 36)
     for r, row in enumerate(rows, start=first):
         if row is None:
@@ -143,7 +148,7 @@ def write_xlsx(report: Report, path: Path | BinaryIO) -> None:
     for key, heading in HEADINGS_ZH:
         column = {"header": heading, "header_format": fmt["header"], "format": fmt[kind[key]]}
         if kind[key] == "text":
-            column["total_string"] = "合计"
+            column["total_string"] = spreadsheet_cell(report.total.township_name)
         else:
             column["total_function"], column["total_value"] = total(key)
         columns.append(column)
@@ -153,7 +158,7 @@ def write_xlsx(report: Report, path: Path | BinaryIO) -> None:
     # The table's total row takes the columns' formats; write it again, bold, with the same formulas.
     for col, (key, _heading) in enumerate(HEADINGS_ZH):
         if kind[key] == "text":
-            sheet.write_string(total_row, col, "合计", bold["text"])
+            sheet.write_string(total_row, col, spreadsheet_cell(report.total.township_name), bold["text"])
         else:
             formula, value = total(key)
             sheet.write_formula(total_row, col, formula, bold[kind[key]], value)

@@ -100,3 +100,64 @@ class _Index:
             for name in {area.name, *area.aliases}:
                 index.codes.setdefault((area.level, _scope(area), name), set()).add(area.code)
         return index
+
+
+# The levels of the hierarchy, top down (AreaLevel's values). Reports roll township figures up to
+# any level above; villages have no figures of their own in the read model.
+LEVELS = ("province", "city", "county", "township", "village")
+
+
+def level_rank(level: str) -> int:
+    """0 for a province, 4 for a village; a level no area has is a ValueError."""
+    try:
+        return LEVELS.index(level)
+    except ValueError:
+        raise ValueError(f"level {level!r} is none of {', '.join(LEVELS)}") from None
+
+
+@dataclass(frozen=True)
+class AreaTree:
+    """The hierarchy as registered (each area names its parent): what is above an area, and which
+    area a name means when any level may be meant (pure; no I/O). Parents need not be registered
+    (a county of a one-county deployment names none); a loop of parents ends the walk up."""
+
+    by_code: dict[str, Area]
+
+    @classmethod
+    def of(cls, areas: Iterable[Area]) -> AreaTree:
+        return cls({area.code: area for area in areas})
+
+    def level_of(self, code: str) -> str | None:
+        area = self.by_code.get(code)
+        return area.level if area else None
+
+    def name_of(self, code: str) -> str:
+        area = self.by_code.get(code)
+        return area.name if area else code
+
+    def ancestor_at(self, code: str, level: str) -> str | None:
+        """The area of ``level`` that ``code`` lies in (``code`` itself when of that level), or None."""
+        seen: set[str] = set()
+        current: str | None = code
+        while current is not None and current not in seen:
+            area = self.by_code.get(current)
+            if area is None:
+                return None
+            if area.level == level:
+                return current
+            seen.add(current)
+            current = area.parent_code
+        return None
+
+    def find(self, sent: str) -> str | Unresolved:
+        """The area ``sent`` names at any level: an exact code, else the one area whose name or
+        alias it is (two: ambiguous, send the code)."""
+        if sent in self.by_code:
+            return sent
+        found = sorted(a.code for a in self.by_code.values() if sent in (a.name, *a.aliases))
+        if len(found) == 1:
+            return found[0]
+        if found:
+            codes = ", ".join(found)
+            return Unresolved(sent, f"地区“{sent}”对应多个地区（{codes}），请填写代码 / area {sent!r} names {len(found)} areas ({codes}); send the code")
+        return Unresolved(sent, f"地区“{sent}”未登记 / area {sent!r} is no registered area (by code, name or alias)")

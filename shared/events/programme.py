@@ -14,21 +14,26 @@ Count = Annotated[int, Field(ge=0, le=10_000_000)]
 
 
 class AreaLevel(StrEnum):
+    province = "province"  # 省/自治区
+    city = "city"  # 市/州
     county = "county"  # 县/区
     township = "township"  # 乡镇/街道, or the pseudo-township 机关 for agencies
     village = "village"  # 村/社区
 
 
 class AreaRegistered(DomainEvent):
-    """An area of the association's hierarchy (village -> township -> county), kept as data.
+    """An area of the associations' hierarchy (village -> township -> county -> city -> province),
+    kept as data; reports roll up along it.
 
     Households and targets may name a township or village by its code, its name or one of its
     aliases. Registering a code again replaces what was registered for it; an area holds for every
-    programme year until then."""
+    programme year until then. A county may name its city (a deployment of one county need not
+    register the levels above it; registering the county again with a parent places it)."""
 
-    # A county names no parent; every other area names one: one published schema per level.
+    # A province names no parent; a county may; every other area names one: one published schema per level.
     model_config = ConfigDict(json_schema_extra=one_variant_per("level", {
-        "county": ((), ("parent_code",)), "township": (("parent_code",), ()), "village": (("parent_code",), ())}))
+        "province": ((), ("parent_code",)), "city": (("parent_code",), ()), "county": ((), ()),
+        "township": (("parent_code",), ()), "village": (("parent_code",), ())}))
     event_type = "AreaRegistered"
 
     code: Key
@@ -39,8 +44,10 @@ class AreaRegistered(DomainEvent):
 
     @model_validator(mode="after")
     def _only_county_has_no_parent(self) -> AreaRegistered:
-        if (self.parent_code is None) != (self.level is AreaLevel.county):
-            raise ValueError("a county has no parent; every other area names one")
+        if self.level is AreaLevel.province and self.parent_code is not None:
+            raise ValueError("a province has no parent")
+        if self.parent_code is None and self.level not in (AreaLevel.province, AreaLevel.county):
+            raise ValueError("a province has no parent, a county may name one; every other area names one")
         return self
 
 

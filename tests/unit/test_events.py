@@ -950,14 +950,16 @@ def test_a_county_has_no_parent_area():
     assert county.parent_code is None
 
 
-def test_a_county_that_names_a_parent_is_refused():
-    data = {"code": MINGXI, "name": "明溪县", "level": "county", "parent_code": "350400"}
-    exc = validation_error(AreaRegistered, data)
-    assert "a county has no parent" in error_text(exc)
+def test_a_county_may_name_its_city_and_a_province_names_no_parent():
+    county = AreaRegistered(code=MINGXI, name="明溪县", level="county", parent_code="350400")
+    assert county.parent_code == "350400"
+    assert AreaRegistered(code="350000", name="福建省", level="province").parent_code is None
+    exc = validation_error(AreaRegistered, {"code": "350000", "name": "福建省", "level": "province", "parent_code": "x"})
+    assert "a province has no parent" in error_text(exc)
 
 
-@pytest.mark.parametrize("level", ["township", "village"])
-def test_an_area_below_the_county_without_a_parent_is_refused(level):
+@pytest.mark.parametrize("level", ["city", "township", "village"])
+def test_an_area_below_the_province_and_not_a_county_without_a_parent_is_refused(level):
     exc = validation_error(AreaRegistered, {"code": "350421100201", "name": "城关村", "level": level})
     assert "every other area names one" in error_text(exc)
 
