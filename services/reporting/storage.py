@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import DropTable
 
 from services.reporting import tables as t
@@ -211,14 +213,21 @@ VIEW = "report_county_year"  # tables.county_year_view, on report_township_year
 # same order (the other order could deadlock the two).
 _SWITCH_ORDER = [t.checkpoint, *(table for table in t.READ_MODEL_TABLES if table is not t.checkpoint)]
 CATCH_UP_ROUNDS = 20  # rounds without the lock before the last one under it, however fast the log grows
+SWITCH_LOCK_TIMEOUT_S = 2.0  # PostgreSQL: how long the switch waits for readers of the serving tables...
+SWITCH_ATTEMPTS = 30  # ... before it lets go of the log's write lock and tries again, so many times
+_GAVE_WAY = ("55P03", "40P01")  # lock_not_available (the timeout), deadlock_detected
 
 
 def rebuild_now(store: EventStore, on_progress: Callable[[int], None] | None = None, *,
-                batch_size: int = 5000) -> ReportState:
+                batch_size: int = 5000, lock_timeout_s: float = SWITCH_LOCK_TIMEOUT_S) -> ReportState:
     """Build a new version of the read models from the log alone, beside the serving one, and switch
     to it (see the module's docstring); the state returned is the new version's. Memory stays flat
     however long the log: it is read in keyset pages and only the projection's rows are held.
-    One rebuild at a time on a database (a second one would throw the first one's tables away)."""
+    One rebuild at a time on a database (a second one would throw the first one's tables away).
+
+    On PostgreSQL the switch waits for the transactions reading the serving tables to end (a
+    report, a SQL tool's query); it waits at most ``lock_timeout_s`` while it holds the log's write
+    lock, then lets it go, so that appends go on, and tries again."""
     store.create_schema_now(t.metadata)
     building = building_tables()
     with store.transaction() as tx:  # what an interrupted rebuild left is thrown away
@@ -239,12 +248,31 @@ def rebuild_now(store: EventStore, on_progress: Callable[[int], None] | None = N
             save(tx.connection, state, building)
     # ... then the last events and the switch, under the log's write lock: nothing is appended or
     # projected live between the head read here and the commit, so nothing falls between the two.
-    with store.transaction() as tx:
-        tx.lock()
-        catch_up(store, state, covered_position(tx.connection), batch_size=batch_size, on_progress=on_progress)
-        save(tx.connection, state, building)
-        _switch(tx.connection, building, state.position)
-    return state
+    for attempt in range(1, SWITCH_ATTEMPTS + 1):
+        try:
+            with store.transaction() as tx:
+                tx.lock()
+                _lock_serving(tx.connection, lock_timeout_s)  # before the state moves: a retry starts afresh
+                catch_up(store, state, covered_position(tx.connection), batch_size=batch_size, on_progress=on_progress)
+                save(tx.connection, state, building)
+                _switch(tx.connection, building, state.position)
+            return state
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in _GAVE_WAY or attempt == SWITCH_ATTEMPTS:
+                raise
+            time.sleep(lock_timeout_s / 2)
+    raise AssertionError("unreachable")
+
+
+def _lock_serving(conn: Connection, timeout_s: float) -> None:
+    """PostgreSQL: take the serving tables for the switch now, waiting at most ``timeout_s`` for
+    their readers (in the order ``load`` reads them, the view last). SQLite: nothing to wait for (a
+    reader reads its snapshot; the write lock is the log's)."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, round(timeout_s * 1000)):d}ms'")
+    names = ", ".join([table.name for table in _SWITCH_ORDER] + [VIEW])
+    conn.exec_driver_sql(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
 
 
 def _switch(conn: Connection, building: dict[Table, Table], position: int) -> None:
@@ -266,6 +294,7 @@ def _switch(conn: Connection, building: dict[Table, Table], position: int) -> No
 
 
 async def rebuild(store: EventStore, on_progress: Callable[[int], None] | None = None, *,
-                  batch_size: int = 5000) -> ReportState:
+                  batch_size: int = 5000, lock_timeout_s: float = SWITCH_LOCK_TIMEOUT_S) -> ReportState:
     """:func:`rebuild_now` in a worker thread (``on_progress`` is called there)."""
-    return await asyncio.to_thread(lambda: rebuild_now(store, on_progress, batch_size=batch_size))
+    return await asyncio.to_thread(
+        lambda: rebuild_now(store, on_progress, batch_size=batch_size, lock_timeout_s=lock_timeout_s))

@@ -9,6 +9,7 @@ import asyncio
 from dataclasses import asdict
 from typing import Any
 
+import pytest
 from sqlalchemy import inspect, select, update
 
 from services.enrollment.handlers import EnrollmentHandler
@@ -132,3 +133,27 @@ async def test_a_rebuild_interrupted_part_way_leaves_the_serving_version_and_the
     again = await storage.rebuild(store)
     assert figures(again) == figures(first) == served
     assert await store.read(storage.serving_version) == 2
+
+
+async def test_on_postgresql_the_switch_waits_for_readers_of_the_serving_tables_without_holding_up_appends(
+        store: EventStore) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: an SQLite reader reads its own snapshot and holds up no writer")
+    await store.create_schema(inbox_tables, enrollment_tables, t.metadata)
+    regs = households(14, seed=13)
+    await enroll(store, regs[:10])
+    await storage.rebuild(store)
+    reader = store.engine.connect()  # a report's transaction on the serving tables, left open
+    reader.execute(select(t.township_year)).all()
+    try:
+        switching = asyncio.ensure_future(storage.rebuild(store, lock_timeout_s=0.2))
+        await asyncio.sleep(1.5)
+        assert not switching.done()  # the switch waits for the reader...
+        await asyncio.wait_for(enroll(store, regs[10:]), 5)  # ... and appends go on meanwhile
+    finally:
+        reader.rollback()
+        reader.close()
+    state = await switching
+    assert state.position == await store.head_position()
+    assert await store.read(storage.serving_version) == 2
+    assert await policies_reported(store) == await policies_in_log(store)
