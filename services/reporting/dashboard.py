@@ -122,16 +122,17 @@ def _month_label(month: int) -> str:
     return f"{month}月" if month <= 12 else f"次年{month - 12}月"
 
 
-def _area_picker(report: Report) -> str:
+def _area_picker(report: Report, within: str | None = None) -> str:
     """A GET form: the area (every registered province, city and county, indented under its
-    parent, and all areas) and the level of the rows; the page is rendered again for the choice."""
+    parent, and all areas; with ``within``, that area and those under it only: a county token's
+    user is offered no other county) and the level of the rows; the page is rendered again for the choice."""
     areas = report.state.areas if report.state is not None else {}
     children: dict[str | None, list[str]] = {}
     for code, (_name, level, parent, _position) in areas.items():  # registration order
         if level_rank(level) < level_rank("township"):
             children.setdefault(parent if parent in areas else None, []).append(code)
     chosen = report.area["code"] if report.area else ""
-    options = [f'<option value=""{" selected" if not chosen else ""}>全部地区</option>']
+    options = [] if within else [f'<option value=""{" selected" if not chosen else ""}>全部地区</option>']
     seen: set[str] = set()
 
     def add(code: str, depth: int) -> None:
@@ -144,7 +145,7 @@ def _area_picker(report: Report) -> str:
         for child in children.get(code, []):
             add(child, depth + 1)
 
-    for top in children.get(None, []):
+    for top in [within] if within in areas else [] if within else children.get(None, []):
         add(top, 0)
     levels = "".join(f'<option value="{level}"{" selected" if level == report.level else ""}>{LEVEL_ZH[level]}</option>'
                      for level in LEVELS[: level_rank("township") + 1])
@@ -154,9 +155,11 @@ def _area_picker(report: Report) -> str:
             f'<button type="submit">查看</button></form>')
 
 
-def render(report: Report, years: list[int], *, as_of: datetime | None = None, signed_in: bool = False) -> str:
+def render(report: Report, years: list[int], *, as_of: datetime | None = None, signed_in: bool = False,
+           within: str | None = None) -> str:
     """The page; ``as_of`` is when the figures were read (now by default), shown with the log head
-    they come from; ``signed_in`` adds the logout button (a cookie session, see api.py)."""
+    they come from; ``signed_in`` adds the logout button (a cookie session, see api.py); ``within``:
+    the area the reader may see (a county token's), the only one the area picker offers with those under it."""
     total = report.total
     as_of_text = (as_of or datetime.now(CST)).astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
     logout = ('<form method="post" action="/logout" style="float:right"><button type="submit">退出 / Log out</button></form>'
@@ -188,7 +191,7 @@ td:first-child, th:first-child {{ text-align: left; }} .total td {{ font-weight:
 .note {{ color: #666; font-size: 12px; }}
 </style></head><body>{logout}
 <h1>{place}{report.programme_year}年计生家庭意外伤害保险工作完成情况</h1>
-{_area_picker(report)}
+{_area_picker(report, within)}
 <p class="note">年度：{year_links} · 数据口径：{escape(report.basis)}</p>
 <p class="note" id="data-as-of">数据截至 / data as of：{as_of_text}（北京时间）· 日志头 / log head <code>{escape(report.log_head or "—")}</code></p>
 <div>

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.reporting.dashboard import render
 from services.reporting.projection import COUNTERS, UNKNOWN, ReportState, TownshipYear
 from services.reporting.report import OUTSIDE, AreaProblem, Report, build_report
 from shared.domain.areas import Area, AreaTree
@@ -135,3 +136,15 @@ def test_the_township_report_of_all_areas_is_what_it_was() -> None:
     report = build_report(state, YEAR)
     assert [asdict(r.figures) for r in report.rows] == [asdict(state.townships[(YEAR, t)]) for t in ("chengguan", "xuefeng", "ht01")]
     assert report.level == "township" and report.area is None and report.total.township_name == "合计"
+
+
+def test_the_dashboard_offers_every_area_above_the_townships_or_only_those_within_the_readers_area() -> None:
+    state = two_counties()
+    page = render(build_report(state, YEAR, area="sm", level="county"), [YEAR])
+    picker = page[page.index('<form id="area-picker"'):page.index("</form>", page.index('<form id="area-picker"'))]
+    assert [o.split(">")[1].split("<")[0].strip("\u3000") for o in picker.split("<option")[1:-4]] == [
+        "全部地区", "福建省（省）", "三明市（市）", "明溪县（县/区）", "云南省（省）", "玉溪市（市）", "红塔区（县/区）"]
+    assert '<option value="sm" selected>' in picker and '<option value="county" selected>县/区</option>' in picker
+    assert "城关" not in picker  # townships are rows, not choices
+    own = render(build_report(state, YEAR, area="mingxi"), [YEAR], within="mingxi")
+    assert "明溪县（县/区）" in own and "红塔区" not in own and "全部地区" not in own
