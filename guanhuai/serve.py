@@ -144,7 +144,7 @@ def is_loopback(host: str) -> bool:
 def check_api_exposure(settings: Settings) -> None:
     """Without a token the API is closed to the network: it listens on loopback only, unless the
     operator says ``--public`` (GUANHUAI_API_PUBLIC=true), which is logged as a warning."""
-    if settings.api_token or is_loopback(settings.api_host):
+    if settings.api_token or settings.api_tokens_file or is_loopback(settings.api_host):
         return
     if not settings.api_public:
         raise ApiRefused(
@@ -158,9 +158,11 @@ async def run_api(settings: Settings) -> None:
     import uvicorn
 
     from services.reporting.api import create_api
+    from services.reporting.tokens import Tokens
 
     check_api_exposure(settings)
-    api = create_api(settings.database_url, token=settings.api_token, rate_per_s=settings.api_rate_per_s)
+    tokens = Tokens.read(settings.api_tokens_file) if settings.api_tokens_file else None  # scoped tokens (issue #21)
+    api = create_api(settings.database_url, token=settings.api_token, rate_per_s=settings.api_rate_per_s, tokens=tokens)
     config = uvicorn.Config(api, host=settings.api_host, port=settings.api_port,
                             log_config=None, access_log=True)  # log_config=None: uvicorn's lines go to our masking handler
     get_logger().info("api_starting", url=f"http://{settings.api_host}:{settings.api_port}/dashboard")

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="where the reporting HTTP API listens")
     api_port: int = Field(default=8640)
     api_token: str | None = Field(default=None, description="when set, the HTTP API requires Authorization: Bearer <token>; without it the API listens on loopback only")
+    api_tokens_file: Path | None = Field(default=None, description="scoped API tokens, one a line: 'sha256:<hash> county <area code>' (reads its area and below) or 'sha256:<hash> auditor' (every area); make one with python -m services.reporting.tokens")
     api_public: bool = Field(default=False, description="let the API listen beyond loopback without a token (logged as a warning)")
     api_rate_per_s: float = Field(default=20.0, description="requests a second per client (average)")
     log_json: bool | None = Field(default=None, description="JSON log lines; default: JSON unless writing to a terminal")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from services.reporting.exports import csv_for_people, write_xlsx
 from services.reporting.safe import cutoff_problem
 from services.reporting.report import AreaProblem
 from services.reporting.rollup import area_report
+from services.reporting.tokens import EVERYTHING, Scope, Tokens
 from shared.domain.calendar import CST, end_of_day
 from shared.events.store import EventStore
 
@@ -65,27 +67,38 @@ class Limits:
         return self.limiter.hit(self.item, client)
 
 
-def create_api(db_url: str, *, token: str | None = None, rate_per_s: float = RATE_PER_S) -> FastAPI:
+def create_api(db_url: str, *, token: str | None = None, rate_per_s: float = RATE_PER_S,
+               tokens: Tokens | None = None) -> FastAPI:
     """The API; with ``token`` set, every request must carry ``Authorization: Bearer <token>``
-    (whether it may run without one is decided where it is served: guanhuai/serve.py)."""
+    (whether it may run without one is decided where it is served: guanhuai/serve.py). ``tokens``:
+    scoped tokens (services/reporting/tokens.py), each reading the reports of its own area only."""
     state: dict[str, EventStore] = {}
     limits = Limits(rate_per_s, max(rate_per_s * 2, 1))
     bearer = HTTPBearer(auto_error=False, description="the API token (GUANHUAI_API_TOKEN)")
     expected = token.encode() if token else None
-    # The browser's cookie never holds the token: it holds an expiry and an HMAC of the token and
-    # that expiry under a key made at start-up, so a restart signs every browser out.
+    tokens = tokens or Tokens()
+    secured = expected is not None or bool(tokens)
+    # The browser's cookie never holds the token: it holds an expiry, which token signed in (""
+    # for GUANHUAI_API_TOKEN, a prefix of a scoped token's hash) and an HMAC of them under a key
+    # made at start-up, so a restart signs every browser out.
     session_key = secrets.token_bytes(32)
 
-    def session_for(expires: int) -> str:
-        signature = hmac.new(session_key, f"{expires}.".encode() + (expected or b""), hashlib.sha256).hexdigest()
-        return f"{expires}.{signature}"
+    def session_for(expires: int, ident: str = "") -> str:
+        message = f"{expires}.{ident}.".encode() + (expected or b"")
+        return f"{expires}.{ident}.{hmac.new(session_key, message, hashlib.sha256).hexdigest()}"
 
-    def session_valid(value: str | None) -> bool:
-        expires, _, _signature = (value or "").partition(".")
+    def session_scope(value: str | None) -> Scope | None:
+        """The scope of a valid session cookie, or None."""
+        expires, _, rest = (value or "").partition(".")
+        ident = rest.partition(".")[0]
         # ASCII digits only, and few: int() refuses "²" (a digit to isdigit) and 5000 digits.
         if not (expires.isascii() and expires.isdigit()) or len(expires) > 12 or int(expires) < time.time():
-            return False
-        return hmac.compare_digest(value.encode("latin-1", "replace"), session_for(int(expires)).encode())  # type: ignore[union-attr]
+            return None
+        scope = EVERYTHING if ident == "" and expected is not None else tokens.by_ident.get(ident)
+        if scope is None or not hmac.compare_digest(value.encode("latin-1", "replace"),  # type: ignore[union-attr]
+                                                    session_for(int(expires), ident).encode("latin-1", "replace")):
+            return None
+        return scope
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -99,23 +112,27 @@ def create_api(db_url: str, *, token: str | None = None, rate_per_s: float = RAT
 
 Limits: read-only (GET only; a request with a body is refused, 413); URLs up to {MAX_URL_BYTES} bytes
 (414); {rate_per_s:g} requests a second per client on average (429 with Retry-After)."""
-    if token:
+    if secured:
         description += "\n\nEvery request needs `Authorization: Bearer <token>` (401 otherwise)."
+    if tokens:
+        description += (" A county's token reads the reports of its own area and the areas below it: a request "
+                        "naming any other area is refused (403); a report naming no area is of the token's own.")
     # With a token, the bearer scheme is declared on every operation (OpenAPI); it is enforced in
     # the guard below, so that the OpenAPI document and the docs page are covered as well.
     # FastAPIOffline serves the Swagger UI and ReDoc assets from its own package (/static-offline-docs),
     # not from a CDN, so /docs and /redoc work on an intranet without internet access.
     app = FastAPIOffline(title="guanhuai reporting API", version="1", description=description, lifespan=lifespan,
-                         dependencies=[Security(bearer)] if token else None)
+                         dependencies=[Security(bearer)] if secured else None)
 
-    async def authenticated(request: Request) -> bool:
+    async def authenticated(request: Request) -> Scope | None:
+        """What the request's token (or session) may read; None: no valid token."""
         credentials = await bearer(request)
         # Header values arrive decoded as latin-1: compare bytes, so any byte a client sends is
         # just a wrong token (compare_digest refuses non-ASCII str).
         given = credentials.credentials.encode("latin-1") if credentials else b""
         if expected is not None and hmac.compare_digest(given, expected):
-            return True
-        return expected is not None and session_valid(request.cookies.get(SESSION_COOKIE))
+            return EVERYTHING
+        return tokens.scope_of(given) or session_scope(request.cookies.get(SESSION_COOKIE))
 
     @app.middleware("http")
     async def guard(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -132,12 +149,31 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         if not limits.allow(request.client.host if request.client else "?"):
             return JSONResponse({"detail": "too many requests"}, status_code=429, headers={"Retry-After": "1"})
         open_paths = ("/login", "/logout")
-        if expected is not None and request.url.path not in open_paths and not await authenticated(request):
+        scope = await authenticated(request) if secured and request.url.path not in open_paths else EVERYTHING
+        if scope is None:
             if "text/html" in request.headers.get("accept", "") and request.method == "GET":
                 return RedirectResponse("/login", status_code=303)  # a browser: to the login form
             return JSONResponse({"detail": "missing or wrong token"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
+        if scope.area is not None and request.url.path == "/metrics":  # the operator's, all counties in one
+            return JSONResponse({"detail": "this token reads the reports of its own area only"}, status_code=403)
+        request.state.scope = scope  # what the report routes check the area asked for against (area_for)
         return await call_next(request)
+
+    async def area_for(request: Request, area: str | None, township: str | None) -> str | None:
+        """The area a report is given for: the one asked for, or a county token's own; refused (403)
+        when a county token names an area (or a township) that is not its area or below it. Every
+        area the text could name (code, name or alias) must be, so no reading of a name leaks."""
+        scope: Scope = request.state.scope
+        if scope.area is None:
+            return area
+        tree = await state["store"].read(lambda conn: {r.code: r for r in conn.execute(select(
+            t.areas.c.code, t.areas.c.name, t.areas.c.parent_code, t.areas.c.aliases))})
+        for text in {area or scope.area, township} - {None}:
+            named = [code for code, r in tree.items() if text in (code, r.name) or text in json.loads(r.aliases or "[]")]
+            if not named or not all(under(tree, code, scope.area) for code in named):
+                raise HTTPException(403, f"this token reads the reports of area {scope.area} and below only")
+        return area or scope.area
 
     async def report_for(year: int, township: str | None, as_of: date | None, known_at: datetime | None,  # type: ignore[no-untyped-def]
                          area: str | None = None, level: str | None = None):
@@ -168,6 +204,7 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
                          f"`log_head` column in CSV, a footnote in XLSX) and in the `{HEAD_HEADER}` header.",
              responses={200: {"content": {"application/json": {}, "text/csv": {}, XLSX: {}}}})
     async def report(
+        request: Request,
         year: Annotated[int, Query(ge=2000, le=2200, description="programme year (投保年度)")],
         township: Annotated[str | None, Query(max_length=100, description="one township, by name or code")] = None,
         area: Annotated[str | None, Query(max_length=100, description="only this area (province, city, county or township), by name or code")] = None,
@@ -179,7 +216,7 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         raw: Annotated[bool, Query(description="with format=csv: the machine form (column names, money in fen, no BOM) "
                                                "instead of the one for Excel (BOM, Chinese headings, yuan)")] = False,
     ) -> Any:
-        result = await report_for(year, township, as_of, known_at, area, level)
+        result = await report_for(year, township, as_of, known_at, await area_for(request, area, township), level)
         headers = {HEAD_HEADER: result.log_head or ""}
         if format == "csv" and raw:
             return PlainTextResponse(result.csv(), media_type="text/csv; charset=utf-8", headers=headers)
@@ -199,32 +236,36 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
                         level: Annotated[str | None, Query(max_length=20)] = None) -> str:
         known = await years()
         chosen = year or (known[-1] if known else datetime.now(CST).year)
-        result = await report_for(chosen, None, None, None, area or None, level or None)  # "": the form's 全部 / 默认
-        page = render(result, known, signed_in=SESSION_COOKIE in request.cookies)
+        result = await report_for(chosen, None, None, None, await area_for(request, area or None, None), level or None)  # "": the form's 全部 / 默认
+        page = render(result, known, signed_in=SESSION_COOKIE in request.cookies, within=request.state.scope.area)
         return HTMLResponse(page, headers={HEAD_HEADER: result.log_head or ""})
 
     @app.get("/login", include_in_schema=False)
     async def login_form() -> HTMLResponse:
-        if expected is None:
+        if not secured:
             return RedirectResponse("/dashboard", status_code=303)  # type: ignore[return-value]
         return HTMLResponse(login_page())
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
-        if expected is None:
+        if not secured:
             return RedirectResponse("/dashboard", status_code=303)
         given = parse_qs((await request.body()).decode("utf-8", "replace")).get("token", [""])[0].strip()
         # The guard has already counted this request against the client's rate limit, like a bearer token.
-        if not hmac.compare_digest(given.encode(), expected):
+        if expected is not None and hmac.compare_digest(given.encode(), expected):
+            ident = ""
+        elif (scope := tokens.scope_of(given.encode())) is not None:
+            ident = scope.ident
+        else:
             return HTMLResponse(login_page(wrong=True), status_code=401)
         response = RedirectResponse("/dashboard", status_code=303)
-        response.set_cookie(SESSION_COOKIE, session_for(int(time.time()) + SESSION_SECONDS), max_age=SESSION_SECONDS,
+        response.set_cookie(SESSION_COOKIE, session_for(int(time.time()) + SESSION_SECONDS, ident), max_age=SESSION_SECONDS,
                             httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
         return response
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
-        response = RedirectResponse("/login" if expected is not None else "/dashboard", status_code=303)
+        response = RedirectResponse("/login" if secured else "/dashboard", status_code=303)
         response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
         return response
 
@@ -250,3 +291,17 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
         return RedirectResponse("/dashboard")
 
     return app
+
+
+def under(tree: dict[str, Any], code: str, ancestor: str) -> bool:
+    """Whether area ``code`` is ``ancestor`` or lies under it in ``tree`` (code -> row with parent_code)."""
+    seen: set[str] = set()
+    while code not in seen:
+        if code == ancestor:
+            return True
+        seen.add(code)
+        row = tree.get(code)
+        if row is None or row.parent_code is None:
+            return False
+        code = row.parent_code
+    return False
