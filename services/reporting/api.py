@@ -162,17 +162,24 @@ Limits: read-only (GET only; a request with a body is refused, 413); URLs up to 
 
     async def area_for(request: Request, area: str | None, township: str | None) -> str | None:
         """The area a report is given for: the one asked for, or a county token's own; refused (403)
-        when a county token names an area (or a township) that is not its area or below it. Every
-        area the text could name (code, name or alias) must be, so no reading of a name leaks."""
+        when a county token names an area that is not its area or below it: every area the text
+        could name (code, name or alias) must be, so no reading of a name leaks. A township is
+        taken within that area (the report's rows are the area's only), so a county's own 城关 is
+        its own even where other counties have one; a township none of whose namesakes is the
+        token's is refused too."""
         scope: Scope = request.state.scope
         if scope.area is None:
             return area
         tree = await state["store"].read(lambda conn: {r.code: r for r in conn.execute(select(
             t.areas.c.code, t.areas.c.name, t.areas.c.parent_code, t.areas.c.aliases))})
-        for text in {area or scope.area, township} - {None}:
-            named = [code for code, r in tree.items() if text in (code, r.name) or text in json.loads(r.aliases or "[]")]
-            if not named or not all(under(tree, code, scope.area) for code in named):
-                raise HTTPException(403, f"this token reads the reports of area {scope.area} and below only")
+
+        def named(text: str) -> list[bool]:
+            return [under(tree, code, scope.area) for code, r in tree.items()  # type: ignore[arg-type]
+                    if text in (code, r.name) or text in json.loads(r.aliases or "[]")]
+
+        asked = named(area or scope.area)
+        if not asked or not all(asked) or (township is not None and not any(named(township))):
+            raise HTTPException(403, f"this token reads the reports of area {scope.area} and below only")
         return area or scope.area
 
     async def report_for(year: int, township: str | None, as_of: date | None, known_at: datetime | None,  # type: ignore[no-untyped-def]

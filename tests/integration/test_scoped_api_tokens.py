@@ -34,9 +34,11 @@ async def hongta_households(db_url: str) -> None:
     messages = [EventMessage.new(AreaRegistered(code="hongta", name="红塔区", level=AreaLevel.county), source="province"),
                 EventMessage.new(AreaRegistered(code="ht-yuxi", name=HONGTA_TOWNSHIP, level=AreaLevel.township,
                                                 parent_code="hongta"), source="province")]
-    messages += [EventMessage.new(registration(member(sequence=400 + n), household_id=f"HT-{n}", township="ht-yuxi",
+    messages.append(EventMessage.new(AreaRegistered(code="ht-chengguan", name="城关", level=AreaLevel.township,
+                                                    parent_code="hongta"), source="province"))  # Mingxi has a 城关 too
+    messages += [EventMessage.new(registration(member(sequence=400 + n), household_id=f"HT-{n}", township=township,
                                                village=None, year=2020, paid_on=registration().paid_on.replace(year=2020)),
-                                  source="hongta-district") for n in range(2)]
+                                  source="hongta-district") for n, township in enumerate(["ht-yuxi", "ht-yuxi", "ht-chengguan"])]
     sent = [Incoming(subject=inbound_subject("county", m.event_type), body=m.model_dump_json().encode(),
                      headers={"Nats-Msg-Id": str(m.event_id)}, stream="GUANHUAI_IN_COUNTY", sequence=n)
             for n, m in enumerate(messages, 1)]
@@ -68,8 +70,22 @@ def test_a_county_token_reads_its_own_area_and_below(api: str) -> None:
     own = names(get(api, MINGXI, "/api/report?year=2020"))  # no area named: the token's own
     assert "城关" in own and HONGTA_TOWNSHIP not in own
     assert names(get(api, MINGXI, "/api/report?year=2020&area=mingxi&level=township")) == own
-    assert names(get(api, MINGXI, "/api/report?year=2020&township=城关")) == {"城关"}
-    assert names(get(api, HONGTA, "/api/report?year=2020")) == {HONGTA_TOWNSHIP}
+    assert names(get(api, HONGTA, "/api/report?year=2020")) == {HONGTA_TOWNSHIP, "城关"}
+
+
+def rows(response: httpx.Response) -> list[tuple[str, int]]:
+    assert response.status_code == 200, response.text
+    return [(row["township"], row["policies"]) for row in response.json()["townships"]]
+
+
+def test_a_township_name_two_counties_share_is_each_countys_own(api: str) -> None:
+    """Both counties have a 城关: each county's token asking for 城关 gets its own, as the auditor
+    sees it within that county."""
+    mingxi = rows(get(api, MINGXI, "/api/report?year=2020&township=城关"))
+    assert mingxi == rows(get(api, AUDITOR, "/api/report?year=2020&area=mingxi&township=城关"))
+    assert [code for code, _ in mingxi] == ["chengguan"]
+    assert rows(get(api, HONGTA, "/api/report?year=2020&township=城关")) == [("ht-chengguan", 1)]
+    assert sorted(rows(get(api, AUDITOR, "/api/report?year=2020&township=城关"))) == sorted([*mingxi, ("ht-chengguan", 1)])
 
 
 def test_a_county_token_gets_403_for_another_countys_area_never_the_figures(api: str) -> None:
@@ -81,9 +97,10 @@ def test_a_county_token_gets_403_for_another_countys_area_never_the_figures(api:
     for path in refused:
         response = get(api, MINGXI, path)
         assert response.status_code == 403, (path, response.status_code)
-        assert HONGTA_TOWNSHIP not in response.text and "ht-yuxi" not in response.text
+        assert HONGTA_TOWNSHIP not in response.text and "ht-" not in response.text
     assert get(api, HONGTA, "/api/report?year=2020&area=mingxi").status_code == 403
-    assert get(api, HONGTA, "/api/report?year=2020&township=城关").status_code == 403
+    assert get(api, HONGTA, "/api/report?year=2020&township=chengguan").status_code == 403  # Mingxi's, by code
+    assert get(api, MINGXI, "/api/report?year=2020&area=城关").status_code == 403  # an area: every namesake must be its own
 
 
 def test_a_county_tokens_dashboard_and_exports_show_its_own_area(api: str) -> None:
@@ -92,7 +109,7 @@ def test_a_county_tokens_dashboard_and_exports_show_its_own_area(api: str) -> No
     assert "红塔区" not in page.text  # nor in the area picker
     assert "红塔区" in get(api, AUDITOR, "/dashboard?year=2020").text
     csv = get(api, MINGXI, "/api/report?year=2020&format=csv&raw=true")
-    assert csv.status_code == 200 and "chengguan" in csv.text and "ht-yuxi" not in csv.text
+    assert csv.status_code == 200 and "chengguan" in csv.text and "ht-yuxi" not in csv.text and "ht-chengguan" not in csv.text
 
 
 def test_a_county_token_signed_in_keeps_its_scope(api: str) -> None:
@@ -106,7 +123,7 @@ def test_a_county_token_signed_in_keeps_its_scope(api: str) -> None:
 def test_an_auditor_token_reads_every_area(api: str) -> None:
     every = names(get(api, AUDITOR, "/api/report?year=2020"))
     assert {"城关", HONGTA_TOWNSHIP} <= every
-    assert names(get(api, AUDITOR, "/api/report?year=2020&area=hongta&level=township")) == {HONGTA_TOWNSHIP}
+    assert names(get(api, AUDITOR, "/api/report?year=2020&area=hongta&level=township")) == {HONGTA_TOWNSHIP, "城关"}
     assert get(api, AUDITOR, "/api/report?year=2020&area=mingxi").status_code == 200
     assert httpx.post(f"{api}/api/report?year=2020", headers={"Authorization": f"Bearer {AUDITOR}"}).status_code == 405
     assert get(api, "not-a-token", "/api/report?year=2020").status_code == 401
