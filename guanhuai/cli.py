@@ -942,8 +942,11 @@ def report_command(
     if fmt == "table":
         from services.reporting.exports import rich_table
 
-        console = Console(file=out_file.open("w", encoding="utf-8"), width=250) if out_file else Console(width=max(out.width, 250))
-        console.print(rich_table(report))
+        table = rich_table(report)
+        # The table's own width (about 270 columns, 295 with an area's own target): narrower, rich cuts every cell short.
+        width = max(Console(width=1000).measure(table.renderables[0]).maximum, 120)
+        console = Console(file=out_file.open("w", encoding="utf-8"), width=width) if out_file else Console(width=max(out.width, width))
+        console.print(table)
         return
     if fmt == "csv":
         from services.reporting.exports import csv_for_people

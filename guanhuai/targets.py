@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.enrollment.areas import record_areas
 from services.enrollment.decider import area_of
 from services.enrollment.tables import metadata as enrollment_tables
-from shared.domain.areas import Areas, Unresolved
+from shared.domain.areas import Areas, AreaTree, Unresolved, level_rank
 from shared.domain.calendar import CST
 from shared.events import EventMessage
 from shared.events.programme import AreaLevel, AreaRegistered, TownshipTargetSet
@@ -152,7 +152,9 @@ async def load(store: EventStore, table: TargetTable, source: str) -> int:
 
 
 async def targets_for_year(store: EventStore, year: int) -> list[TargetRow]:
-    """The targets of a year as the log has them (the latest setting per township wins)."""
+    """The township targets of a year as the log has them (the latest setting per township wins).
+    An area's own target above the townships (a county's, set by its city) is no township's: it is
+    left out here, so that the townships' targets sum to the table's total (reports show it beside)."""
     names: dict[str, str] = {}
     areas = Areas()
     latest: dict[str, TownshipTargetSet] = {}
@@ -164,8 +166,15 @@ async def targets_for_year(store: EventStore, year: int) -> list[TargetRow]:
                 areas.register(area_of(p))
             elif isinstance(p, TownshipTargetSet) and p.programme_year == year:
                 township = areas.township(p.township)  # by code, name or alias, as reports read it
+                if isinstance(township, Unresolved) and _above_townships(areas, p.township):
+                    continue
                 latest[p.township if isinstance(township, Unresolved) else township] = p
     return [
         TargetRow(code, names.get(code, code), t.target_total, t.target_government, t.target_self)
         for code, t in latest.items()
     ]
+
+
+def _above_townships(areas: Areas, sent: str) -> bool:
+    found = AreaTree.of(areas.by_code.values()).find(sent)
+    return not isinstance(found, Unresolved) and level_rank(areas.by_code[found].level) < level_rank("township")

@@ -6,18 +6,25 @@ An area above the townships gets its own target the way a township does: a ``Tow
 naming it (its code, or its registered name). The projection counts a target only for a township
 (one naming any other area makes no row), so these are read from the log here, up to the same
 log position as the report's figures and, for a report as of a date, only those set by then.
-They are few (one per area and year), and read through the log's index on event types.
+They are few (one per township and year), and read through the log's index on event types
+(ix_events_event_type): the store's pager keeps SQLite on position order, which for a handful of
+events would read the whole log (measured on the two counties' 87,402-event log, SQLite: a
+county-level report took 43 ms that way, 4.0 ms this way; the township report alone 3.3 ms).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+
 from services.reporting.report import Report, area_tree, build_report, scope
 from services.reporting.service import compute_report
+from services.reporting.storage import READ_COLUMNS
+from services.reporting.views import TargetView, decode_row
 from shared.domain.areas import Unresolved
-from shared.events.programme import TownshipTargetSet
 from shared.events.store import EventStore
+from shared.events.tables import events
 
 
 async def area_targets(store: EventStore, report: Report, *, occurred_before: datetime | None = None) -> dict[str, tuple[int, int, int]]:
@@ -30,17 +37,19 @@ async def area_targets(store: EventStore, report: Report, *, occurred_before: da
     found: dict[str, tuple[int, int, int]] = {}
     if position == 0:
         return found
-    async for batch in store.read_all(event_types=["TownshipTargetSet"], until_position=position):
-        for event in batch:
-            target = event.payload
-            if not isinstance(target, TownshipTargetSet) or target.programme_year != report.programme_year:
-                continue
-            if occurred_before is not None and event.occurred_at >= occurred_before:
-                continue
-            code = tree.find(target.township)
-            if isinstance(code, Unresolved) or tree.level_of(code) in (None, "township", "village"):
-                continue  # a township's target is in its row already; no area's is nowhere
-            found[code] = (target.target_total, target.target_government, target.target_self)
+    query = select(*READ_COLUMNS).where(events.c.event_type == "TownshipTargetSet", events.c.position <= position)
+    rows = await store.read(lambda conn: conn.execute(query).all())
+    for row in sorted(rows, key=lambda r: r[0]):  # log order: the latest setting wins
+        fact = decode_row(*row)
+        target = fact.data if fact is not None else None
+        if not isinstance(target, TargetView) or target.programme_year != report.programme_year:
+            continue
+        if occurred_before is not None and fact.occurred_at >= occurred_before:  # type: ignore[union-attr]
+            continue
+        code = tree.find(target.township)
+        if isinstance(code, Unresolved) or tree.level_of(code) in (None, "township", "village"):
+            continue  # a township's target is in its row already; no area's is nowhere
+        found[code] = (target.target_total, target.target_government, target.target_self)
     return found
 
 
