@@ -81,3 +81,19 @@ async def test_the_provinces_unscoped_credential_may_cancel_any_countys_policy(s
     cancel = PolicyCancellationRequested(household_id="HT-2", programme_year=reg.programme_year, reason="registered_in_error")
     await county(store, None, EventMessage.new(cancel, source="province", occurred_at=BEFORE_COVER, event_id=uuid.uuid4()))
     assert [t for t, _ in await outcomes(store, "HT-2")] == ["PolicyIssued", "PolicyCancelled"]
+
+
+async def test_a_scoped_county_cannot_register_areas_set_targets_or_terms(store: EventStore) -> None:
+    """What reaches every county's households comes from the unscoped credential: on a county's
+    subject (which its NATS user may not publish on anyway) enrollment dead-letters it unrecorded."""
+    await store.create_schema(inbox_tables, enrollment_tables)
+    await county(store, None, area("mingxi", AreaLevel.county), area("hongta", AreaLevel.county),
+                 area("mx-cg", AreaLevel.township, "mingxi"), area("ht-yx", AreaLevel.township, "hongta"))
+    before = len([e async for batch in store.read_all() for e in batch])
+    takeover = area("ht-yx", AreaLevel.township, "mingxi")  # another county's township, put under Mingxi
+    own = EventMessage.new(registration(member(sequence=303), household_id="MX-1", township="mx-cg", village=None),
+                           source="mingxi", occurred_at=REGISTERED_AT)
+    result = await process_batch(store, EnrollmentHandler(), [sent(takeover, "mingxi"), sent(own, "mingxi")])
+    assert (result.handled, result.dead_lettered) == (1, 1)  # its household is taken, the area is not
+    recorded = [e async for batch in store.read_all() for e in batch][before:]
+    assert [e.event_type for e in recorded] == ["HouseholdRegistered", "PolicyIssued"]
