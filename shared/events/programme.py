@@ -60,7 +60,8 @@ class TownshipTargetSet(DomainEvent):
     event_type = "TownshipTargetSet"
 
     programme_year: Year
-    township: Key = Field(description="area code of the township")
+    township: Key = Field(description="area code of the township; or of a county, city or province: that area's own target, "
+                                      "reported beside the sum of its townships' targets, never added into it")
     target_total: Count
     target_government: Count = Field(description="policies paid by the government (政府投保)")
     target_self: Count = Field(description="self-paid policies (自主投保)")
