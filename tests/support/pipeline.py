@@ -31,18 +31,26 @@ PERMISSIONS = Path(__file__).resolve().parents[2] / "infra" / "nats" / "permissi
 USERS = ("county", "insurer", "services", "reader", "operator", "admin")
 
 
+def passwords() -> dict[str, str]:
+    """The nats-server environment that permissions.conf takes each user's password from."""
+    return {f"GUANHUAI_NATS_{u.upper()}_PASSWORD": f"pw-{u}" for u in USERS}
+
+
 class Pipeline:
     """``secured``: the nats-server runs with the production accounts (infra/nats/permissions.conf),
     the components connect as ``services``, the test publishes as ``county`` / ``insurer`` and
-    observes as ``operator``, each on its private inbox prefix."""
+    observes as ``operator``, each on its private inbox prefix. ``nats``: the NATS to run on
+    instead of a single server of its own, e.g. a :class:`tests.support.cluster.NatsCluster` (its
+    ``url`` lists every node, comma-separated; a cluster of the shipped files needs ``secured``)."""
 
-    def __init__(self, workdir: Path, db_url: str, instances: int = 1, secured: bool = False) -> None:
+    def __init__(self, workdir: Path, db_url: str, instances: int = 1, secured: bool = False,
+                 nats: Any = None) -> None:
         self.workdir = workdir
         self.db_url = db_url
         self.instances = instances
         self.secured = secured
-        self.nats = NatsServer(workdir / "nats", config=PERMISSIONS.read_text() if secured else None,
-                               env={f"GUANHUAI_NATS_{u.upper()}_PASSWORD": f"pw-{u}" for u in USERS} if secured else None)
+        self.nats = nats or NatsServer(workdir / "nats", config=PERMISSIONS.read_text() if secured else None,
+                                       env=passwords() if secured else None)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Path] = []
         self.nc: Any = None
@@ -112,10 +120,10 @@ class Pipeline:
                 self.producers[kind] = connection.jetstream(timeout=10)
 
     async def _connect_as(self, user: str) -> Any:
-        return await nats.connect(self.url_of(user), max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+        return await nats.connect(self.url_of(user).split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2,
                                   inbox_prefix=f"_INBOX_{user}" if self.secured else "_INBOX")
 
-    def _producer(self, subject: str) -> Any:
+    def producer(self, subject: str) -> Any:
         """The JetStream context that may publish on ``subject`` (the producer kind's own)."""
         return self.producers.get(subject.split(".")[2], self.js) if self.secured else self.js
 
@@ -168,13 +176,13 @@ class Pipeline:
         count = 0
         for message in messages:
             subject = inbound_subject(kind, message.event_type)
-            await self._producer(subject).publish(subject, message.model_dump_json().encode(),
-                                                  headers={"Nats-Msg-Id": str(message.event_id)})
+            await self.producer(subject).publish(subject, message.model_dump_json().encode(),
+                                                 headers={"Nats-Msg-Id": str(message.event_id)})
             count += 1
         return count
 
     async def publish_raw(self, subject: str, body: bytes, msg_id: str) -> None:
-        await self._producer(subject).publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+        await self.producer(subject).publish(subject, body, headers={"Nats-Msg-Id": msg_id})
 
     # -- observing ---------------------------------------------------------------------------
     async def counts(self) -> Counter[str]:
