@@ -81,6 +81,8 @@ async def on_cluster(tmp_path: Path, db_url: str) -> AsyncIterator[tuple[Pipelin
     pipeline.extra_env["GUANHUAI_NATS_REPLICAS"] = "3"
     try:
         await start_one_by_one(pipeline)  # started together on a fresh cluster, they crash (see there)
+        for node in cluster.nodes.values():  # the shipped choice: fsync before acknowledging
+            assert node.monitor("/varz")["jetstream"]["config"]["sync_always"] is True, node.name
         for stream in STREAMS:  # the services and the relay made them with three replicas
             info = await pipeline.js.stream_info(stream)
             assert info.config.num_replicas == 3, (stream, info.config.num_replicas)
