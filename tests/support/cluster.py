@@ -7,7 +7,8 @@ cluster that is not the shipped one. The nodes include the shipped permissions.c
 each node's configuration, where ``include`` looks), so clients need the accounts' passwords.
 
 ``python -m tests.support.cluster`` measures JetStream publish throughput of guanhuai's stream
-configuration (R3, file storage) on the cluster for each ``sync_interval`` named (see
+configuration (R3, file storage) on the cluster for each ``sync_interval`` named, and with
+``--pipeline N`` households/s through the pipeline on it (see
 docs/operations.md, "A three-node NATS cluster: tested under faults, fsync before acknowledging")."""
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import os
+import re
 import shutil
 import socket
 import subprocess
