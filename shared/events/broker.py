@@ -35,7 +35,7 @@ from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
 from .collector import after_batch
-from .given_up import GIVEN_UP_STREAM, ensure_given_up, given_up_subject, sweep, sweeper_durable
+from .given_up import GIVEN_UP_STREAM, ensure_given_up, ensure_stream, given_up_subject, sweep, sweeper_durable
 from .consumer import Handler, Incoming, process_batch
 from .logs import get_logger
 from .metrics import count_batch, count_given_up, set_ready, watch_consumers
@@ -90,11 +90,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     except nats.js.errors.NotFoundError:
         pass
     for config in stream_configs(replicas):
-        try:
-            await js.stream_info(config.name)  # type: ignore[arg-type]
-            await js.update_stream(config)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
+        await ensure_stream(js, config)
 
 
 @dataclass(frozen=True)

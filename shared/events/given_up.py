@@ -21,11 +21,13 @@ inbound streams keep their messages (no age limit), so the bytes are there when 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
@@ -55,15 +57,28 @@ def given_up_stream_config(replicas: int = 1) -> StreamConfig:
                         num_replicas=replicas, description="JetStream's notices of inputs it gave up on (max_deliver)")
 
 
+async def ensure_stream(js: Any, config: StreamConfig, attempts: int = 5) -> None:
+    """Create or update a stream. Asked again when the server leaves the request unanswered: a
+    new clustered stream's create or update requests, sent by several components starting at once,
+    are sometimes not answered (seen with nats-server 2.15.1 and three nodes)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            try:
+                await js.stream_info(config.name)
+                await js.update_stream(config)
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(config)
+            return
+        except nats.errors.TimeoutError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.2 * attempt)
+
+
 async def ensure_given_up(js: Any, stream: str, durable: str, replicas: int = 1) -> None:
     """The advisories' stream and the sweeper's durable consumer for one consumer of ours. Called
     before that consumer is created or updated, so no advisory of it can go unrecorded."""
-    config = given_up_stream_config(replicas)
-    try:
-        await js.stream_info(GIVEN_UP_STREAM)
-        await js.update_stream(config)
-    except nats.js.errors.NotFoundError:
-        await js.add_stream(config)
+    await ensure_stream(js, given_up_stream_config(replicas))
     name = sweeper_durable(durable)
     await js.add_consumer(GIVEN_UP_STREAM, ConsumerConfig(
         durable_name=name, name=name, filter_subject=given_up_subject(stream, durable),
