@@ -29,11 +29,14 @@ async def assert_exactly_once(pipeline: Pipeline, registrations: int) -> None:
 async def test_a_service_killed_mid_batch_and_restarted_leaves_no_duplicate_and_no_gap(pipeline: Pipeline) -> None:
     await pipeline.publish("county", [plan()])
     regs = households(600, seed=21)
-    publishing = asyncio.create_task(pipeline.publish("county", regs))
+    # The second half is sent only once the services are dead, so they are killed while inputs are
+    # still coming (a service handles 300 households faster than a poll could catch it mid-way).
+    publishing = asyncio.create_task(pipeline.publish("county", regs[:300]))
     await pipeline.wait_for(lambda c: c["PolicyIssued"] >= 60, timeout=120)
     pipeline.kill("enrollment")
     pipeline.kill("subsidy")
     await publishing
+    await pipeline.publish("county", regs[300:])
     before = await pipeline.counts()
     assert before["PolicyIssued"] < 600  # really killed mid-stream
     pipeline.start_component("enrollment")
