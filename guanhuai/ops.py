@@ -206,7 +206,7 @@ async def list_dead_letters(settings: Settings, consumer: str | None, limit: int
         query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
         if consumer:
             query = query.where(dead_letters.c.consumer == consumer)
-        return await store.read(lambda conn: [_letter(r._mapping, raw=False) for r in conn.execute(query)])
+        return await store.read(lambda conn: [_letter(r, raw=False) for r in conn.execute(query).mappings()])
     finally:
         await store.close()
 
@@ -226,8 +226,8 @@ def _letter(row: Any, raw: bool) -> dict[str, Any]:
 async def show_dead_letter(settings: Settings, letter_id: int, raw: bool) -> dict[str, Any] | None:
     store = await open_event_log(settings.database_url)
     try:
-        row = await store.read(lambda conn: conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first())
-        return _letter(row._mapping, raw=raw) if row else None
+        row = await store.read(lambda conn: conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).mappings().first())
+        return _letter(row, raw=raw) if row else None
     finally:
         await store.close()
 
@@ -297,7 +297,7 @@ def _mask_url(url: str) -> str:
     if parts.password or parts.username:
         host = parts.hostname or ""
         netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return url
 
 

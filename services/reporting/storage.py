@@ -104,8 +104,8 @@ def load(conn: Connection) -> ReportState:
     state = ReportState()
     row = conn.execute(select(t.checkpoint.c.position).where(t.checkpoint.c.name == PROJECTION)).first()
     state.position = int(row[0]) if row else 0
-    for r in conn.execute(select(t.township_year)):
-        data = dict(r._mapping)
+    for r in conn.execute(select(t.township_year)).mappings():
+        data = dict(r)
         state.townships[(data["programme_year"], data["township"])] = TownshipYear(**data)
     for r in conn.execute(select(t.rejections)):
         state.rejections[(r.programme_year, r.township, r.reason)] = r.registrations
